@@ -1,0 +1,260 @@
+"""Target profiles: TOML files that name a target and the defaults of each strategy.
+
+A profile is looked up by name in the profile directories (``CAPDISC_PROFILES_DIR``,
+``./profiles``, then the profiles shipped with capdisc) or read from a path. Unknown
+keys are errors, and so is anything that looks like a secret: a profile names the
+environment variable that holds an API key (``api_key_env``), never the key.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from capdisc.durations import parse_duration
+from capdisc.errors import ProfileError
+from capdisc.simulator.config import SimulatorConfig
+
+__all__ = [
+    "CompareDefaults",
+    "Profile",
+    "RampDefaults",
+    "TargetConfig",
+    "ToolsDefaults",
+    "find_profile",
+    "list_profiles",
+    "load_profile",
+    "shipped_profiles_dir",
+]
+
+ApiKind = Literal["openai", "ollama"]
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return parse_duration(value)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+_SECRET_KEYS = re.compile(r"^(api_?key|token|secret|password|bearer|authorization)$", re.I)
+_SECRET_VALUES = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.I)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TargetConfig(_Strict):
+    """Where the load goes and what each request asks for."""
+
+    embedded: bool = Field(
+        default=False, description="Start capdisc's own simulator for the run (see [simulator])."
+    )
+    host: str | None = Field(
+        default=None, description="Base URL, e.g. http://127.0.0.1:8000 (not with embedded)."
+    )
+    api: ApiKind = Field(default="openai", description="Wire format: openai or ollama.")
+    model: str = Field(default="sim-llm", min_length=1)
+    api_key_env: str | None = Field(
+        default=None, description="Environment variable holding the API key (never the key)."
+    )
+    timeout: PositiveSeconds = Field(default=60.0, description="Timeout of one request.")
+    prompt: str = Field(
+        default="Explain in one paragraph why constant pacing matters in load tests.",
+        min_length=1,
+    )
+    max_tokens: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _host_or_embedded(self) -> TargetConfig:
+        if self.host is not None:
+            if not re.match(r"^https?://[^/\s]+", self.host):
+                raise ValueError("host must be an http:// or https:// base URL")
+            if "@" in self.host.split("//", 1)[1].split("/", 1)[0]:
+                raise ValueError("host must not carry credentials; use api_key_env")
+        return self
+
+
+class RampDefaults(_Strict):
+    """Step ramp of the discovery strategies (batch and tools)."""
+
+    start_users: int = Field(default=10, ge=1)
+    step_users: int = Field(default=10, ge=1)
+    max_users: int = Field(default=200, ge=1)
+    step_duration: PositiveSeconds = Field(default=60.0)
+    interval: PositiveSeconds = Field(default=20.0, description="Constant pacing per user.")
+    max_failure_rate: float = Field(default=1.0, ge=0, le=100, description="Percent per step.")
+    slo_p95: PositiveSeconds | None = Field(default=None, description="p95 latency limit.")
+    refine: bool = True
+    keep_going: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RampDefaults:
+        if self.start_users > self.max_users:
+            raise ValueError("start_users must not exceed max_users")
+        return self
+
+
+class ToolsDefaults(RampDefaults):
+    """Discovery for tool-calling flows: every task makes exactly ``tools`` calls."""
+
+    tools: int = Field(default=2, ge=0, le=64)
+    orchestration: Literal["client", "server"] = "client"
+    server_path: str = Field(
+        default="/v1/agent/run", description="Server-orchestrated: endpoint of one whole task."
+    )
+    server_body: str = Field(
+        default='{"model": "{model}", "prompt": "{prompt}", "tool_calls": {tools}}',
+        description="Server-orchestrated: JSON template; {model}, {prompt}, {tools} are filled.",
+    )
+    server_count_field: str = Field(
+        default="tool_calls", description="Dotted path of the tool-call count in the answer."
+    )
+
+
+class CompareDefaults(_Strict):
+    """Fixed load of the streaming comparison."""
+
+    users: int = Field(default=200, ge=1)
+    interval: PositiveSeconds = Field(default=20.0)
+    duration: PositiveSeconds = Field(default=480.0)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    blocks: int = Field(default=2, ge=1, description="Alternating A/B blocks per version.")
+    seed: int = 0
+
+
+class Profile(_Strict):
+    """One target with the defaults of every strategy."""
+
+    description: str = ""
+    target: TargetConfig = Field(default_factory=TargetConfig)
+    simulator: SimulatorConfig | None = None
+    batch: RampDefaults = Field(default_factory=RampDefaults)
+    tools: ToolsDefaults = Field(default_factory=ToolsDefaults)
+    stream: CompareDefaults = Field(default_factory=CompareDefaults)
+    name: str = Field(default="custom", exclude=True)
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def embedded(self) -> bool:
+        """True when capdisc starts its own simulator for this profile."""
+        return self.target.embedded or self.simulator is not None
+
+    @property
+    def simulator_config(self) -> SimulatorConfig:
+        """The simulator to start (the defaults when the profile only says embedded)."""
+        return self.simulator or SimulatorConfig(model=self.target.model)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Profile:
+        if self.embedded and self.target.host is not None:
+            raise ValueError("target.host: an embedded profile must not name a host")
+        if not self.embedded and self.target.host is None:
+            raise ValueError("target.host: required unless target.embedded is true")
+        return self
+
+
+def shipped_profiles_dir() -> Path:
+    """Profiles shipped with capdisc (inside the wheel, or at the top of a checkout)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "profiles"
+    return packaged if packaged.is_dir() else here.parents[1] / "profiles"
+
+
+def _search_dirs(extra: Path | None) -> list[Path]:
+    dirs = [extra] if extra is not None else []
+    dirs += [Path.cwd() / "profiles", shipped_profiles_dir()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def list_profiles(profiles_dir: Path | None = None) -> dict[str, Path]:
+    """Every profile name found, first directory wins, sorted by name."""
+    found: dict[str, Path] = {}
+    for d in _search_dirs(profiles_dir):
+        for path in sorted(d.glob("*.toml")):
+            found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+def find_profile(name_or_path: str, profiles_dir: Path | None = None) -> Path:
+    """Resolve a profile name or a path to a file, or raise ``ProfileError``."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or "/" in name_or_path or candidate.is_file():
+        if not candidate.is_file():
+            raise ProfileError(f"profile file not found: {name_or_path}")
+        return candidate
+    known = list_profiles(profiles_dir)
+    if name_or_path in known:
+        return known[name_or_path]
+    names = ", ".join(known) or "none"
+    raise ProfileError(f"unknown profile {name_or_path!r} (known: {names})")
+
+
+def _refuse_secrets(data: Mapping[str, Any], where: str, prefix: str = "") -> None:
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, where, f"{path}.")
+        elif _SECRET_KEYS.match(str(key)) or (
+            isinstance(value, str) and _SECRET_VALUES.match(value)
+        ):
+            raise ProfileError(
+                f"{where}: {path}: profiles must not hold secrets; "
+                "name the environment variable with target.api_key_env"
+            )
+
+
+def format_validation_error(error: ValidationError, where: str) -> str:
+    """One line naming the file and the field path of the first problem."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more)" if more else ""
+    return f"{where}: {loc}: {message}{suffix}"
+
+
+def parse_profile(data: Mapping[str, Any], *, name: str, path: Path | None) -> Profile:
+    """Validate already-parsed TOML data as a profile."""
+    where = str(path) if path is not None else name
+    _refuse_secrets(data, where)
+    try:
+        profile = Profile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc, where)) from None
+    return profile.model_copy(update={"name": name, "path": path})
+
+
+def load_profile(name_or_path: str, profiles_dir: Path | None = None) -> Profile:
+    """Find, read and validate a profile; every problem is a one-line ``ProfileError``."""
+    path = find_profile(name_or_path, profiles_dir)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_profile(data, name=path.stem, path=path)
+
+
+def plain_host_profile(host: str) -> Profile:
+    """The profile of ``--host URL`` given alone: an OpenAI-compatible target, no simulator."""
+    try:
+        return Profile(target=TargetConfig(host=host), name="custom")
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc, "--host")) from None
+
