@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from capdisc.durations import parse_duration
 from capdisc.errors import ProfileError
@@ -73,14 +81,15 @@ class TargetConfig(_Strict):
     )
     max_tokens: int = Field(default=64, ge=1)
 
-    @model_validator(mode="after")
-    def _host_or_embedded(self) -> TargetConfig:
-        if self.host is not None:
-            if not re.match(r"^https?://[^/\s]+", self.host):
-                raise ValueError("host must be an http:// or https:// base URL")
-            if "@" in self.host.split("//", 1)[1].split("/", 1)[0]:
-                raise ValueError("host must not carry credentials; use api_key_env")
-        return self
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, host: str | None) -> str | None:
+        if host is not None:
+            if not re.match(r"^https?://[^/\s]+", host):
+                raise ValueError("must be an http:// or https:// base URL")
+            if "@" in host.split("//", 1)[1].split("/", 1)[0]:
+                raise ValueError("must not carry credentials; use api_key_env")
+        return host
 
 
 class RampDefaults(_Strict):
@@ -258,3 +267,42 @@ def plain_host_profile(host: str) -> Profile:
     except ValidationError as exc:
         raise ProfileError(format_validation_error(exc, "--host")) from None
 
+
+
+# Profile fields that command-line flags override, with the flag that sets each.
+TARGET_FLAGS = {
+    "host": "--host",
+    "model": "--model",
+    "api": "--api",
+    "timeout": "--timeout",
+    "prompt": "--prompt",
+    "max_tokens": "--max-tokens",
+}
+
+
+def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
+    """The profile with ``--host``/``--model``/... applied; errors name the flag.
+
+    A ``--host`` replaces an embedded simulator: the load goes to that URL instead.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return profile
+    unknown = set(given) - set(TARGET_FLAGS)
+    if unknown:
+        raise ValueError(f"not target fields: {sorted(unknown)}")
+    data = profile.model_dump(mode="python", exclude={"name", "path"})
+    data["target"].update(given)
+    if "host" in given:
+        data["target"]["embedded"] = False
+        data["simulator"] = None
+    try:
+        updated = Profile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"]]
+        field = loc[1] if len(loc) > 1 and loc[0] == "target" else loc[-1] if loc else ""
+        flag = TARGET_FLAGS.get(field, field)
+        message = first["msg"].removeprefix("Value error, ")
+        raise ProfileError(f"{flag}: {message}") from None
+    return updated.model_copy(update={"name": profile.name, "path": profile.path})

@@ -20,10 +20,14 @@ __all__ = [
     "DiscoverySummary",
     "Pacing",
     "StepResult",
+    "StopReason",
+    "Summary",
     "TargetInfo",
     "ToolsInfo",
-    "VersionStats",
+    "Verdict",
     "VersionDiff",
+    "VersionStats",
+    "dump_summary",
     "load_summary",
 ]
 
@@ -77,6 +81,7 @@ class StepResult(_Model):
     avg_ms: float | None
     pacing: Pacing = Field(default_factory=Pacing)
     duration_cv: float | None = None
+    latency_growth: float | None = None
     round_p50_ms: list[float] = Field(default_factory=list)
     passed: bool
     reasons: list[str] = Field(default_factory=list)
@@ -132,6 +137,7 @@ class DiscoverySummary(_Model):
     pacing: Pacing = Field(default_factory=Pacing)
     tools: ToolsInfo | None = None
     files: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -163,6 +169,8 @@ class VersionStats(_Model):
     pacing: Pacing = Field(default_factory=Pacing)
     stop_reason: StopReason = "duration"
     run_dir: str | None = None
+    # Measured windows as [block, start, end] (Unix seconds), so a saved run can be reused.
+    windows: list[tuple[int, float, float]] = Field(default_factory=list)
 
 
 class VersionDiff(_Model):
@@ -192,6 +200,7 @@ class CompareSummary(_Model):
     regression_limit_pct: float | None = None
     regression: bool = False
     files: dict[str, str] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

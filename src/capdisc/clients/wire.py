@@ -1,0 +1,247 @@
+"""OpenAI-compatible and Ollama-native chat: request bodies, answers, chunk counting.
+
+Chunk counting is the streaming hot path: it works on the raw body bytes with
+``bytes.count`` (C speed) and never parses JSON, as the cheap-client lesson asks.
+An SSE ``data:`` event or an NDJSON line is one chunk; CRLF and LF both work.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "Answer",
+    "OllamaFormat",
+    "OpenAIFormat",
+    "WireFormat",
+    "count_ndjson_lines",
+    "count_sse_events",
+    "wire_format",
+]
+
+ToolChoice = Literal["required", "none", "auto"] | None
+
+# A single function tool the tool tasks offer; its result is faked by capdisc.
+LOOKUP_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "description": "Look up a fact needed to answer the question.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+        },
+    },
+}
+FAKE_TOOL_RESULT = '{"result": "42"}'
+
+
+def count_sse_events(body: bytes) -> int:
+    """Number of SSE ``data:`` events in a body (each starts a line)."""
+    if not body:
+        return 0
+    return body.count(b"\ndata:") + (1 if body.startswith(b"data:") else 0)
+
+
+def count_ndjson_lines(body: bytes) -> int:
+    """Number of non-empty lines in an NDJSON body (a final line without newline counts)."""
+    if not body:
+        return 0
+    lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
+    # Blank lines (keep-alives, CRLF doubling) are not chunks.
+    blanks = body.count(b"\n\n") + body.count(b"\n\r\n") + (1 if body[:1] in (b"\n", b"\r") else 0)
+    return max(lines - blanks, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a non-streaming answer said: its text and the tool calls it asked for."""
+
+    content: str
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def has_completion(self) -> bool:
+        """True when the answer holds text or at least one tool call."""
+        return bool(self.content) or bool(self.tool_calls)
+
+
+class WireFormat:
+    """One API's conventions; subclasses fill in the details."""
+
+    api: str = ""
+    chat_path: str = ""
+    models_path: str = ""
+
+    def body(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        seed: int | None = None,
+        tools: bool = False,
+        tool_choice: ToolChoice = None,
+    ) -> dict[str, Any]:
+        """The JSON body of one chat request."""
+        raise NotImplementedError
+
+    def count_chunks(self, body: bytes) -> int:
+        """Chunks in a streamed body."""
+        raise NotImplementedError
+
+    def parse_answer(self, body: bytes) -> Answer:
+        """Read a non-streamed answer; raise ``ValueError`` when it is not one."""
+        raise NotImplementedError
+
+    def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
+        """The message that hands a (fake) tool result back after ``call``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def assistant_message(answer: Answer) -> dict[str, Any]:
+        """The assistant turn to append to the conversation after ``answer``."""
+        message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+        if answer.tool_calls:
+            message["tool_calls"] = answer.tool_calls
+        return message
+
+    @staticmethod
+    def encode(body: dict[str, Any]) -> bytes:
+        """Compact JSON bytes of a request body."""
+        return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"answer is not JSON: {exc.__class__.__name__}") from None
+    if not isinstance(data, dict):
+        raise ValueError("answer is not a JSON object")
+    if "error" in data:
+        error = data["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise ValueError(f"answer is an error: {str(message)[:200]}")
+    return data
+
+
+class OpenAIFormat(WireFormat):
+    """``POST /v1/chat/completions``; streams are SSE ``data:`` events."""
+
+    api = "openai"
+    chat_path = "/v1/chat/completions"
+    models_path = "/v1/models"
+
+    def body(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        seed: int | None = None,
+        tools: bool = False,
+        tool_choice: ToolChoice = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": stream,
+        }
+        if seed is not None:
+            body["seed"] = seed
+        if tools:
+            body["tools"] = [LOOKUP_TOOL]
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
+        return body
+
+    def count_chunks(self, body: bytes) -> int:
+        return count_sse_events(body)
+
+    def parse_answer(self, body: bytes) -> Answer:
+        data = _load_object(body)
+        try:
+            message = data["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError("answer has no choices[0].message") from None
+        if not isinstance(message, dict):
+            raise ValueError("choices[0].message is not an object")
+        calls = message.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise ValueError("message.tool_calls is not a list")
+        return Answer(content=str(message.get("content") or ""), tool_calls=calls)
+
+    def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": str(call.get("id", "")), "content": FAKE_TOOL_RESULT}
+
+
+class OllamaFormat(WireFormat):
+    """Ollama's native ``POST /api/chat``; streams are NDJSON lines."""
+
+    api = "ollama"
+    chat_path = "/api/chat"
+    models_path = "/api/tags"
+
+    def body(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        seed: int | None = None,
+        tools: bool = False,
+        tool_choice: ToolChoice = None,
+    ) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
+        if seed is not None:
+            options["seed"] = seed
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": stream,
+            "options": options,
+        }
+        # Ollama has no tool_choice: offering tools asks for a call, offering none asks
+        # for the answer, which is how a client-orchestrated task fixes the count.
+        if tools and tool_choice != "none":
+            body["tools"] = [LOOKUP_TOOL]
+        return body
+
+    def count_chunks(self, body: bytes) -> int:
+        return count_ndjson_lines(body)
+
+    def parse_answer(self, body: bytes) -> Answer:
+        data = _load_object(body)
+        message = data.get("message")
+        if not isinstance(message, dict):
+            raise ValueError("answer has no message object")
+        calls = message.get("tool_calls") or []
+        if not isinstance(calls, list):
+            raise ValueError("message.tool_calls is not a list")
+        return Answer(content=str(message.get("content") or ""), tool_calls=calls)
+
+    def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
+        return {"role": "tool", "content": FAKE_TOOL_RESULT}
+
+
+_FORMATS: dict[str, WireFormat] = {"openai": OpenAIFormat(), "ollama": OllamaFormat()}
+
+
+def wire_format(api: str) -> WireFormat:
+    """The wire format of ``api`` (``openai`` or ``ollama``)."""
+    try:
+        return _FORMATS[api]
+    except KeyError:
+        raise ValueError(f"unknown api {api!r} (choose from: {', '.join(_FORMATS)})") from None

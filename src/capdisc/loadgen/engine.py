@@ -1,0 +1,342 @@
+"""Drive embedded Locust through the steps a strategy plans, and stop it cleanly.
+
+One *session* is one Locust Environment against one target: the strategy's
+:class:`~capdisc.loadgen.plan.StepPlanner` is wrapped in a ``LoadTestShape``, every
+request's row goes to ``requests.csv`` as it happens, and the session ends when the
+planner is done, the failure threshold is reached, or the user presses Ctrl+C (or
+sends SIGTERM). In every case requests in flight get ``stop_timeout`` seconds to
+finish and are recorded, and Locust's HTML report is written.
+"""
+
+from __future__ import annotations
+
+# locust must be imported before anything that pulls in requests/urllib3 (it
+# monkey-patches the standard library through gevent).
+import locust  # noqa: I001  isort: skip
+import locust.stats  # isort: skip
+
+import logging
+import math
+import resource
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+from locust import LoadTestShape
+from locust.env import Environment
+from locust.html import get_html_report
+
+from capdisc.loadgen.plan import (
+    ProgressSink,
+    ProgressSnapshot,
+    SessionResult,
+    Step,
+    StepPlanner,
+    StopReason,
+    Workload,
+)
+from capdisc.loadgen.recorder import RecordWriter
+from capdisc.loadgen.users import SessionState, make_user_class
+from capdisc.records import is_round
+
+__all__ = ["RunControl", "ensure_file_limit", "run_session", "write_merged_report"]
+
+_ = locust  # imported for its side effect (patching) before the rest
+
+# A step whose users never report spawned (should not happen) starts measuring anyway.
+_SPAWN_GRACE_S = 30.0
+_MAX_SPAWN_RATE = 100.0
+
+
+class RunControl:
+    """Stop requests shared by every session of one command (threshold, Ctrl+C, SIGTERM)."""
+
+    def __init__(self, *, failure_threshold: int, stop_timeout: float) -> None:
+        self.failure_threshold = failure_threshold
+        self.stop_timeout = stop_timeout
+        self.reason: StopReason | None = None
+        self.detail = ""
+        self.forced = False
+        self.event = gevent.event.Event()
+        self.failures = 0
+        self._kill_users: Any = None
+
+    def request_stop(self, reason: StopReason, detail: str) -> None:
+        """Ask the running session to stop; the first reason wins."""
+        if self.reason is None:
+            self.reason = reason
+            self.detail = detail
+        self.event.set()
+
+    def on_signal(self, signum: int) -> None:
+        """First Ctrl+C stops gracefully; a second one forces the stop at once."""
+        if self.reason is not None and self.event.is_set():
+            self.forced = True
+            if self._kill_users is not None:
+                self._kill_users()
+            return
+        name = signal.Signals(signum).name
+        self.request_stop("interrupted", f"{name} received")
+
+    def install_signal_handlers(self) -> list[Any]:
+        """Route SIGINT and SIGTERM to :meth:`on_signal` (returns handles to cancel)."""
+        return [
+            gevent.signal_handler(sig, self.on_signal, sig) for sig in (signal.SIGINT, signal.SIGTERM)
+        ]
+
+
+def ensure_file_limit(users: int) -> str | None:
+    """Raise the soft open-files limit for ``users``; a warning when the hard limit is too low."""
+    needed = users * 2 + 256
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed or soft == resource.RLIM_INFINITY:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        target = soft
+    if target < needed:
+        return (
+            f"open-files limit is {target} (hard limit {hard}) but {users} users need about "
+            f"{needed}; requests may fail with 'Too many open files' (raise it with ulimit -n)"
+        )
+    return None
+
+
+class PlannedShape(LoadTestShape):  # type: ignore[misc]
+    """Locust's shape hook, asking the strategy's planner for each next step."""
+
+    def __init__(self, planner: StepPlanner, state: SessionState, rows: list[Sequence[object]]) -> None:
+        super().__init__()
+        self.planner = planner
+        self.state = state
+        self.rows = rows
+        self.current: Step | None = planner.first_step()
+        self.spawned_at: float | None = None
+        self.done = False
+        self._drain_until: float | None = None
+        self._tick: tuple[int, float] = (0, 1.0)
+        self.last_users = 0
+
+    def mark_spawned(self) -> None:
+        self.spawned_at = time.time()
+
+    def _apply(self, step: Step, now: float) -> tuple[int, float]:
+        step.applied_at = now
+        self.state.step = step.index
+        self.rows.clear()
+        if step.drain_s > 0:
+            self._drain_until = now + step.drain_s
+            self.spawned_at = None
+            self._tick = (0, _MAX_SPAWN_RATE)
+            return self._tick
+        return self._spawn(step, now)
+
+    def _spawn(self, step: Step, now: float) -> tuple[int, float]:
+        self._drain_until = None
+        previous = self.runner.user_count if self.runner is not None else 0
+        self.spawned_at = now if previous == step.users else None
+        rate = float(min(max(abs(step.users - previous), 1), _MAX_SPAWN_RATE))
+        self._tick = (step.users, rate)
+        self.last_users = step.users
+        return self._tick
+
+    def tick(self) -> tuple[int, float] | None:
+        now = time.time()
+        step = self.current
+        if step is None:
+            self.done = True
+            return None
+        if step.applied_at is None:
+            return self._apply(step, now)
+        if self._drain_until is not None:
+            if now < self._drain_until:
+                return self._tick
+            return self._spawn(step, now)
+        if step.window_start is None:
+            if self.spawned_at is None and now - step.applied_at < _SPAWN_GRACE_S + step.drain_s:
+                return self._tick
+            step.window_start = (self.spawned_at or now) + step.settle_s
+            step.window_end = step.window_start + step.hold_s
+        assert step.window_end is not None
+        if now < step.window_end:
+            return self._tick
+        following = self.planner.next_step(step, list(self.rows))
+        self.current = following
+        if following is None:
+            self.done = True
+            return None
+        return self._apply(following, now)
+
+    def remaining_in_step(self) -> float | None:
+        step = self.current
+        if step is None or step.window_end is None:
+            return None
+        return max(0.0, step.window_end - time.time())
+
+
+class _Progress:
+    """Rolling figures for the live line: rate over the last seconds, p95 of the step."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self.completions: deque[float] = deque(maxlen=100_000)
+
+    def add(self, ts_end: float) -> None:
+        self.completions.append(ts_end)
+
+    def rps(self, now: float) -> float:
+        while self.completions and self.completions[0] < now - self.window_s:
+            self.completions.popleft()
+        return len(self.completions) / self.window_s
+
+
+def _p95(rows: Sequence[Sequence[object]]) -> float | None:
+    values = sorted(float(r[9]) for r in rows if r[8] == 1 and not is_round(str(r[6])))  # type: ignore[arg-type]
+    if not values:
+        return None
+    return values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+
+
+def run_session(
+    workload: Workload,
+    planner: StepPlanner,
+    *,
+    writer: RecordWriter,
+    control: RunControl,
+    progress: ProgressSink | None,
+    html_path: Path | None,
+) -> SessionResult:
+    """Run one Locust session until the planner, the threshold or a signal ends it."""
+    logging.getLogger("locust").setLevel(logging.ERROR)
+    state = SessionState()
+    rows: list[Sequence[object]] = []
+    shape = PlannedShape(planner, state, rows)
+    user_class = make_user_class(workload, state)
+    env = Environment(
+        user_classes=[user_class],
+        shape_class=shape,
+        host=workload.target.base_url,
+        stop_timeout=control.stop_timeout,
+    )
+    runner = env.create_local_runner()
+    rolling = _Progress()
+    counts = {"requests": 0, "failures": 0}
+
+    def on_request(name: str, exception: Any, context: dict[str, Any], **_kw: Any) -> None:
+        row = context["row"]
+        writer.write(row)
+        rows.append(row)
+        if is_round(name):
+            return
+        counts["requests"] += 1
+        rolling.add(row[2])
+        if exception is not None:
+            counts["failures"] += 1
+            control.failures += 1
+            threshold = control.failure_threshold
+            if threshold and control.failures >= threshold:
+                control.request_stop(
+                    "failure_threshold",
+                    f"{control.failures} failed requests reached the threshold of {threshold}",
+                )
+
+    env.events.request.add_listener(on_request)
+    env.events.spawning_complete.add_listener(lambda user_count: shape.mark_spawned())
+
+    def kill_users() -> None:
+        runner.user_greenlets.kill(block=False)
+
+    control._kill_users = kill_users
+    history = gevent.spawn(locust.stats.stats_history, runner)
+    started = time.time()
+    runner.start_shape()
+    try:
+        while not control.event.wait(timeout=0.5):
+            writer.flush()
+            if writer.error is not None:
+                control.request_stop(
+                    "interrupted", f"cannot write {writer.path}: {writer.error.strerror}"
+                )
+                break
+            if shape.done and runner.shape_greenlet is None:
+                break
+            if progress is not None:
+                progress.update(
+                    ProgressSnapshot(
+                        label=planner.describe(),
+                        users=runner.user_count,
+                        rps=rolling.rps(time.time()),
+                        requests=counts["requests"],
+                        failures=control.failures,
+                        failure_threshold=control.failure_threshold,
+                        p95_ms=_p95(rows),
+                        elapsed_s=time.time() - started,
+                        remaining_s=shape.remaining_in_step(),
+                    )
+                )
+    finally:
+        users_at_stop = shape.last_users
+        if control.reason is not None and progress is not None:
+            progress.message(f"stopping: {control.detail}; letting requests in flight finish")
+        runner.quit()
+        history.kill(block=False)
+        step = shape.current
+        if control.reason is not None and step is not None and step.window_start is not None:
+            stopped_at = time.time()
+            if stopped_at > step.window_start:
+                planner.abandon_step(step, list(rows), stopped_at, control.detail)
+        control._kill_users = None
+        writer.flush()
+    finished = time.time()
+    report = None
+    if html_path is not None:
+        try:
+            html_path.write_text(get_html_report(env, show_download_link=False), encoding="utf-8")
+            report = html_path
+        except OSError:
+            report = None
+    reason: StopReason = control.reason if control.reason is not None else "completed"
+    return SessionResult(
+        stop_reason=reason,
+        stop_detail=control.detail,
+        started_at=started,
+        finished_at=finished,
+        requests=counts["requests"],
+        failures=counts["failures"],
+        users_at_stop=users_at_stop,
+        report_html=report,
+        locust_env=env,
+    )
+
+
+def write_merged_report(sessions: Sequence[SessionResult], path: Path) -> Path | None:
+    """One Locust HTML report from the statistics of several sessions (e.g. a version's blocks)."""
+    envs = [s.locust_env for s in sessions if isinstance(s.locust_env, Environment)]
+    if not envs:
+        return None
+    merged = locust.stats.RequestStats()
+    for env in envs:
+        stats = env.stats
+        for (name, method), entry in stats.entries.items():
+            merged.get(name, method).extend(entry)
+        for key, error in stats.errors.items():
+            if key in merged.errors:
+                merged.errors[key].occurrences += error.occurrences
+            else:
+                merged.errors[key] = error
+        merged.total.extend(stats.total)
+        merged.history.extend(stats.history)
+    base = envs[-1]
+    base.stats = merged
+    try:
+        path.write_text(get_html_report(base, show_download_link=False), encoding="utf-8")
+    except OSError:
+        return None
+    return path

@@ -1,0 +1,133 @@
+"""Plain data exchanged between the strategies and the load engine (no Locust here).
+
+A strategy hands the engine a :class:`Workload` (what one user does) and a
+:class:`StepPlanner` (how many users, for how long). The engine runs a step, gives
+the planner the step's raw rows, and the planner answers with the next step or
+``None``; the engine never decides anything about capacity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from capdisc.target import Target
+
+__all__ = [
+    "ProgressSink",
+    "ProgressSnapshot",
+    "SessionResult",
+    "Step",
+    "StepPlanner",
+    "StopReason",
+    "Workload",
+    "WorkloadKind",
+]
+
+WorkloadKind = Literal["batch", "stream", "tools"]
+# "completed": the planner ended the session; the strategy says why (max_users, slo, ...).
+StopReason = Literal["completed", "failure_threshold", "interrupted"]
+Row = Sequence[object]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What every user of a run does, once per pacing interval."""
+
+    kind: WorkloadKind
+    target: Target
+    interval_s: float
+    temperature: float = 0.0
+    seed: int = 0
+    version: str = ""
+    tools: int = 0
+    orchestration: Literal["client", "server"] = "client"
+    server_path: str = "/v1/agent/run"
+    server_body: str = ""
+    server_count_field: str = "tool_calls"
+
+
+@dataclass
+class Step:
+    """Users held at one level: ``settle_s`` not measured, then ``hold_s`` measured."""
+
+
+    index: int
+    users: int
+    hold_s: float
+    settle_s: float
+    phase: Literal["ramp", "refine", "confirm", "hold"] = "ramp"
+    # Seconds with no users before the step, so a queue left by an overloaded
+    # step drains and does not weigh on this one.
+    drain_s: float = 0.0
+    # Filled by the engine as the step runs (Unix epoch seconds).
+    applied_at: float | None = None
+    window_start: float | None = None
+    window_end: float | None = None
+
+
+class StepPlanner(Protocol):
+    """Decides the steps of a session; implemented by the strategies."""
+
+    def first_step(self) -> Step:
+        """The step to start with."""
+        ...
+
+    def next_step(self, finished: Step, rows: Sequence[Row]) -> Step | None:
+        """Given a finished step and every row recorded since it was applied, the next one."""
+        ...
+
+    def describe(self) -> str:
+        """A short phrase for the progress line, e.g. 'step 3 (refine)'."""
+        ...
+
+    def abandon_step(self, step: Step, rows: Sequence[Row], stopped_at: float, why: str) -> None:
+        """The session stopped during ``step`` (threshold, Ctrl+C): keep what it measured."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """What the live progress line shows, once a second."""
+
+    label: str
+    users: int
+    rps: float
+    requests: int
+    failures: int
+    failure_threshold: int
+    p95_ms: float | None
+    elapsed_s: float
+    remaining_s: float | None
+
+
+class ProgressSink(Protocol):
+    """Where live progress goes (the CLI renders it on stderr)."""
+
+    def update(self, snapshot: ProgressSnapshot) -> None:
+        """Show one snapshot."""
+        ...
+
+    def message(self, text: str) -> None:
+        """Show a one-off notice (a stop, a warning)."""
+        ...
+
+
+@dataclass
+class SessionResult:
+    """How one Locust session ended; the rows themselves are in ``requests.csv``."""
+
+    stop_reason: StopReason
+    stop_detail: str
+    started_at: float
+    finished_at: float
+    requests: int
+    failures: int
+    users_at_stop: int
+    report_html: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    # The Locust Environment of the session, kept so several sessions' statistics
+    # can be merged into one HTML report (opaque outside loadgen).
+    locust_env: object = None

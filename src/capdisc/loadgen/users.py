@@ -1,0 +1,414 @@
+"""Locust users for the three workloads: batch, stream and tools, with constant pacing.
+
+Every user starts a task every ``interval`` seconds (wait = interval - time taken;
+an overrun starts the next task at once and the slip shows in the record as
+``ts_start - ts_scheduled``). The first task waits a seeded random phase within
+the first interval, so a step's new users spread their requests evenly instead
+of arriving as one burst.
+
+The HTTP client is geventhttpclient's bare ``HTTPClient``, one per user, created in
+``on_start`` (after gevent patching). capdisc measures time to first byte and end to
+end itself, counts stream chunks on the raw bytes, and fires Locust's ``request``
+event once per request with the CSV row in ``context["row"]``: the listeners
+(records, failure threshold, live progress, Locust's own stats) all hang off it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import gevent
+from geventhttpclient import HTTPClient
+from locust import User, task
+
+from capdisc.clients.wire import Answer, WireFormat, wire_format
+from capdisc.loadgen.plan import Workload
+from capdisc.records import ROUND_PREFIX
+
+__all__ = ["RequestFailed", "SessionState", "make_user_class"]
+
+
+class RequestFailed(Exception):
+    """The failure a user reports to Locust; its text is the record's ``error``."""
+
+
+class _RequestTimeout(Exception):
+    pass
+
+
+class SessionState:
+    """What users share with the engine: the current step number."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+
+_numbers = itertools.count(1)
+
+
+class PacedUser(User):
+    """Base of capdisc's users: constant pacing, one HTTP client, one row per request."""
+
+    abstract = True
+    workload: ClassVar[Workload]
+    session: ClassVar[SessionState]
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.number = next(_numbers)
+        self.fmt: WireFormat = wire_format(self.workload.target.api)
+        self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
+        self._next_start = 0.0
+        self._first = True
+        self._client: HTTPClient | None = None
+        self._fire: Callable[..., Any] = environment.events.request.fire
+        target = self.workload.target
+        self._timeout = target.timeout_s
+        self._base_path = urlsplit(target.base_url).path.rstrip("/")
+        self._headers = {"Content-Type": "application/json", **target.auth_headers()}
+
+    def wait_time(self) -> float:
+        return max(0.0, self._next_start - time.time())
+
+    def on_start(self) -> None:
+        self._open_client()
+        self._next_start = time.time() + self._rng.uniform(0.0, self.workload.interval_s)
+
+    def on_stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @task
+    def paced_task(self) -> None:
+        if self._first:
+            # Interruptible wait for this user's phase (Locust may stop us here).
+            self._first = False
+            self.wait()
+        scheduled = self._next_start
+        started = time.time()
+        self._next_start = started + self.workload.interval_s
+        self.run_task(scheduled, started)
+
+    def run_task(self, scheduled: float, started: float) -> None:
+        """One paced task; subclasses implement it."""
+        raise NotImplementedError
+
+    # -- reporting -------------------------------------------------------
+
+    def report(
+        self,
+        *,
+        name: str,
+        scheduled: float,
+        started: float,
+        duration_s: float,
+        status: int,
+        error: str,
+        length: int = 0,
+        ttft_ms: float | None = None,
+        chunks: int | None = None,
+        tool_calls: int | None = None,
+    ) -> None:
+        """Fire Locust's request event with the raw record attached."""
+        duration_ms = duration_s * 1000.0
+        row = (
+            round(scheduled, 6),
+            round(started, 6),
+            round(started + duration_s, 6),
+            self.number,
+            self.session.step,
+            self.workload.version,
+            name,
+            status,
+            0 if error else 1,
+            round(duration_ms, 3),
+            "" if ttft_ms is None else round(ttft_ms, 3),
+            "" if chunks is None else chunks,
+            "" if tool_calls is None else tool_calls,
+            error,
+        )
+        self._fire(
+            request_type="POST",
+            name=name,
+            response_time=duration_ms,
+            response_length=length,
+            exception=RequestFailed(error) if error else None,
+            context={"row": row},
+        )
+
+    # -- HTTP ------------------------------------------------------------
+
+    def post(self, path: str, payload: bytes, *, stream: bool) -> tuple[int, bytes, float | None]:
+        """POST and read the whole body; returns status, body and seconds to the first byte.
+
+        Raises ``RequestFailed`` for a timeout or a connection problem.
+        """
+        client = self._client
+        if client is None:
+            raise RequestFailed("client not started")
+        t0 = time.perf_counter()
+        try:
+            with gevent.Timeout(self._timeout, _RequestTimeout):
+                response = client.request(
+                    "POST", self._base_path + path, body=payload, headers=self._headers
+                )
+                status = response.status_code
+                first_s: float | None = None
+                if stream and status == 200:
+                    first = response.read(1)
+                    first_s = time.perf_counter() - t0
+                    body = first + response.read()
+                else:
+                    body = response.read()
+                response.release()
+        except _RequestTimeout:
+            self._reset_client()
+            raise RequestFailed(f"timeout after {self._timeout:g}s") from None
+        except Exception as exc:  # any socket or protocol error is one failed request
+            self._reset_client()
+            raise RequestFailed(_describe(exc)) from None
+        return status, body, first_s
+
+    def _reset_client(self) -> None:
+        # A connection left mid-response cannot be reused: start a fresh pool.
+        if self._client is not None:
+            self._client.close()
+            self._open_client()
+
+    def _open_client(self) -> None:
+        target = self.workload.target
+        self._client = HTTPClient.from_url(
+            target.base_url,
+            concurrency=1,
+            network_timeout=self._timeout,
+            connection_timeout=min(self._timeout, 10.0),
+        )
+
+    def chat_body(self, messages: list[dict[str, Any]], *, stream: bool, **kw: Any) -> bytes:
+        w = self.workload
+        return self.fmt.encode(
+            self.fmt.body(
+                model=w.target.model,
+                messages=messages,
+                max_tokens=w.target.max_tokens,
+                temperature=w.temperature,
+                stream=stream,
+                seed=w.seed,
+                **kw,
+            )
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return f"{exc.__class__.__name__}: {text}"[:200]
+
+
+class BatchUser(PacedUser):
+    """One non-streaming completion per task; success = HTTP 200 with a completion."""
+
+    abstract = True
+
+    def run_task(self, scheduled: float, started: float) -> None:
+        payload = self.chat_body([{"role": "user", "content": self.workload.target.prompt}], stream=False)
+        t0 = time.perf_counter()
+        status, error, length = 0, "", 0
+        try:
+            status, body, _ = self.post(self.fmt.chat_path, payload, stream=False)
+            length = len(body)
+            if status != 200:
+                error = f"HTTP {status}"
+            elif not self.fmt.parse_answer(body).has_completion:
+                error = "answer holds no completion"
+        except (RequestFailed, ValueError) as exc:
+            error = str(exc)
+        self.report(
+            name="batch",
+            scheduled=scheduled,
+            started=started,
+            duration_s=time.perf_counter() - t0,
+            status=status,
+            error=error,
+            length=length,
+        )
+
+
+class StreamUser(PacedUser):
+    """One streamed completion per task; success = HTTP 200 and more than 2 chunks."""
+
+    abstract = True
+
+    def on_start(self) -> None:
+        super().on_start()
+        # The body is the same for every task of a run (temperature 0, same prompt).
+        self._payload = self.chat_body(
+            [{"role": "user", "content": self.workload.target.prompt}], stream=True
+        )
+
+    def run_task(self, scheduled: float, started: float) -> None:
+        t0 = time.perf_counter()
+        status, error, length = 0, "", 0
+        ttft_ms: float | None = None
+        chunks: int | None = None
+        try:
+            status, body, first_s = self.post(self.fmt.chat_path, self._payload, stream=True)
+            length = len(body)
+            if status != 200:
+                error = f"HTTP {status}"
+            else:
+                chunks = self.fmt.count_chunks(body)
+                ttft_ms = None if first_s is None else first_s * 1000.0
+                if chunks <= 2:
+                    error = f"only {chunks} chunks"
+        except RequestFailed as exc:
+            error = str(exc)
+        self.report(
+            name="stream",
+            scheduled=scheduled,
+            started=started,
+            duration_s=time.perf_counter() - t0,
+            status=status,
+            error=error,
+            length=length,
+            ttft_ms=ttft_ms,
+            chunks=chunks,
+        )
+
+
+class ToolsUser(PacedUser):
+    """A conversation with exactly N tool calls per task, verified every time."""
+
+    abstract = True
+
+    def run_task(self, scheduled: float, started: float) -> None:
+        if self.workload.orchestration == "server":
+            self._server_task(scheduled, started)
+        else:
+            self._client_task(scheduled, started)
+
+    def _client_task(self, scheduled: float, started: float) -> None:
+        expected = self.workload.tools
+        messages: list[dict[str, Any]] = [{"role": "user", "content": self.workload.target.prompt}]
+        t0 = time.perf_counter()
+        total_calls, error, status = 0, "", 0
+        for round_no in range(1, expected + 2):
+            final = round_no == expected + 1
+            payload = self.chat_body(
+                messages, stream=False, tools=True, tool_choice="none" if final else "required"
+            )
+            r_started, r0 = time.time(), time.perf_counter()
+            answer: Answer | None = None
+            round_error, length = "", 0
+            try:
+                status, body, _ = self.post(self.fmt.chat_path, payload, stream=False)
+                length = len(body)
+                if status != 200:
+                    round_error = f"HTTP {status}"
+                else:
+                    answer = self.fmt.parse_answer(body)
+            except (RequestFailed, ValueError) as exc:
+                round_error = str(exc)
+            calls = len(answer.tool_calls) if answer is not None else None
+            if answer is not None:
+                total_calls += len(answer.tool_calls)
+                if final and not answer.tool_calls and not answer.content:
+                    round_error = "final round holds no answer"
+                elif final and answer.tool_calls or not final and not answer.tool_calls:
+                    round_error = f"expected {expected} tool calls, got {total_calls}"
+            self.report(
+                name=f"{ROUND_PREFIX}{round_no}",
+                scheduled=r_started,
+                started=r_started,
+                duration_s=time.perf_counter() - r0,
+                status=status,
+                error=round_error,
+                length=length,
+                tool_calls=calls,
+            )
+            if round_error:
+                error = round_error
+                break
+            assert answer is not None
+            messages.append(self.fmt.assistant_message(answer))
+            messages.extend(self.fmt.tool_result_message(call) for call in answer.tool_calls)
+        if not error and total_calls != expected:
+            error = f"expected {expected} tool calls, got {total_calls}"
+        self.report(
+            name="tools",
+            scheduled=scheduled,
+            started=started,
+            duration_s=time.perf_counter() - t0,
+            status=status,
+            error=error,
+            tool_calls=total_calls,
+        )
+
+    def _server_task(self, scheduled: float, started: float) -> None:
+        w = self.workload
+        expected = w.tools
+        payload = (
+            w.server_body.replace("{model}", json.dumps(w.target.model)[1:-1])
+            .replace("{prompt}", json.dumps(w.target.prompt)[1:-1])
+            .replace("{tools}", str(expected))
+            .encode()
+        )
+        t0 = time.perf_counter()
+        status, error, length = 0, "", 0
+        count: int | None = None
+        try:
+            status, body, _ = self.post(w.server_path, payload, stream=False)
+            length = len(body)
+            if status != 200:
+                error = f"HTTP {status}"
+            else:
+                count = _count_field(body, w.server_count_field)
+                if count != expected:
+                    error = f"expected {expected} tool calls, got {count}"
+        except (RequestFailed, ValueError) as exc:
+            error = str(exc)
+        self.report(
+            name="tools",
+            scheduled=scheduled,
+            started=started,
+            duration_s=time.perf_counter() - t0,
+            status=status,
+            error=error,
+            length=length,
+            tool_calls=count,
+        )
+
+
+def _count_field(body: bytes, dotted: str) -> int:
+    try:
+        value: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("answer is not JSON") from None
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise ValueError(f"answer has no {dotted!r}")
+    if isinstance(value, list):
+        return len(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{dotted!r} is not a count")
+    return value
+
+
+_KINDS: dict[str, type[PacedUser]] = {"batch": BatchUser, "stream": StreamUser, "tools": ToolsUser}
+
+
+def make_user_class(workload: Workload, session: SessionState) -> type[PacedUser]:
+    """A concrete user class bound to one workload (Locust instantiates classes)."""
+    base = _KINDS[workload.kind]
+    name = f"{workload.kind.capitalize()}User"
+    return type(name, (base,), {"abstract": False, "workload": workload, "session": session})

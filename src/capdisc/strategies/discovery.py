@@ -1,0 +1,181 @@
+"""Capacity discovery, the flow shared by ``discover batch`` and ``discover tools``.
+
+Start the target, check it, ramp users in steps (:mod:`.ramp`), and write every
+output: ``requests.csv`` as the run goes, then ``steps.csv``, ``summary.json``,
+``capacity.png`` and Locust's ``report.html``, whether the ramp finished, the
+failure threshold stopped it or the user pressed Ctrl+C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from capdisc.errors import RunFailed
+from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
+from capdisc.metrics import at_stop, pacing_stats, read_records, tasks
+from capdisc.profiles import Profile
+from capdisc.reports.summary import DiscoverySummary, TargetInfo, ToolsInfo
+from capdisc.reports.writers import write_discovery_outputs
+from capdisc.strategies.ramp import RampPlanner, RampSettings
+from capdisc.strategies.session import open_target, prepare_run
+
+__all__ = ["DiscoveryRequest", "DiscoveryOutcome", "ToolsSettings", "run_discovery"]
+
+# Spread of task durations (coefficient of variation) above which tool tasks are
+# not deterministic enough for a fair discovery.
+MAX_DETERMINISTIC_CV = 0.25
+
+
+@dataclass(frozen=True)
+class ToolsSettings:
+    """How a tool task is made: N calls, by the client or by the server."""
+
+    per_task: int
+    orchestration: Literal["client", "server"] = "client"
+    server_path: str = "/v1/agent/run"
+    server_body: str = ""
+    server_count_field: str = "tool_calls"
+
+
+@dataclass(frozen=True)
+class DiscoveryRequest:
+    """Everything one discovery run needs, built once by the CLI."""
+
+    strategy: Literal["batch", "tools"]
+    profile: Profile
+    ramp: RampSettings
+    failure_threshold: int
+    out_dir: Path
+    tools: ToolsSettings | None = None
+    temperature: float = 0.0
+    seed: int = 0
+    stop_timeout_s: float = 5.0
+
+
+@dataclass
+class DiscoveryOutcome:
+    """The summary and where the run's files are."""
+
+    summary: DiscoverySummary
+    out_dir: Path
+    warnings: list[str] = field(default_factory=list)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
+    """Run a discovery to the end and write its outputs; raise ``RunFailed`` if no step completed."""
+    with open_target(request.profile) as target:
+        out_dir = prepare_run(target, request.out_dir)
+        from capdisc.loadgen.engine import RunControl, ensure_file_limit, run_session
+        from capdisc.loadgen.recorder import RecordWriter
+
+        warnings: list[str] = []
+        limit_warning = ensure_file_limit(request.ramp.max_users)
+        if limit_warning:
+            warnings.append(limit_warning)
+            if progress is not None:
+                progress.message(f"warning: {limit_warning}")
+        tools = request.tools
+        workload = Workload(
+            kind=request.strategy,
+            target=target,
+            interval_s=request.ramp.interval_s,
+            temperature=request.temperature,
+            seed=request.seed,
+            version=target.label,
+            tools=tools.per_task if tools else 0,
+            orchestration=tools.orchestration if tools else "client",
+            server_path=tools.server_path if tools else "/v1/agent/run",
+            server_body=tools.server_body if tools else "",
+            server_count_field=tools.server_count_field if tools else "tool_calls",
+        )
+        planner = RampPlanner(request.ramp)
+        control = RunControl(
+            failure_threshold=request.failure_threshold, stop_timeout=request.stop_timeout_s
+        )
+        handlers = control.install_signal_handlers()
+        writer = RecordWriter(out_dir / "requests.csv")
+        try:
+            result = run_session(
+                workload,
+                planner,
+                writer=writer,
+                control=control,
+                progress=progress,
+                html_path=out_dir / "report.html",
+            )
+        finally:
+            writer.close()
+            for handler in handlers:
+                handler.cancel()
+    if writer.error is not None:
+        warnings.append(f"requests.csv is incomplete: {writer.error.strerror}")
+    return _write_outputs(request, target.info(), planner, result, out_dir, warnings)
+
+
+def _write_outputs(
+    request: DiscoveryRequest,
+    target_info: TargetInfo,
+    planner: RampPlanner,
+    result: SessionResult,
+    out_dir: Path,
+    warnings: list[str],
+) -> DiscoveryOutcome:
+    records = read_records(out_dir / "requests.csv")
+    task_rows = tasks(records)
+    if result.stop_reason == "completed":
+        stop_reason = planner.end_reason
+        detail = (
+            f"reached --max-users {request.ramp.max_users} with every step passing"
+            if stop_reason == "max_users"
+            else "a step failed its limits"
+        )
+    else:
+        stop_reason = result.stop_reason
+        detail = result.stop_detail
+    tools_info = None
+    if request.tools is not None:
+        first = planner.results[0] if planner.results else None
+        cv = first.duration_cv if first is not None else None
+        wrong = int(task_rows["error"].str.startswith("expected ").sum()) if len(task_rows) else 0
+        tools_info = ToolsInfo(
+            per_task=request.tools.per_task,
+            tasks=len(task_rows),
+            wrong_count=wrong,
+            orchestration=request.tools.orchestration,
+            duration_cv=cv,
+            deterministic=None if cv is None else cv <= MAX_DETERMINISTIC_CV,
+            round_p50_ms=first.round_p50_ms if first is not None else [],
+        )
+        if cv is not None and cv > MAX_DETERMINISTIC_CV:
+            warnings.append(
+                f"task durations vary too much for a fair discovery (CV {cv:.2f} > "
+                f"{MAX_DETERMINISTIC_CV}): the target is not deterministic"
+            )
+    summary = DiscoverySummary(
+        strategy=request.strategy,
+        target=target_info,
+        started_at=_iso(result.started_at),
+        finished_at=_iso(result.finished_at),
+        stop_reason=stop_reason,
+        stop_detail=detail,
+        interval_s=request.ramp.interval_s,
+        failure_threshold=request.failure_threshold,
+        capacity=planner.capacity(),
+        at_stop=at_stop(records, result.users_at_stop),
+        steps=planner.results,
+        pacing=pacing_stats(task_rows, request.ramp.interval_s),
+        tools=tools_info,
+    )
+    summary = write_discovery_outputs(summary, out_dir, warnings)
+    if not planner.results:
+        raise RunFailed(
+            f"no step completed ({detail or stop_reason}); raw records are in {out_dir}",
+        )
+    return DiscoveryOutcome(summary=summary, out_dir=out_dir, warnings=warnings)

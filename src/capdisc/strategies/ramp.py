@@ -1,0 +1,229 @@
+"""The step ramp of capacity discovery: which user level to try next, and why a step fails.
+
+Shared by ``discover batch`` and ``discover tools``. It climbs from ``start_users``
+by ``step_users``; the first clearly failing step ends the climb (unless
+``keep_going``); then it bisects between the last passing and that failing level
+(``refine``), never above the failing level so it never keeps overloading the
+target, and finally re-runs the best level once to confirm it. Every decision
+uses only what a client observes: the raw records of the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from capdisc.durations import format_duration
+from capdisc.loadgen.plan import Step
+from capdisc.metrics import records_frame, step_figures, tasks
+from capdisc.metrics.trend import latency_growth
+from capdisc.reports.summary import Capacity, StepResult
+
+__all__ = ["RampPlanner", "RampSettings", "judge_step"]
+
+# A server that keeps up delivers what it is offered; below this share it is saturated.
+MIN_THROUGHPUT_SHARE = 0.9
+# Saturation shows first as tasks that cannot start on time (constant pacing slips).
+MAX_LATE_SHARE = 0.10
+MAX_REFINE_STEPS = 4
+# A queue that grows within a step: the later half's median this much above the first's.
+MAX_LATENCY_GROWTH = 0.25
+
+EndReason = Literal["max_users", "slo"]
+
+
+@dataclass(frozen=True)
+class RampSettings:
+    """The ramp a user asked for (profile defaults overridden by flags)."""
+
+    start_users: int
+    step_users: int
+    max_users: int
+    step_duration_s: float
+    interval_s: float
+    max_failure_rate: float
+    slo_p95_s: float | None
+    refine: bool = True
+    keep_going: bool = False
+
+
+def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
+    """The step with its verdict: passed, or failed with every reason."""
+    reasons: list[str] = []
+    if result.requests == 0:
+        reasons.append("no request completed in the window")
+    if result.failure_rate > settings.max_failure_rate:
+        reasons.append(
+            f"failure rate {result.failure_rate:.1f}% > {settings.max_failure_rate:g}%"
+        )
+    if settings.slo_p95_s is not None and result.p95_ms is not None:
+        if result.p95_ms > settings.slo_p95_s * 1000:
+            reasons.append(
+                f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(settings.slo_p95_s)}"
+            )
+    if result.requests and result.achieved_rps < MIN_THROUGHPUT_SHARE * result.offered_rps:
+        reasons.append(
+            f"throughput {result.achieved_rps:.2f}/s < 90% of offered {result.offered_rps:.2f}/s"
+        )
+    growth = result.latency_growth
+    if (
+        growth is not None
+        and result.p50_ms is not None
+        and growth > MAX_LATENCY_GROWTH
+        and growth * result.p50_ms > max(50.0, 20.0 * settings.interval_s)
+    ):
+        reasons.append(f"latency still climbing: +{growth:.0%} within the step (queue building)")
+    if result.pacing.late_share > MAX_LATE_SHARE:
+        reasons.append(
+            f"{result.pacing.late_share:.0%} of tasks started late "
+            f"(p50 slip {result.pacing.slip_p50_ms:.0f} ms)"
+        )
+    return result.model_copy(update={"passed": not reasons, "reasons": reasons})
+
+
+class RampPlanner:
+    """A :class:`~capdisc.loadgen.plan.StepPlanner` for capacity discovery."""
+
+    def __init__(self, settings: RampSettings) -> None:
+        self.settings = settings
+        self.results: list[StepResult] = []
+        self.end_reason: EndReason = "slo"
+        self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
+        self._index = 0
+        self._last_pass = 0
+        self._first_fail: int | None = None
+        self._refine_steps = 0
+        self._current: Step | None = None
+        self._abandoned: set[int] = set()
+
+    # -- StepPlanner ------------------------------------------------------
+
+    def first_step(self) -> Step:
+        return self._step(self.settings.start_users, "ramp")
+
+    def next_step(self, finished: Step, rows: Sequence[Sequence[object]]) -> Step | None:
+        assert finished.window_start is not None and finished.window_end is not None
+        figures = self._figures(finished, rows, finished.window_end)
+        result = judge_step(figures, self.settings)
+        self.results.append(result)
+        return self._decide(result)
+
+    def abandon_step(
+        self, step: Step, rows: Sequence[Sequence[object]], stopped_at: float, why: str
+    ) -> None:
+        figures = self._figures(step, rows, min(stopped_at, step.window_end or stopped_at))
+        judged = judge_step(figures, self.settings)
+        reasons = [f"stopped early: {why}", *judged.reasons]
+        self.results.append(judged.model_copy(update={"passed": False, "reasons": reasons}))
+        self._abandoned.add(step.index)
+        self._current = None
+
+    def _figures(self, step: Step, rows: Sequence[Sequence[object]], end: float) -> StepResult:
+        assert step.window_start is not None
+        frame = records_frame(rows)
+        figures = step_figures(
+            frame,
+            index=step.index,
+            users=step.users,
+            interval_s=self.settings.interval_s,
+            window_start=step.window_start,
+            window_end=end,
+            phase="ramp" if step.phase == "hold" else step.phase,
+        )
+        measured = tasks(frame)
+        measured = measured[(measured["ts_end"] >= step.window_start) & (measured["ts_end"] < end)]
+        return figures.model_copy(update={"latency_growth": latency_growth(measured)})
+
+    def describe(self) -> str:
+        step = self._current
+        if step is None:
+            return "done"
+        return f"step {step.index} ({step.phase}) {step.users} users"
+
+    # -- decisions --------------------------------------------------------
+
+    def _drain_after(self, users: int) -> float:
+        """Seconds without load before a lower level, when the last step overloaded the target."""
+        if not self.results:
+            return 0.0
+        last = self.results[-1]
+        if last.passed or users >= last.users:
+            return 0.0
+        worst_ms = last.p99_ms or last.avg_ms or self.settings.interval_s * 1000
+        return worst_ms / 1000 * 1.5 + 1.0
+
+    def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
+        self._index += 1
+        self._phase = phase
+        self._current = Step(
+            index=self._index,
+            users=users,
+            hold_s=self.settings.step_duration_s,
+            # Every user's first task starts within one interval of its spawn:
+            # the step is measured once all of them are running.
+            settle_s=self.settings.interval_s,
+            phase=phase,
+            drain_s=self._drain_after(users),
+        )
+        return self._current
+
+    def _decide(self, result: StepResult) -> Step | None:
+        s = self.settings
+        if result.passed:
+            self._last_pass = max(self._last_pass, result.users)
+        elif self._first_fail is None or result.users < self._first_fail:
+            self._first_fail = result.users
+        if self._phase == "ramp":
+            if result.passed or s.keep_going:
+                if result.users >= s.max_users:
+                    self.end_reason = "max_users" if result.passed else "slo"
+                    return self._finish()
+                return self._step(min(result.users + s.step_users, s.max_users), "ramp")
+            return self._refine_or_finish()
+        if self._phase == "refine":
+            return self._refine_or_finish()
+        # A confirming step ends the run; if it failed, capacity() falls back to
+        # the best level whose latest measurement passed.
+        return self._finish()
+
+    def _refine_or_finish(self) -> Step | None:
+        hi = self._first_fail
+        lo = self._last_pass
+        if hi is None:
+            return self._finish()
+        if not self.settings.refine or lo == 0:
+            return self._finish()
+        resolution = max(1, math.ceil(0.03 * lo))
+        if hi - lo > resolution and self._refine_steps < MAX_REFINE_STEPS:
+            self._refine_steps += 1
+            return self._step((lo + hi) // 2, "refine")
+        if self._refine_steps == 0:
+            return self._finish()
+        return self._step(lo, "confirm")
+
+    def _finish(self) -> None:
+        self._current = None
+        return None
+
+    # -- result -----------------------------------------------------------
+
+    def capacity(self) -> Capacity | None:
+        """The most users whose latest step passed (``at_least`` when that is max users)."""
+        latest: dict[int, StepResult] = {}
+        for result in self.results:
+            if result.index not in self._abandoned:  # a cut-short step proves nothing
+                latest[result.users] = result
+        passing = [r for r in latest.values() if r.passed]
+        if not passing:
+            return None
+        best = max(passing, key=lambda r: r.users)
+        return Capacity(
+            users=best.users,
+            rps=best.achieved_rps,
+            p50_ms=best.p50_ms,
+            p95_ms=best.p95_ms,
+            failure_rate=best.failure_rate,
+            at_least=self.end_reason == "max_users" and best.users >= self.settings.max_users,
+        )
