@@ -15,10 +15,15 @@ import pytest
 CAPDISC = [sys.executable, "-m", "capdisc"]
 
 
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*CAPDISC, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        [*CAPDISC, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
     )
 
@@ -40,16 +45,24 @@ def test_help_does_not_import_locust_or_gevent() -> None:
         "    try:\n        main(cmd)\n    except SystemExit:\n        pass\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_every_contract_command_has_help() -> None:
     """Each command of the contract exists and documents itself."""
     for command in (
-        ["discover", "batch"], ["discover", "tools"], ["compare", "stream"],
-        ["simulator", "serve"], ["profiles", "list"], ["profiles", "show"],
-        ["profiles", "validate"], ["report"], ["worker"],
+        ["discover", "batch"],
+        ["discover", "tools"],
+        ["compare", "stream"],
+        ["simulator", "serve"],
+        ["profiles", "list"],
+        ["profiles", "show"],
+        ["profiles", "validate"],
+        ["report"],
+        ["worker"],
     ):
         result = run(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)

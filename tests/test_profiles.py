@@ -71,7 +71,7 @@ def test_bad_profiles_name_file_and_field(tmp_path: Path, text: str, expected: s
 
 def test_unknown_profile_lists_the_known_ones() -> None:
     """A typo in a profile name shows the names that exist."""
-    with pytest.raises(ProfileError, match="known: .*demo"):
+    with pytest.raises(ProfileError, match=r"known: .*demo"):
         load_profile("dmeo")
 
 
@@ -90,9 +90,9 @@ def test_host_override_replaces_the_embedded_simulator() -> None:
 
 def test_override_errors_name_the_flag() -> None:
     """A bad flag value is reported with the flag, not the profile field."""
-    with pytest.raises(ProfileError, match="^--max-tokens:"):
+    with pytest.raises(ProfileError, match=r"^--max-tokens:"):
         with_target_overrides(load_profile("demo"), {"max_tokens": 0})
-    with pytest.raises(ProfileError, match="^--api:"):
+    with pytest.raises(ProfileError, match=r"^--api:"):
         with_target_overrides(load_profile("demo"), {"api": "grpc"})
 
 

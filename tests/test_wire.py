@@ -41,7 +41,15 @@ def test_ndjson_counts_lines_and_a_final_line_without_newline() -> None:
     assert count_ndjson_lines(b"") == 0
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=30), max_size=40))
+@given(
+    st.lists(
+        st.text(
+            alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+            max_size=30,
+        ),
+        max_size=40,
+    )
+)
 def test_sse_count_matches_events_for_any_payload(payloads: list[str]) -> None:
     """Property: the count equals the number of events sent, for any payload text."""
     assert count_sse_events(_sse(payloads)) == len(payloads)
@@ -54,7 +62,11 @@ def test_counting_never_raises_on_garbage(body: bytes) -> None:
     assert count_ndjson_lines(body) >= 0
 
 
-@given(st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), min_size=1, max_size=30
+    )
+)
 def test_ndjson_count_matches_objects(objects: list[dict[str, int]]) -> None:
     """Property: one JSON object per line is one chunk."""
     body = "".join(json.dumps(o) + "\n" for o in objects).encode()
@@ -64,7 +76,12 @@ def test_ndjson_count_matches_objects(objects: list[dict[str, int]]) -> None:
 def test_openai_body_forces_tool_choice() -> None:
     """A forced tool round carries the tool and tool_choice."""
     body = OpenAIFormat().body(
-        model="m", messages=[], max_tokens=5, temperature=0, stream=False, tools=True,
+        model="m",
+        messages=[],
+        max_tokens=5,
+        temperature=0,
+        stream=False,
+        tools=True,
         tool_choice="required",
     )
     assert body["tool_choice"] == "required" and body["tools"][0]["function"]["name"] == "lookup"
@@ -73,10 +90,24 @@ def test_openai_body_forces_tool_choice() -> None:
 def test_ollama_body_offers_tools_only_when_a_call_is_wanted() -> None:
     """Ollama has no tool_choice: the answer round offers no tools."""
     fmt = OllamaFormat()
-    call = fmt.body(model="m", messages=[], max_tokens=5, temperature=0, stream=True, tools=True,
-                    tool_choice="required")
-    answer = fmt.body(model="m", messages=[], max_tokens=5, temperature=0, stream=True, tools=True,
-                      tool_choice="none")
+    call = fmt.body(
+        model="m",
+        messages=[],
+        max_tokens=5,
+        temperature=0,
+        stream=True,
+        tools=True,
+        tool_choice="required",
+    )
+    answer = fmt.body(
+        model="m",
+        messages=[],
+        max_tokens=5,
+        temperature=0,
+        stream=True,
+        tools=True,
+        tool_choice="none",
+    )
     assert "tools" in call and "tools" not in answer
     assert call["options"]["num_predict"] == 5
 

@@ -48,10 +48,12 @@ discover_app = typer.Typer(
     help="Find the capacity of a target: the most paced users it sustains within limits.",
     no_args_is_help=True,
 )
-compare_app = typer.Typer(help="Compare two versions of a target under the same fixed load.",
-                          no_args_is_help=True)
-simulator_app = typer.Typer(help="The embedded LLM simulator (the default target).",
-                            no_args_is_help=True)
+compare_app = typer.Typer(
+    help="Compare two versions of a target under the same fixed load.", no_args_is_help=True
+)
+simulator_app = typer.Typer(
+    help="The embedded LLM simulator (the default target).", no_args_is_help=True
+)
 profiles_app = typer.Typer(help="Target profiles: TOML files in profiles/.", no_args_is_help=True)
 app.add_typer(discover_app, name="discover")
 app.add_typer(compare_app, name="compare")
@@ -69,104 +71,157 @@ OUTPUT = "Output"
 
 ProfileOpt = Annotated[
     Optional[str],  # noqa: UP045  (typer needs Optional at runtime on 3.11)
-    typer.Option("--profile", "-p", help="Profile name or path (default: demo, the simulator).",
-                 rich_help_panel=TARGET, show_default=False),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Profile name or path (default: demo, the simulator).",
+        rich_help_panel=TARGET,
+        show_default=False,
+    ),
 ]
 HostOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--host", help="Base URL of the target; alone, an OpenAI-compatible API.",
-                 rich_help_panel=TARGET, show_default=False),
+    typer.Option(
+        "--host",
+        help="Base URL of the target; alone, an OpenAI-compatible API.",
+        rich_help_panel=TARGET,
+        show_default=False,
+    ),
 ]
 ModelOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--model", help="Model name to ask for.", rich_help_panel=TARGET,
-                 show_default=False),
+    typer.Option(
+        "--model", help="Model name to ask for.", rich_help_panel=TARGET, show_default=False
+    ),
 ]
 ApiOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--api", help="Wire format: openai or ollama.", rich_help_panel=TARGET,
-                 show_default=False),
+    typer.Option(
+        "--api", help="Wire format: openai or ollama.", rich_help_panel=TARGET, show_default=False
+    ),
 ]
 TimeoutOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--timeout", help="Timeout of one request (DUR: 500ms, 30s, 8m).",
-                 rich_help_panel=TARGET, show_default=False),
+    typer.Option(
+        "--timeout",
+        help="Timeout of one request (DUR: 500ms, 30s, 8m).",
+        rich_help_panel=TARGET,
+        show_default=False,
+    ),
 ]
 PromptOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--prompt", help="Prompt of every request.", rich_help_panel=TARGET,
-                 show_default=False),
+    typer.Option(
+        "--prompt", help="Prompt of every request.", rich_help_panel=TARGET, show_default=False
+    ),
 ]
 MaxTokensOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--max-tokens", help="Output tokens asked for.", rich_help_panel=TARGET,
-                 show_default=False),
+    typer.Option(
+        "--max-tokens", help="Output tokens asked for.", rich_help_panel=TARGET, show_default=False
+    ),
 ]
 StartUsersOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--start-users", help="Users of the first step.", rich_help_panel=RAMP,
-                 show_default=False),
+    typer.Option(
+        "--start-users", help="Users of the first step.", rich_help_panel=RAMP, show_default=False
+    ),
 ]
 StepUsersOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--step-users", help="Users added per step.", rich_help_panel=RAMP,
-                 show_default=False),
+    typer.Option(
+        "--step-users", help="Users added per step.", rich_help_panel=RAMP, show_default=False
+    ),
 ]
 MaxUsersOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--max-users", help="Never go above this many users.", rich_help_panel=RAMP,
-                 show_default=False),
+    typer.Option(
+        "--max-users",
+        help="Never go above this many users.",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 StepDurationOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--step-duration", help="Measured time of each step (DUR).",
-                 rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--step-duration",
+        help="Measured time of each step (DUR).",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 IntervalOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--interval", help="Constant pacing: each user starts a task every this many "
-                 "seconds (default 20).", rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--interval",
+        help="Constant pacing: each user starts a task every this many seconds (default 20).",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 ThresholdOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--failure-threshold", help="Stop the run after this many failed requests "
-                 "(default 5, 0 = never; env LOAD_TEST_FAILURE_THRESHOLD).",
-                 rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--failure-threshold",
+        help="Stop the run after this many failed requests "
+        "(default 5, 0 = never; env LOAD_TEST_FAILURE_THRESHOLD).",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 MaxFailureRateOpt = Annotated[
     Optional[float],  # noqa: UP045
-    typer.Option("--max-failure-rate", help="A step fails above this failure rate, in percent.",
-                 rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--max-failure-rate",
+        help="A step fails above this failure rate, in percent.",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 SloOpt = Annotated[
     Optional[str],  # noqa: UP045
-    typer.Option("--slo-p95", help="A step fails when its p95 latency is above this (DUR).",
-                 rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--slo-p95",
+        help="A step fails when its p95 latency is above this (DUR).",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 RefineOpt = Annotated[
     Optional[bool],  # noqa: UP045
-    typer.Option("--refine/--no-refine", help="Bisect between the last passing and the first "
-                 "failing step.", rich_help_panel=RAMP, show_default=False),
+    typer.Option(
+        "--refine/--no-refine",
+        help="Bisect between the last passing and the first failing step.",
+        rich_help_panel=RAMP,
+        show_default=False,
+    ),
 ]
 KeepGoingOpt = Annotated[
     bool,
-    typer.Option("--keep-going", help="Keep climbing after a failing step.",
-                 rich_help_panel=RAMP),
+    typer.Option("--keep-going", help="Keep climbing after a failing step.", rich_help_panel=RAMP),
 ]
 WorkersOpt = Annotated[
     int,
-    typer.Option("--workers", help="Local Locust worker processes (0 = in-process).",
-                 rich_help_panel=RAMP),
+    typer.Option(
+        "--workers", help="Local Locust worker processes (0 = in-process).", rich_help_panel=RAMP
+    ),
 ]
 OutOpt = Annotated[
     Optional[Path],  # noqa: UP045
-    typer.Option("--out", "-o", help="Run directory (default runs/<UTC time>-<command>-<profile>).",
-                 rich_help_panel=OUTPUT, show_default=False),
+    typer.Option(
+        "--out",
+        "-o",
+        help="Run directory (default runs/<UTC time>-<command>-<profile>).",
+        rich_help_panel=OUTPUT,
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[
     bool,
-    typer.Option("--json", help="Print summary.json to stdout instead of the table.",
-                 rich_help_panel=OUTPUT),
+    typer.Option(
+        "--json", help="Print summary.json to stdout instead of the table.", rich_help_panel=OUTPUT
+    ),
 ]
 QuietOpt = Annotated[
     bool,
@@ -184,7 +239,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """capdisc: capacity discovery and version comparison for LLM-serving APIs."""
@@ -218,8 +275,11 @@ def _settings() -> Any:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = "LOAD_TEST_FAILURE_THRESHOLD" if "failure" in str(first["loc"]) else (
-            "CAPDISC_" + str(first["loc"][0]).upper() if first["loc"] else "CAPDISC_*")
+        name = (
+            "LOAD_TEST_FAILURE_THRESHOLD"
+            if "failure" in str(first["loc"])
+            else ("CAPDISC_" + str(first["loc"][0]).upper() if first["loc"] else "CAPDISC_*")
+        )
         raise UsageError(f"{name}: {first['msg']}") from None
 
 
@@ -239,7 +299,11 @@ def _profile(settings: Any, profile: str | None, host: str | None, **target: Any
 def _out_dir(settings: Any, out_opt: Path | None, command: str, profile_name: str) -> Path:
     from capdisc.rundir import default_out_dir
 
-    return out_opt if out_opt is not None else default_out_dir(settings.runs_dir, command, profile_name)
+    return (
+        out_opt
+        if out_opt is not None
+        else default_out_dir(settings.runs_dir, command, profile_name)
+    )
 
 
 def _progress(quiet: bool, json_out: bool) -> Any:
@@ -289,17 +353,30 @@ def _discover(
     from capdisc.strategies.discovery import DiscoveryRequest, ToolsSettings
     from capdisc.strategies.ramp import RampSettings
 
-    for flag, value in (("--start-users", start_users), ("--step-users", step_users),
-                        ("--max-users", max_users)):
+    for flag, value in (
+        ("--start-users", start_users),
+        ("--step-users", step_users),
+        ("--max-users", max_users),
+    ):
         _positive(value, flag)
     _positive(failure_threshold, "--failure-threshold", zero_ok=True)
     if max_failure_rate is not None and not 0 <= max_failure_rate <= 100:
-        raise UsageError(f"--max-failure-rate: must be a percentage 0..100, got {max_failure_rate:g}")
+        raise UsageError(
+            f"--max-failure-rate: must be a percentage 0..100, got {max_failure_rate:g}"
+        )
     if workers != 0:
         _not_built("--workers (distributed runs)")
     settings = _settings()
-    prof = _profile(settings, profile, host, model=model, api=api, timeout=timeout,
-                    prompt=prompt, max_tokens=max_tokens)
+    prof = _profile(
+        settings,
+        profile,
+        host,
+        model=model,
+        api=api,
+        timeout=timeout,
+        prompt=prompt,
+        max_tokens=max_tokens,
+    )
     defaults = prof.tools if strategy == "tools" else prof.batch
     step_s = _seconds(step_duration, "--step-duration")
     interval_s = _seconds(interval, "--interval")
@@ -313,7 +390,9 @@ def _discover(
         max_users=max_users or defaults.max_users,
         step_duration_s=step_s or defaults.step_duration,
         interval_s=interval_s or defaults.interval,
-        max_failure_rate=defaults.max_failure_rate if max_failure_rate is None else max_failure_rate,
+        max_failure_rate=defaults.max_failure_rate
+        if max_failure_rate is None
+        else max_failure_rate,
         slo_p95_s=slo_s if slo_s is not None else defaults.slo_p95,
         refine=defaults.refine if refine is None else refine,
         keep_going=keep_going or defaults.keep_going,
@@ -322,7 +401,7 @@ def _discover(
         raise UsageError(f"--start-users: {ramp.start_users} is above --max-users {ramp.max_users}")
     tools_settings = None
     if strategy == "tools":
-        count = defaults.tools if tools is None else tools  # type: ignore[union-attr]
+        count = prof.tools.tools if tools is None else tools
         _positive(count, "--tools", zero_ok=True)
         tools_settings = ToolsSettings(
             per_task=count,
@@ -335,7 +414,9 @@ def _discover(
         strategy=strategy,
         profile=prof,
         ramp=ramp,
-        failure_threshold=settings.failure_threshold if failure_threshold is None else failure_threshold,
+        failure_threshold=settings.failure_threshold
+        if failure_threshold is None
+        else failure_threshold,
         out_dir=_out_dir(settings, out_dir, f"discover-{strategy}", prof.name),
         tools=tools_settings,
     )
@@ -345,9 +426,13 @@ def _discover(
         from capdisc.strategies.batch import discover_batch as run
     with _progress(quiet, json_out) as progress:
         if progress is not None:
-            progress.message(f"capdisc discover {strategy}: profile {prof.name}, results in {request.out_dir}")
+            progress.message(
+                f"capdisc discover {strategy}: profile {prof.name}, results in {request.out_dir}"
+            )
         outcome = run(request, progress)
     _print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
+    if outcome.failure is not None:
+        raise outcome.failure
 
 
 def _print_summary(summary: Any, out_dir: Path, json_out: bool, warnings: list[str]) -> None:
@@ -366,14 +451,27 @@ def _print_summary(summary: Any, out_dir: Path, json_out: bool, warnings: list[s
 
 @discover_app.command("batch")
 def discover_batch(
-    profile: ProfileOpt = None, host: HostOpt = None, model: ModelOpt = None, api: ApiOpt = None,
-    timeout: TimeoutOpt = None, prompt: PromptOpt = None, max_tokens: MaxTokensOpt = None,
-    start_users: StartUsersOpt = None, step_users: StepUsersOpt = None,
-    max_users: MaxUsersOpt = None, step_duration: StepDurationOpt = None,
-    interval: IntervalOpt = None, failure_threshold: ThresholdOpt = None,
-    max_failure_rate: MaxFailureRateOpt = None, slo_p95: SloOpt = None,
-    refine: RefineOpt = None, keep_going: KeepGoingOpt = False, workers: WorkersOpt = 0,
-    out_dir: OutOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+    profile: ProfileOpt = None,
+    host: HostOpt = None,
+    model: ModelOpt = None,
+    api: ApiOpt = None,
+    timeout: TimeoutOpt = None,
+    prompt: PromptOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    start_users: StartUsersOpt = None,
+    step_users: StepUsersOpt = None,
+    max_users: MaxUsersOpt = None,
+    step_duration: StepDurationOpt = None,
+    interval: IntervalOpt = None,
+    failure_threshold: ThresholdOpt = None,
+    max_failure_rate: MaxFailureRateOpt = None,
+    slo_p95: SloOpt = None,
+    refine: RefineOpt = None,
+    keep_going: KeepGoingOpt = False,
+    workers: WorkersOpt = 0,
+    out_dir: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Ramp users in steps with non-streaming requests and report the capacity.
 
@@ -389,16 +487,36 @@ def discover_batch(
 
 @discover_app.command("tools")
 def discover_tools(
-    tools: Annotated[Optional[int], typer.Option("--tools", help="Tool calls in every task "  # noqa: UP045
-                     "(default from the profile, 2).", show_default=False)] = None,
-    profile: ProfileOpt = None, host: HostOpt = None, model: ModelOpt = None, api: ApiOpt = None,
-    timeout: TimeoutOpt = None, prompt: PromptOpt = None, max_tokens: MaxTokensOpt = None,
-    start_users: StartUsersOpt = None, step_users: StepUsersOpt = None,
-    max_users: MaxUsersOpt = None, step_duration: StepDurationOpt = None,
-    interval: IntervalOpt = None, failure_threshold: ThresholdOpt = None,
-    max_failure_rate: MaxFailureRateOpt = None, slo_p95: SloOpt = None,
-    refine: RefineOpt = None, keep_going: KeepGoingOpt = False, workers: WorkersOpt = 0,
-    out_dir: OutOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+    tools: Annotated[
+        Optional[int],
+        typer.Option(
+            "--tools",
+            help="Tool calls in every task "  # noqa: UP045
+            "(default from the profile, 2).",
+            show_default=False,
+        ),
+    ] = None,
+    profile: ProfileOpt = None,
+    host: HostOpt = None,
+    model: ModelOpt = None,
+    api: ApiOpt = None,
+    timeout: TimeoutOpt = None,
+    prompt: PromptOpt = None,
+    max_tokens: MaxTokensOpt = None,
+    start_users: StartUsersOpt = None,
+    step_users: StepUsersOpt = None,
+    max_users: MaxUsersOpt = None,
+    step_duration: StepDurationOpt = None,
+    interval: IntervalOpt = None,
+    failure_threshold: ThresholdOpt = None,
+    max_failure_rate: MaxFailureRateOpt = None,
+    slo_p95: SloOpt = None,
+    refine: RefineOpt = None,
+    keep_going: KeepGoingOpt = False,
+    workers: WorkersOpt = 0,
+    out_dir: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Capacity discovery for tool-calling flows: every task makes exactly N tool calls.
 
@@ -419,17 +537,45 @@ def discover_tools(
 
 @compare_app.command("stream")
 def compare_stream(
-    a: Annotated[str, typer.Argument(help="Version A: profile name or path, base URL, or a saved run directory.")],
+    a: Annotated[
+        str,
+        typer.Argument(help="Version A: profile name or path, base URL, or a saved run directory."),
+    ],
     b: Annotated[str, typer.Argument(help="Version B: same kinds as A.")],
-    users: Annotated[Optional[int], typer.Option("--users", help="Fixed users (default 200).", show_default=False)] = None,  # noqa: UP045
+    users: Annotated[
+        Optional[int],
+        typer.Option("--users", help="Fixed users (default 200).", show_default=False),
+    ] = None,  # noqa: UP045
     interval: IntervalOpt = None,
-    duration: Annotated[Optional[str], typer.Option("--duration", help="Measured time per version (DUR, default 8m).", show_default=False)] = None,  # noqa: UP045
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature (default 0).", show_default=False)] = None,  # noqa: UP045
-    blocks: Annotated[Optional[int], typer.Option("--blocks", help="Alternating A/B blocks per version.", show_default=False)] = None,  # noqa: UP045
-    sequential: Annotated[bool, typer.Option("--sequential", help="Run all of A, then all of B.")] = False,
-    fail_on_regression: Annotated[Optional[float], typer.Option("--fail-on-regression", help="Exit 1 when B is significantly slower by more than PCT percent.", show_default=False)] = None,  # noqa: UP045
+    duration: Annotated[
+        Optional[str],
+        typer.Option(
+            "--duration", help="Measured time per version (DUR, default 8m).", show_default=False
+        ),
+    ] = None,  # noqa: UP045
+    temperature: Annotated[
+        Optional[float],
+        typer.Option("--temperature", help="Sampling temperature (default 0).", show_default=False),
+    ] = None,  # noqa: UP045
+    blocks: Annotated[
+        Optional[int],
+        typer.Option("--blocks", help="Alternating A/B blocks per version.", show_default=False),
+    ] = None,  # noqa: UP045
+    sequential: Annotated[
+        bool, typer.Option("--sequential", help="Run all of A, then all of B.")
+    ] = False,
+    fail_on_regression: Annotated[
+        Optional[float],
+        typer.Option(
+            "--fail-on-regression",
+            help="Exit 1 when B is significantly slower by more than PCT percent.",
+            show_default=False,
+        ),
+    ] = None,  # noqa: UP045
     failure_threshold: ThresholdOpt = None,
-    out_dir: OutOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+    out_dir: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Compare streaming latency of two versions under the same fixed load.
 
@@ -470,7 +616,9 @@ def compare_stream(
         duration_s=duration_s or defaults.duration,
         temperature=defaults.temperature if temperature is None else temperature,
         blocks=1 if sequential and blocks is None else blocks or defaults.blocks,
-        failure_threshold=settings.failure_threshold if failure_threshold is None else failure_threshold,
+        failure_threshold=settings.failure_threshold
+        if failure_threshold is None
+        else failure_threshold,
         out_dir=_out_dir(settings, out_dir, "compare-stream", names),
         sequential=sequential,
         seed=defaults.seed,
@@ -484,6 +632,8 @@ def compare_stream(
             )
         outcome = run_compare(request, progress)
     _print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
+    if outcome.failure is not None:
+        raise outcome.failure
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -495,20 +645,78 @@ def compare_stream(
 def simulator_serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0 = any free port).")] = 8000,
-    profile: Annotated[Optional[str], typer.Option("--profile", "-p", help="Take the [simulator] table of this profile.", show_default=False)] = None,  # noqa: UP045
-    slots: Annotated[Optional[int], typer.Option("--slots", help="Requests served at once.", show_default=False)] = None,  # noqa: UP045
-    queue_limit: Annotated[Optional[int], typer.Option("--queue-limit", help="Requests that may wait; beyond, 503.", show_default=False)] = None,  # noqa: UP045
-    prefill_ms: Annotated[Optional[float], typer.Option("--prefill-ms", help="Time before the first token.", show_default=False)] = None,  # noqa: UP045
-    per_token_ms: Annotated[Optional[float], typer.Option("--per-token-ms", help="Time per output token.", show_default=False)] = None,  # noqa: UP045
-    output_tokens: Annotated[Optional[int], typer.Option("--output-tokens", help="Tokens per answer.", show_default=False)] = None,  # noqa: UP045
-    slowdown_per_slot: Annotated[Optional[float], typer.Option("--slowdown-per-slot", help="Extra per-token time per other busy slot (0.1 = 10%).", show_default=False)] = None,  # noqa: UP045
-    jitter: Annotated[Optional[float], typer.Option("--jitter", help="Service time varies by +/- this share.", show_default=False)] = None,  # noqa: UP045
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of jitter, errors and text.", show_default=False)] = None,  # noqa: UP045
-    model: Annotated[Optional[str], typer.Option("--model", help="Model name served.", show_default=False)] = None,  # noqa: UP045
-    error_rate: Annotated[Optional[float], typer.Option("--error-rate", help="Fault: share of requests answered HTTP 500.", show_default=False)] = None,  # noqa: UP045
-    crash_after: Annotated[Optional[int], typer.Option("--crash-after", help="Fault: exit after this many requests.", show_default=False)] = None,  # noqa: UP045
-    max_connections: Annotated[Optional[int], typer.Option("--max-connections", help="Fault: close connections beyond this many.", show_default=False)] = None,  # noqa: UP045
-    hang: Annotated[bool, typer.Option("--hang", help="Fault: accept requests and never answer.")] = False,
+    profile: Annotated[
+        Optional[str],
+        typer.Option(
+            "--profile",
+            "-p",
+            help="Take the [simulator] table of this profile.",
+            show_default=False,
+        ),
+    ] = None,  # noqa: UP045
+    slots: Annotated[
+        Optional[int], typer.Option("--slots", help="Requests served at once.", show_default=False)
+    ] = None,  # noqa: UP045
+    queue_limit: Annotated[
+        Optional[int],
+        typer.Option(
+            "--queue-limit", help="Requests that may wait; beyond, 503.", show_default=False
+        ),
+    ] = None,  # noqa: UP045
+    prefill_ms: Annotated[
+        Optional[float],
+        typer.Option("--prefill-ms", help="Time before the first token.", show_default=False),
+    ] = None,  # noqa: UP045
+    per_token_ms: Annotated[
+        Optional[float],
+        typer.Option("--per-token-ms", help="Time per output token.", show_default=False),
+    ] = None,  # noqa: UP045
+    output_tokens: Annotated[
+        Optional[int],
+        typer.Option("--output-tokens", help="Tokens per answer.", show_default=False),
+    ] = None,  # noqa: UP045
+    slowdown_per_slot: Annotated[
+        Optional[float],
+        typer.Option(
+            "--slowdown-per-slot",
+            help="Extra per-token time per other busy slot (0.1 = 10%).",
+            show_default=False,
+        ),
+    ] = None,  # noqa: UP045
+    jitter: Annotated[
+        Optional[float],
+        typer.Option("--jitter", help="Service time varies by +/- this share.", show_default=False),
+    ] = None,  # noqa: UP045
+    seed: Annotated[
+        Optional[int],
+        typer.Option("--seed", help="Seed of jitter, errors and text.", show_default=False),
+    ] = None,  # noqa: UP045
+    model: Annotated[
+        Optional[str], typer.Option("--model", help="Model name served.", show_default=False)
+    ] = None,  # noqa: UP045
+    error_rate: Annotated[
+        Optional[float],
+        typer.Option(
+            "--error-rate", help="Fault: share of requests answered HTTP 500.", show_default=False
+        ),
+    ] = None,  # noqa: UP045
+    crash_after: Annotated[
+        Optional[int],
+        typer.Option(
+            "--crash-after", help="Fault: exit after this many requests.", show_default=False
+        ),
+    ] = None,  # noqa: UP045
+    max_connections: Annotated[
+        Optional[int],
+        typer.Option(
+            "--max-connections",
+            help="Fault: close connections beyond this many.",
+            show_default=False,
+        ),
+    ] = None,  # noqa: UP045
+    hang: Annotated[
+        bool, typer.Option("--hang", help="Fault: accept requests and never answer.")
+    ] = False,
 ) -> None:
     """Serve the embedded LLM simulator in the foreground until Ctrl+C.
 
@@ -527,12 +735,23 @@ def simulator_serve(
         from capdisc.profiles import load_profile
 
         base = load_profile(profile, settings.profiles_dir).simulator_config
-    fields = {"slots": slots, "queue_limit": queue_limit, "prefill_ms": prefill_ms,
-              "per_token_ms": per_token_ms, "output_tokens": output_tokens,
-              "slowdown_per_slot": slowdown_per_slot, "jitter": jitter, "seed": seed,
-              "model": model}
-    faults = {"error_rate": error_rate, "crash_after": crash_after,
-              "max_connections": max_connections, "hang": hang or None}
+    fields = {
+        "slots": slots,
+        "queue_limit": queue_limit,
+        "prefill_ms": prefill_ms,
+        "per_token_ms": per_token_ms,
+        "output_tokens": output_tokens,
+        "slowdown_per_slot": slowdown_per_slot,
+        "jitter": jitter,
+        "seed": seed,
+        "model": model,
+    }
+    faults = {
+        "error_rate": error_rate,
+        "crash_after": crash_after,
+        "max_connections": max_connections,
+        "hang": hang or None,
+    }
     data = base.model_dump()
     data.update({k: v for k, v in fields.items() if v is not None})
     data["faults"].update({k: v for k, v in faults.items() if v is not None})
@@ -548,9 +767,12 @@ def simulator_serve(
     from capdisc.simulator.process import serve
 
     def ready(url: str) -> None:
-        err.print(f"capdisc simulator listening on {url} "
-                  f"(slots {config.slots}, service time {config.service_time_s() * 1000:.0f} ms); "
-                  "Ctrl+C to stop", highlight=False)
+        err.print(
+            f"capdisc simulator listening on {url} "
+            f"(slots {config.slots}, service time {config.service_time_s() * 1000:.0f} ms); "
+            "Ctrl+C to stop",
+            highlight=False,
+        )
 
     serve(config, host, port, ready)
 
@@ -570,7 +792,9 @@ def profiles_list() -> None:
     for name, path in list_profiles(settings.profiles_dir).items():
         try:
             prof = load_profile(str(path))
-            where = "embedded simulator" if prof.embedded else f"{prof.target.api} {prof.target.host}"
+            where = (
+                "embedded simulator" if prof.embedded else f"{prof.target.api} {prof.target.host}"
+            )
             table.add_row(name, where, prof.description)
         except CapdiscError as exc:
             table.add_row(name, "[red]invalid[/red]", exc.message)
@@ -629,7 +853,9 @@ def profiles_validate(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory holding summary.json.")],
     json_out: JsonOpt = False,
-    plots: Annotated[bool, typer.Option("--plots", help="Also redraw the plots from the records.")] = False,
+    plots: Annotated[
+        bool, typer.Option("--plots", help="Also redraw the plots from the records.")
+    ] = False,
 ) -> None:
     """Re-render the terminal summary (and with --plots, the plots) of a saved run."""
     from pydantic import ValidationError

@@ -268,7 +268,6 @@ def plain_host_profile(host: str) -> Profile:
         raise ProfileError(format_validation_error(exc, "--host")) from None
 
 
-
 # Profile fields that command-line flags override, with the flag that sets each.
 TARGET_FLAGS = {
     "host": "--host",

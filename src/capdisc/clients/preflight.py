@@ -8,6 +8,8 @@ Uses httpx (the control plane), never the load generator's client.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from capdisc.clients.wire import wire_format
@@ -17,8 +19,32 @@ from capdisc.target import Target
 __all__ = ["preflight"]
 
 
+# A server error or a refused connection may be passing (a server still starting,
+# one unlucky request): try again a few times before calling the target down.
+ATTEMPTS = 3
+RETRY_DELAY_S = 1.0
+
+
 def preflight(target: Target, *, timeout_s: float | None = None) -> None:
-    """Send one short chat request to ``target``; raise ``TargetUnreachable`` on any problem."""
+    """Check ``target`` with one short chat request; raise ``TargetUnreachable`` on a problem.
+
+    Server errors (5xx) and refused connections are retried up to ``ATTEMPTS`` times.
+    """
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            _check(target, timeout_s)
+            return
+        except _Transient as exc:
+            if attempt == ATTEMPTS:
+                raise TargetUnreachable(exc.message, hint=exc.hint) from None
+            time.sleep(RETRY_DELAY_S)
+
+
+class _Transient(TargetUnreachable):
+    """A failure worth one more try."""
+
+
+def _check(target: Target, timeout_s: float | None) -> None:
     fmt = wire_format(target.api)
     url = target.base_url + fmt.chat_path
     body = fmt.body(
@@ -38,7 +64,7 @@ def preflight(target: Target, *, timeout_s: float | None = None) -> None:
         raise TargetUnreachable(f"{url}: no answer within {timeout:g}s") from None
     except httpx.HTTPError as exc:
         cause = str(exc) or exc.__class__.__name__
-        raise TargetUnreachable(
+        raise _Transient(
             f"{url}: cannot connect ({cause})", hint="is the server running on that address?"
         ) from None
     status = response.status_code
@@ -56,6 +82,8 @@ def preflight(target: Target, *, timeout_s: float | None = None) -> None:
         )
     if 300 <= status < 400:
         raise TargetUnreachable(f"{url}: HTTP {status} redirect (not followed, to protect keys)")
+    if status >= 500:
+        raise _Transient(f"{url}: HTTP {status}: {_snippet(response)}")
     if status != 200:
         raise TargetUnreachable(f"{url}: HTTP {status}: {_snippet(response)}")
     try:

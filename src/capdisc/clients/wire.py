@@ -182,7 +182,11 @@ class OpenAIFormat(WireFormat):
         return Answer(content=str(message.get("content") or ""), tool_calls=calls)
 
     def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
-        return {"role": "tool", "tool_call_id": str(call.get("id", "")), "content": FAKE_TOOL_RESULT}
+        return {
+            "role": "tool",
+            "tool_call_id": str(call.get("id", "")),
+            "content": FAKE_TOOL_RESULT,
+        }
 
 
 class OllamaFormat(WireFormat):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 # locust must be imported before anything that pulls in requests/urllib3 (it
 # monkey-patches the standard library through gevent).
-import locust  # noqa: I001  isort: skip
+import locust
+
 import locust.stats  # isort: skip
 
 import logging
@@ -86,7 +87,8 @@ class RunControl:
     def install_signal_handlers(self) -> list[Any]:
         """Route SIGINT and SIGTERM to :meth:`on_signal` (returns handles to cancel)."""
         return [
-            gevent.signal_handler(sig, self.on_signal, sig) for sig in (signal.SIGINT, signal.SIGTERM)
+            gevent.signal_handler(sig, self.on_signal, sig)
+            for sig in (signal.SIGINT, signal.SIGTERM)
         ]
 
 
@@ -109,10 +111,12 @@ def ensure_file_limit(users: int) -> str | None:
     return None
 
 
-class PlannedShape(LoadTestShape):  # type: ignore[misc]
+class PlannedShape(LoadTestShape):
     """Locust's shape hook, asking the strategy's planner for each next step."""
 
-    def __init__(self, planner: StepPlanner, state: SessionState, rows: list[Sequence[object]]) -> None:
+    def __init__(
+        self, planner: StepPlanner, state: SessionState, rows: list[Sequence[object]]
+    ) -> None:
         super().__init__()
         self.planner = planner
         self.state = state

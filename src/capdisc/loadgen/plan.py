@@ -53,7 +53,6 @@ class Workload:
 class Step:
     """Users held at one level: ``settle_s`` not measured, then ``hold_s`` measured."""
 
-
     index: int
     users: int
     hold_s: float

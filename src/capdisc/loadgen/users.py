@@ -217,7 +217,9 @@ class BatchUser(PacedUser):
     abstract = True
 
     def run_task(self, scheduled: float, started: float) -> None:
-        payload = self.chat_body([{"role": "user", "content": self.workload.target.prompt}], stream=False)
+        payload = self.chat_body(
+            [{"role": "user", "content": self.workload.target.prompt}], stream=False
+        )
         t0 = time.perf_counter()
         status, error, length = 0, "", 0
         try:
@@ -320,7 +322,7 @@ class ToolsUser(PacedUser):
                 total_calls += len(answer.tool_calls)
                 if final and not answer.tool_calls and not answer.content:
                     round_error = "final round holds no answer"
-                elif final and answer.tool_calls or not final and not answer.tool_calls:
+                elif (final and answer.tool_calls) or (not final and not answer.tool_calls):
                     round_error = f"expected {expected} tool calls, got {total_calls}"
             self.report(
                 name=f"{ROUND_PREFIX}{round_no}",

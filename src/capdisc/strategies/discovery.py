@@ -17,12 +17,12 @@ from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
 from capdisc.metrics import at_stop, pacing_stats, read_records, tasks
 from capdisc.profiles import Profile
-from capdisc.reports.summary import DiscoverySummary, TargetInfo, ToolsInfo
+from capdisc.reports.summary import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
 from capdisc.reports.writers import write_discovery_outputs
 from capdisc.strategies.ramp import RampPlanner, RampSettings
 from capdisc.strategies.session import open_target, prepare_run
 
-__all__ = ["DiscoveryRequest", "DiscoveryOutcome", "ToolsSettings", "run_discovery"]
+__all__ = ["DiscoveryOutcome", "DiscoveryRequest", "ToolsSettings", "run_discovery"]
 
 # Spread of task durations (coefficient of variation) above which tool tasks are
 # not deterministic enough for a fair discovery.
@@ -62,6 +62,8 @@ class DiscoveryOutcome:
     summary: DiscoverySummary
     out_dir: Path
     warnings: list[str] = field(default_factory=list)
+    # Set when the run produced no result (exit 4); the outputs are written anyway.
+    failure: RunFailed | None = None
 
 
 def _iso(ts: float) -> str:
@@ -129,6 +131,7 @@ def _write_outputs(
 ) -> DiscoveryOutcome:
     records = read_records(out_dir / "requests.csv")
     task_rows = tasks(records)
+    stop_reason: StopReason
     if result.stop_reason == "completed":
         stop_reason = planner.end_reason
         detail = (
@@ -174,8 +177,9 @@ def _write_outputs(
         tools=tools_info,
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)
+    failure = None
     if not planner.results:
-        raise RunFailed(
-            f"no step completed ({detail or stop_reason}); raw records are in {out_dir}",
+        failure = RunFailed(
+            f"no step completed ({detail or stop_reason}); raw records are in {out_dir}"
         )
-    return DiscoveryOutcome(summary=summary, out_dir=out_dir, warnings=warnings)
+    return DiscoveryOutcome(summary=summary, out_dir=out_dir, warnings=warnings, failure=failure)

@@ -55,14 +55,10 @@ def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
     if result.requests == 0:
         reasons.append("no request completed in the window")
     if result.failure_rate > settings.max_failure_rate:
-        reasons.append(
-            f"failure rate {result.failure_rate:.1f}% > {settings.max_failure_rate:g}%"
-        )
-    if settings.slo_p95_s is not None and result.p95_ms is not None:
-        if result.p95_ms > settings.slo_p95_s * 1000:
-            reasons.append(
-                f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(settings.slo_p95_s)}"
-            )
+        reasons.append(f"failure rate {result.failure_rate:.1f}% > {settings.max_failure_rate:g}%")
+    slo_s = settings.slo_p95_s
+    if slo_s is not None and result.p95_ms is not None and result.p95_ms > slo_s * 1000:
+        reasons.append(f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(slo_s)}")
     if result.requests and result.achieved_rps < MIN_THROUGHPUT_SHARE * result.offered_rps:
         reasons.append(
             f"throughput {result.achieved_rps:.2f}/s < 90% of offered {result.offered_rps:.2f}/s"
@@ -203,7 +199,7 @@ class RampPlanner:
             return self._finish()
         return self._step(lo, "confirm")
 
-    def _finish(self) -> None:
+    def _finish(self) -> Step | None:
         self._current = None
         return None
 

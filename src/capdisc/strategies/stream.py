@@ -14,13 +14,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-import pandas as pd
+from typing import Any, Literal
 
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
-from capdisc.metrics import compare_versions, read_records, tasks, version_stats
+from capdisc.metrics import compare_versions, measured_tasks, read_records, version_stats
 from capdisc.profiles import Profile, load_profile, plain_host_profile
 from capdisc.reports.summary import (
     CompareLoad,
@@ -75,6 +73,8 @@ class CompareOutcome:
     out_dir: Path
     exit_code: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Set when the run produced no result (exit 4); the outputs are written anyway.
+    failure: RunFailed | None = None
 
 
 def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionSource:
@@ -93,7 +93,9 @@ def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionS
 class HoldPlanner:
     """One block: hold ``users`` for ``hold_s`` after one interval of ramp-up."""
 
-    def __init__(self, block: int, users: int, hold_s: float, interval_s: float, label: str) -> None:
+    def __init__(
+        self, block: int, users: int, hold_s: float, interval_s: float, label: str
+    ) -> None:
         self.step = Step(index=block, users=users, hold_s=hold_s, settle_s=interval_s, phase="hold")
         self.label = label
         self.window: tuple[float, float] | None = None
@@ -120,16 +122,7 @@ def _block_order(request: CompareRequest, live: list[Side]) -> list[tuple[Side, 
     return [(side, n) for n in range(1, request.blocks + 1) for side in live]
 
 
-def _measured(df: pd.DataFrame, side: str, windows: list[tuple[int, float, float]]) -> pd.DataFrame:
-    rows = tasks(df)
-    rows = rows[rows["version"] == side]
-    keep = pd.Series(False, index=rows.index)
-    for block, start, end in windows:
-        keep |= (rows["step"] == block) & (rows["ts_end"] >= start) & (rows["ts_end"] < end)
-    return rows[keep]
-
-
-def _saved_rows(source: VersionSource) -> tuple[pd.DataFrame, VersionStats | None]:
+def _saved_rows(source: VersionSource) -> tuple[Any, VersionStats | None]:
     assert source.saved_dir is not None
     summary = load_summary(source.saved_dir / "summary.json")
     if not isinstance(summary, CompareSummary):
@@ -137,11 +130,11 @@ def _saved_rows(source: VersionSource) -> tuple[pd.DataFrame, VersionStats | Non
     saved = summary.a if source.side == "a" else summary.b
     df = read_records(source.saved_dir / "requests.csv")
     windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
-    rows = _measured(df, source.side, windows)
+    rows = measured_tasks(df, source.side, windows)
     return rows, saved
 
 
-def _append_rows(rows: pd.DataFrame, side: str, path: Path, warnings: list[str]) -> None:
+def _append_rows(rows: Any, side: str, path: Path, warnings: list[str]) -> None:
     """Copy a saved version's measured rows into this run's requests.csv."""
     try:
         rows.assign(version=side).to_csv(path, mode="a", header=False, index=False)
@@ -157,7 +150,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
     """Run (or reuse) both versions, compare them and write every output."""
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
-    live: list[Side] = [s for s in ("a", "b") if sources[s].profile is not None]  # type: ignore[misc]
+    live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
     warnings: list[str] = []
     sessions: dict[str, list[SessionResult]] = {"a": [], "b": []}
     windows: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": []}
@@ -203,10 +196,19 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                     version=side,
                 )
                 planner = HoldPlanner(
-                    block, request.users, hold_s, request.interval_s, f"{side.upper()} ({sources[side].label})"
+                    block,
+                    request.users,
+                    hold_s,
+                    request.interval_s,
+                    f"{side.upper()} ({sources[side].label})",
                 )
                 result = run_session(
-                    workload, planner, writer=writer, control=control, progress=progress, html_path=None
+                    workload,
+                    planner,
+                    writer=writer,
+                    control=control,
+                    progress=progress,
+                    html_path=None,
                 )
                 sessions[side].append(result)
                 if planner.window is not None:
@@ -237,7 +239,7 @@ def _finish(
     from capdisc.reports.writers import write_compare_outputs
 
     records = read_records(out_dir / "requests.csv")
-    frames: dict[str, pd.DataFrame] = {}
+    frames: dict[str, Any] = {}
     stats: dict[str, VersionStats] = {}
     for side in ("a", "b"):
         source = sources[side]
@@ -250,7 +252,7 @@ def _finish(
             )
             _append_rows(rows, side, out_dir / "requests.csv", warnings)
         else:
-            rows = _measured(records, side, windows[side])
+            rows = measured_tasks(records, side, windows[side])
             frames[side] = rows
             stats[side] = version_stats(rows, source.label, request.interval_s).model_copy(
                 update={"windows": windows[side]}
@@ -284,10 +286,18 @@ def _finish(
         regression=regression,
     )
     summary = write_compare_outputs(summary, frames["a"], frames["b"], out_dir, warnings)
-    if stats["a"].requests - stats["a"].failures == 0 or stats["b"].requests - stats["b"].failures == 0:
-        raise RunFailed(
+    failure = None
+    if (
+        stats["a"].requests - stats["a"].failures == 0
+        or stats["b"].requests - stats["b"].failures == 0
+    ):
+        failure = RunFailed(
             f"a version has no successful measured request ({stop_reason}); raw records are in {out_dir}"
         )
     return CompareOutcome(
-        summary=summary, out_dir=out_dir, exit_code=1 if regression else 0, warnings=warnings
+        summary=summary,
+        out_dir=out_dir,
+        exit_code=1 if regression else 0,
+        warnings=warnings,
+        failure=failure,
     )

@@ -1,0 +1,206 @@
+"""Figures from records: pacing, one discovery step, the run at stop, one compared version.
+
+Pure functions from the records frame (see :mod:`capdisc.metrics.frame`) to the
+``summary.json`` models. Latency percentiles count successful tasks only (a fast
+error would flatter them, a timeout would be counted twice with the failure rate);
+percentiles interpolate linearly between samples (numpy's default).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from capdisc.metrics.frame import rounds, tasks
+from capdisc.records import ROUND_PREFIX
+from capdisc.reports.summary import AtStop, Pacing, StepResult, VersionStats
+
+__all__ = [
+    "LATE_FLOOR_MS",
+    "LATE_SHARE_OF_INTERVAL",
+    "at_stop",
+    "pacing_stats",
+    "percentile",
+    "round_p50s",
+    "step_figures",
+    "version_stats",
+]
+
+# A task is late when it started more than 5% of the interval after its schedule, and
+# never for less than 50 ms: below that, slip is scheduler jitter, not a busy user.
+LATE_SHARE_OF_INTERVAL = 0.05
+LATE_FLOOR_MS = 50.0
+
+_ROUND_NUMBER = re.compile(r"(\d+)\s*$")
+
+
+def percentile(values: pd.Series | np.ndarray, q: float) -> float | None:
+    """The ``q``-th percentile (0..100) of the non-missing values, None when there are none."""
+    arr = np.asarray(values, dtype="float64")
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return None
+    return float(np.percentile(arr, q))
+
+
+def _mean(values: pd.Series) -> float | None:
+    arr = values.to_numpy(dtype="float64", na_value=np.nan)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else None
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["ok"] == 1]
+
+
+def pacing_stats(tasks_df: pd.DataFrame, interval_s: float) -> Pacing:
+    """How far tasks started after their schedule (constant pacing), in ms."""
+    if tasks_df.empty:
+        return Pacing()
+    slip = (tasks_df["ts_start"] - tasks_df["ts_scheduled"]).to_numpy(dtype="float64") * 1000.0
+    # A slightly negative slip is clock rounding, not a task started early.
+    slip = np.clip(slip, 0.0, None)
+    threshold = max(LATE_SHARE_OF_INTERVAL * interval_s * 1000.0, LATE_FLOOR_MS)
+    late = int((slip > threshold).sum())
+    return Pacing(
+        tasks=int(slip.size),
+        late=late,
+        late_share=late / slip.size,
+        slip_p50_ms=float(np.percentile(slip, 50)),
+        slip_p95_ms=float(np.percentile(slip, 95)),
+        slip_max_ms=float(slip.max()),
+    )
+
+
+def _cv(durations: pd.Series) -> float | None:
+    arr = durations.to_numpy(dtype="float64")
+    if arr.size < 2:
+        return None
+    mean = float(arr.mean())
+    if mean <= 0:
+        return None
+    # Sample standard deviation: the step is a sample of the server's behaviour.
+    return float(arr.std(ddof=1)) / mean
+
+
+def _round_key(name: str) -> tuple[int, int, str]:
+    match = _ROUND_NUMBER.search(name[len(ROUND_PREFIX) :])
+    return (0, int(match.group(1)), name) if match else (1, 0, name)
+
+
+def round_p50s(rounds_df: pd.DataFrame) -> list[float]:
+    """p50 duration of each tool round ("round 1", "round 2", ...), in round order.
+
+    Successful rounds count; a round that never succeeded falls back to all its rows,
+    so the list stays aligned with the round numbers.
+    """
+    result: list[float] = []
+    for name in sorted({str(n) for n in rounds_df["name"].unique()}, key=_round_key):
+        rows = rounds_df[rounds_df["name"] == name]
+        good = _ok(rows)
+        value = percentile((good if not good.empty else rows)["duration_ms"], 50)
+        if value is not None:
+            result.append(value)
+    return result
+
+
+def step_figures(
+    df: pd.DataFrame,
+    *,
+    index: int,
+    users: int,
+    interval_s: float,
+    window_start: float,
+    window_end: float,
+    phase: Literal["ramp", "refine", "confirm"] = "ramp",
+) -> StepResult:
+    """The figures of one step from the tasks that ended within [window_start, window_end).
+
+    ``passed`` is left False with no reasons: the strategy judges the step and sets
+    both with ``model_copy``.
+    """
+    in_window = (df["ts_end"] >= window_start) & (df["ts_end"] < window_end)
+    window = df[in_window]
+    task_rows = tasks(window)
+    good = _ok(task_rows)
+    requests = len(task_rows)
+    failures = requests - len(good)
+    length = window_end - window_start
+    durations = good["duration_ms"]
+    return StepResult(
+        index=index,
+        users=users,
+        phase=phase,
+        window_start=window_start,
+        window_end=window_end,
+        offered_rps=users / interval_s if interval_s > 0 else 0.0,
+        achieved_rps=len(good) / length if length > 0 else 0.0,
+        requests=requests,
+        failures=failures,
+        failure_rate=100.0 * failures / requests if requests else 0.0,
+        p50_ms=percentile(durations, 50),
+        p95_ms=percentile(durations, 95),
+        p99_ms=percentile(durations, 99),
+        avg_ms=_mean(durations),
+        pacing=pacing_stats(task_rows, interval_s),
+        duration_cv=_cv(durations),
+        round_p50_ms=round_p50s(rounds(window)),
+        passed=False,
+        reasons=[],
+    )
+
+
+def at_stop(df: pd.DataFrame, users: int) -> AtStop:
+    """Where the run was when it stopped, over all its tasks.
+
+    Like Locust's aggregate line (the figures earlier reports quoted), the mean
+    response time counts failed tasks too.
+    """
+    task_rows = tasks(df)
+    total = len(task_rows)
+    failures = int((task_rows["ok"] != 1).sum())
+    return AtStop(
+        users=users,
+        total_requests=total,
+        failure_rate=100.0 * failures / total if total else 0.0,
+        avg_ms=_mean(task_rows["duration_ms"]),
+    )
+
+
+def version_stats(df: pd.DataFrame, label: str, interval_s: float) -> VersionStats:
+    """The figures of one version of a comparison from its measured rows."""
+    task_rows = tasks(df)
+    good = _ok(task_rows)
+    chunks = good["chunks"].astype("float64")
+    return VersionStats(
+        label=label,
+        requests=len(task_rows),
+        failures=len(task_rows) - len(good),
+        p50_ms=percentile(good["duration_ms"], 50),
+        p95_ms=percentile(good["duration_ms"], 95),
+        p99_ms=percentile(good["duration_ms"], 99),
+        ttft_p50_ms=percentile(good["ttft_ms"], 50),
+        ttft_p95_ms=percentile(good["ttft_ms"], 95),
+        chunks_p50=percentile(chunks.to_numpy(dtype="float64", na_value=np.nan), 50),
+        pacing=pacing_stats(task_rows, interval_s),
+    )
+
+
+def measured_tasks(
+    df: pd.DataFrame, version: str, windows: Sequence[tuple[int, float, float]]
+) -> pd.DataFrame:
+    """Task rows of ``version`` that ended inside one of its measured windows.
+
+    ``windows`` holds ``(step, start, end)``: a row counts when its ``step`` is the
+    window's and its ``ts_end`` lies in ``[start, end)`` (ramp-up excluded).
+    """
+    rows = tasks(df)
+    rows = rows[rows["version"] == version]
+    keep = pd.Series(False, index=rows.index)
+    for step, start, end in windows:
+        keep |= (rows["step"] == step) & (rows["ts_end"] >= start) & (rows["ts_end"] < end)
+    return rows[keep]

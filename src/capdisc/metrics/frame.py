@@ -1,0 +1,140 @@
+"""Per-request records as a typed pandas DataFrame: read ``requests.csv`` or wrap rows in memory.
+
+Every figure capdisc reports is computed from this frame, never from Locust's
+statistics. The reader is forgiving in the one way a crash requires (a half-written
+last line is dropped) and strict about the columns (a file that is not a
+``requests.csv`` is a :class:`~capdisc.errors.RunFailed`).
+
+Column types: ``ts_*``, ``duration_ms`` and ``ttft_ms`` are ``float64`` (a missing
+``ttft_ms`` is NaN); ``user``, ``step``, ``status`` and ``ok`` are ``int64``;
+``chunks`` and ``tool_calls`` are nullable ``Int64``; ``version``, ``name`` and
+``error`` are strings (empty, never missing).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from capdisc.errors import RunFailed
+from capdisc.records import RECORD_COLUMNS, is_round
+
+__all__ = ["read_records", "records_frame", "rounds", "tasks"]
+
+_FLOAT_COLUMNS = ("ts_scheduled", "ts_start", "ts_end", "duration_ms", "ttft_ms")
+_INT_COLUMNS = ("user", "step", "status", "ok")
+_NULLABLE_INT_COLUMNS = ("chunks", "tool_calls")
+_STR_COLUMNS = ("version", "name", "error")
+# A row without these is not a measurement (a line cut by a crash): it is dropped.
+_REQUIRED = ("ts_scheduled", "ts_start", "ts_end", "user", "step", "status", "ok", "duration_ms")
+
+
+def read_records(path: Path | str) -> pd.DataFrame:
+    """Read ``requests.csv`` into the typed records frame.
+
+    A last line without its newline was being written when the process died and is
+    dropped; a file holding only the header (or nothing at all) gives an empty frame.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunFailed(f"{path}: cannot read the request records ({exc.strerror})") from exc
+    # The writer ends every row with a newline, so anything after the last one is a
+    # partial row (possibly a number cut short, which would still parse): drop it.
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n")
+        data = data[: cut + 1] if cut >= 0 else b""
+    if not data.strip():
+        return _empty()
+    try:
+        # Text columns stay text ("" for no error, never NaN); numbers are parsed by the C
+        # reader, with an empty field as missing. A malformed number leaves its column
+        # as text, which _typed coerces (that row is then dropped or left empty).
+        raw = pd.read_csv(
+            io.BytesIO(data),
+            dtype=dict.fromkeys(_STR_COLUMNS, str),
+            keep_default_na=False,
+            na_values={c: [""] for c in _FLOAT_COLUMNS + _INT_COLUMNS + _NULLABLE_INT_COLUMNS},
+            on_bad_lines="skip",
+            encoding="utf-8",
+            encoding_errors="replace",
+        )
+    except pd.errors.ParserError:
+        # Only an unterminated quoted field (an error text cut mid-line) gets here.
+        # The csv module reads it to the end of the file: the cut row then has too
+        # few fields and is dropped, unless the cut field was the last column
+        # (``error``), whose loss of a few characters costs no figure.
+        raw = _read_with_csv_module(data)
+    except pd.errors.EmptyDataError:
+        return _empty()
+    missing = [c for c in RECORD_COLUMNS if c not in raw.columns]
+    if missing:
+        raise RunFailed(f"{path}: not a requests.csv, missing column(s) {', '.join(missing)}")
+    return _typed(raw[list(RECORD_COLUMNS)])
+
+
+def records_frame(rows: Sequence[Sequence[object]]) -> pd.DataFrame:
+    """Build the typed records frame from in-memory rows in ``RECORD_COLUMNS`` order."""
+    if not rows:
+        return _empty()
+    raw = pd.DataFrame([list(r) for r in rows], columns=list(RECORD_COLUMNS), dtype=object)
+    return _typed(raw)
+
+
+def tasks(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of whole tasks (what steps, pacing and capacity count)."""
+    return df[~_round_mask(df)]
+
+
+def rounds(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of single tool rounds ("round 1" .. "round N+1")."""
+    return df[_round_mask(df)]
+
+
+def _round_mask(df: pd.DataFrame) -> pd.Series:
+    # is_round is the single definition; evaluate it once per distinct name.
+    names = df["name"]
+    lookup = {name: is_round(str(name)) for name in names.unique()}
+    return names.map(lookup).astype(bool)
+
+
+def _empty() -> pd.DataFrame:
+    return _typed(pd.DataFrame({c: pd.Series([], dtype=object) for c in RECORD_COLUMNS}))
+
+
+def _read_with_csv_module(data: bytes) -> pd.DataFrame:
+    text = data.decode("utf-8", errors="replace")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=False)
+    header: list[str] = []
+    body: list[list[str]] = []
+    try:
+        for row in reader:
+            if not header:
+                header = row
+            elif len(row) == len(header):
+                body.append(row)
+    except csv.Error:
+        pass  # a malformed tail: everything before it is kept
+    return pd.DataFrame(body, columns=header or list(RECORD_COLUMNS), dtype=object)
+
+
+def _typed(raw: pd.DataFrame) -> pd.DataFrame:
+    out: dict[str, pd.Series] = {}
+    for col in RECORD_COLUMNS:
+        series = raw[col]
+        if col in _STR_COLUMNS:
+            out[col] = series.fillna("").astype(str)
+        else:
+            out[col] = pd.to_numeric(series, errors="coerce").astype("float64")
+    frame = pd.DataFrame(out)
+    frame = frame.dropna(subset=list(_REQUIRED))
+    for col in _INT_COLUMNS:
+        frame[col] = frame[col].astype("int64")
+    for col in _NULLABLE_INT_COLUMNS:
+        frame[col] = frame[col].round().astype("Int64")
+    return frame.reset_index(drop=True)

@@ -1,0 +1,303 @@
+"""The terminal summary of a run: rich tables and the one-line result a user looks for first.
+
+Renders a finished ``summary.json`` model (never raw records), so ``capdisc report``
+can show a saved run exactly as it was shown live. The number formatters here are
+shared with the markdown report.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from capdisc.durations import format_duration
+from capdisc.reports.summary import (
+    CompareSummary,
+    DiscoverySummary,
+    StepResult,
+    VersionStats,
+)
+
+__all__ = [
+    "capacity_line",
+    "compare_rows",
+    "format_ms",
+    "format_p_value",
+    "format_pct",
+    "load_line",
+    "regression_line",
+    "render_compare",
+    "render_discovery",
+    "render_summary",
+    "verdict_line",
+]
+
+_MISSING = "-"
+_MINUS = "\u2212"  # a real minus sign: a hyphen next to a number reads as a dash
+
+
+def format_ms(ms: float | None) -> str:
+    """Milliseconds as a person reads them: ``452 ms``, ``1.24 s``, ``12.5 s``, ``2m05s``."""
+    if ms is None or not math.isfinite(ms):
+        return _MISSING
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    seconds = ms / 1000
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return format_duration(seconds)
+
+
+def format_pct(pct: float | None, *, unit: str = "%", digits: int = 1) -> str:
+    """A signed difference: ``+3.0%``, ``±0.0%``, and negatives with a real minus (U+2212)."""
+    if pct is None or not math.isfinite(pct):
+        return _MISSING
+    text = f"{abs(pct):.{digits}f}{unit}"
+    if round(pct, digits) == 0:
+        return "\u00b1" + text
+    return (_MINUS if pct < 0 else "+") + text
+
+
+def format_p_value(p: float | None) -> str:
+    """``p = 0.031``, ``p = 1.2e-40``; ``p < 1e-300`` when it underflowed to 0."""
+    if p is None or not math.isfinite(p):
+        return "p = " + _MISSING
+    if p == 0:
+        return "p < 1e-300"
+    if p >= 0.01:
+        return f"p = {p:.2f}"
+    if p >= 0.001:
+        return f"p = {p:.4f}"
+    return f"p = {p:.1e}".replace("e-0", "e-")
+
+
+def _rps(value: float) -> str:
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _int(value: int) -> str:
+    return f"{value:,}"
+
+
+# -- discovery -------------------------------------------------------------------------
+
+
+def capacity_line(summary: DiscoverySummary) -> str:
+    """``Capacity: 18 users, 9.0 req/s, p50 452 ms, p95 497 ms (stopped: max_users)``."""
+    stopped = f"stopped: {summary.stop_reason}"
+    if summary.stop_detail:
+        stopped += f", {summary.stop_detail}"
+    cap = summary.capacity
+    if cap is None:
+        return f"Capacity not found: {_why_not_found(summary)} ({stopped})"
+    users = f"at least {cap.users}" if cap.at_least else str(cap.users)
+    return (
+        f"Capacity: {users} users, {_rps(cap.rps)} req/s, "
+        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)} ({stopped})"
+    )
+
+
+def _why_not_found(summary: DiscoverySummary) -> str:
+    if not summary.steps:
+        return "no step completed"
+    first = min(summary.steps, key=lambda s: s.users)
+    if not any(s.passed for s in summary.steps):
+        why = "; ".join(first.reasons) or "it failed"
+        return f"no step passed, the first ({first.users} users) failed: {why}"
+    return "no passing step could be confirmed"
+
+
+def _verdict_cell(step: StepResult) -> Text:
+    if step.passed:
+        return Text("\u2713", style="green")
+    text = Text("\u2717", style="red")
+    if step.reasons:
+        text.append(" " + "; ".join(step.reasons))
+    return text
+
+
+def render_discovery(summary: DiscoverySummary, console: Console) -> None:
+    """Print the steps of a discovery, the capacity line and the figures at stop."""
+    table = Table(
+        title=Text(f"discover {summary.strategy}: {summary.target.url}"), title_justify="left"
+    )
+    for header in ("#", "phase", "users", "offered rps", "achieved rps", "requests"):
+        table.add_column(header, justify="left" if header == "phase" else "right")
+    for header in ("failures", "fail %", "p50", "p95", "late %"):
+        table.add_column(header, justify="right")
+    table.add_column("verdict", overflow="fold")
+    for step in summary.steps:
+        table.add_row(
+            str(step.index),
+            Text(step.phase),
+            str(step.users),
+            _rps(step.offered_rps),
+            _rps(step.achieved_rps),
+            _int(step.requests),
+            _int(step.failures),
+            f"{step.failure_rate:.1f}%",
+            format_ms(step.p50_ms),
+            format_ms(step.p95_ms),
+            _share(step.pacing.late_share),
+            _verdict_cell(step),
+        )
+    if summary.steps:
+        console.print(table)
+    else:
+        console.print("No step completed.", markup=False, soft_wrap=True)
+
+    style = "bold green" if summary.capacity else "bold red"
+    # Result lines are soft-wrapped: the terminal folds them, a copy-paste gets one line.
+    console.print(Text(capacity_line(summary), style=style), markup=False, soft_wrap=True)
+    stop = summary.at_stop
+    console.print(
+        f"At stop: {stop.users} users, {_int(stop.total_requests)} requests, "
+        f"{stop.failure_rate:.1f}% failed, mean response time {format_ms(stop.avg_ms)}",
+        markup=False,
+        soft_wrap=True,
+    )
+    if summary.pacing.tasks:
+        pacing = summary.pacing
+        console.print(
+            f"Pacing: {_share(pacing.late_share)} of {_int(pacing.tasks)} tasks started late "
+            f"(slip p95 {format_ms(pacing.slip_p95_ms)}, max {format_ms(pacing.slip_max_ms)})",
+            markup=False,
+            soft_wrap=True,
+        )
+    if summary.tools is not None:
+        tools = summary.tools
+        cv = _MISSING if tools.duration_cv is None else f"{tools.duration_cv:.2f}"
+        line = (
+            f"Tools: {tools.per_task} per task ({tools.orchestration}-orchestrated), "
+            f"{_int(tools.tasks)} tasks, {_int(tools.wrong_count)} wrong, duration CV {cv}"
+        )
+        if tools.round_p50_ms:
+            line += ", round p50 " + " / ".join(format_ms(ms) for ms in tools.round_p50_ms)
+        console.print(line, markup=False, soft_wrap=True)
+
+
+# -- comparison ------------------------------------------------------------------------
+
+
+def verdict_line(summary: CompareSummary) -> str:
+    """``Verdict: B is faster: median -18.2% (95% CI -20.1% .. -16.0%), p = 1.2e-40``.
+
+    (Negative numbers are printed with a real minus sign, U+2212.)
+    """
+    diff = summary.diff
+    head = {
+        "b_faster": "B is faster",
+        "b_slower": "B is slower",
+        "no_difference": "no significant difference",
+    }[summary.verdict]
+    if diff.p50_pct is None:
+        return f"Verdict: {head}: not enough successful requests to compare"
+    text = f"Verdict: {head}: median {format_pct(diff.p50_pct)}"
+    if diff.p50_ci95_pct is None:
+        return text + " (too few samples or time blocks for a confidence interval)"
+    lo, hi = diff.p50_ci95_pct
+    return f"{text} (95% CI {format_pct(lo)} .. {format_pct(hi)}), {format_p_value(diff.p_value)}"
+
+
+def regression_line(summary: CompareSummary) -> str:
+    """Whether ``--fail-on-regression`` tripped (only meaningful when a limit was set)."""
+    limit = f"{summary.regression_limit_pct:g}%"
+    if summary.regression:
+        return f"Regression: B is slower than A by more than the {limit} limit"
+    return f"No regression beyond the {limit} limit"
+
+
+def load_line(summary: CompareSummary) -> str:
+    """The fixed load both versions got, in one line."""
+    load = summary.load
+    offered = load.users / load.interval_s if load.interval_s > 0 else 0.0
+    line = (
+        f"Load: {load.users} users, one request each every {load.interval_s:g} s "
+        f"({_rps(offered)} req/s offered), {format_duration(load.duration_s)} per version, "
+        f"temperature {load.temperature:g}"
+    )
+    if load.blocks > 1:
+        line += f", {load.blocks} blocks ({load.order})"
+    return line
+
+
+def _diff_pct(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or a <= 0:
+        return None
+    return (b - a) / a * 100.0
+
+
+def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
+    """The rows of the A | B | diff table, formatted (shared with the markdown report)."""
+    a, b, diff = summary.a, summary.b, summary.diff
+
+    def latency(
+        name: str, get_a: float | None, get_b: float | None, pct: float | None
+    ) -> tuple[str, str, str, str]:
+        return (name, format_ms(get_a), format_ms(get_b), format_pct(pct))
+
+    def chunks(v: VersionStats) -> str:
+        return _MISSING if v.chunks_p50 is None else f"{v.chunks_p50:g}"
+
+    late_diff = 100 * (b.pacing.late_share - a.pacing.late_share)
+    return [
+        ("requests", _int(a.requests), _int(b.requests), ""),
+        ("failures", _int(a.failures), _int(b.failures), ""),
+        latency("p50", a.p50_ms, b.p50_ms, diff.p50_pct),
+        latency("p95", a.p95_ms, b.p95_ms, diff.p95_pct),
+        latency("p99", a.p99_ms, b.p99_ms, _diff_pct(a.p99_ms, b.p99_ms)),
+        latency(
+            "ttft p50",
+            a.ttft_p50_ms,
+            b.ttft_p50_ms,
+            diff.ttft_p50_pct
+            if diff.ttft_p50_pct is not None
+            else _diff_pct(a.ttft_p50_ms, b.ttft_p50_ms),
+        ),
+        latency("ttft p95", a.ttft_p95_ms, b.ttft_p95_ms, _diff_pct(a.ttft_p95_ms, b.ttft_p95_ms)),
+        ("chunks p50", chunks(a), chunks(b), ""),
+        (
+            "late %",
+            _share(a.pacing.late_share),
+            _share(b.pacing.late_share),
+            format_pct(late_diff, unit=" pt") if a.pacing.tasks and b.pacing.tasks else "",
+        ),
+    ]
+
+
+def render_compare(summary: CompareSummary, console: Console) -> None:
+    """Print the A | B | diff table of a comparison and its verdict line."""
+    console.print(load_line(summary), markup=False, soft_wrap=True)
+    table = Table(title="compare stream", title_justify="left")
+    table.add_column("")
+    # Labels come from users (profile names, URLs): never read them as rich markup.
+    table.add_column(Text(f"A: {summary.a.label}"), justify="right")
+    table.add_column(Text(f"B: {summary.b.label}"), justify="right")
+    table.add_column("B vs A", justify="right")
+    for row in compare_rows(summary):
+        table.add_row(*row)
+    console.print(table)
+    style = {"b_faster": "bold green", "b_slower": "bold red", "no_difference": "bold"}[
+        summary.verdict
+    ]
+    console.print(Text(verdict_line(summary), style=style), markup=False, soft_wrap=True)
+    if summary.regression_limit_pct is not None:
+        style = "bold red" if summary.regression else ""
+        console.print(regression_line(summary), style=style, markup=False, soft_wrap=True)
+
+
+def render_summary(summary: DiscoverySummary | CompareSummary, console: Console) -> None:
+    """Print any run's summary: a discovery or a comparison."""
+    if isinstance(summary, CompareSummary):
+        render_compare(summary, console)
+    else:
+        render_discovery(summary, console)

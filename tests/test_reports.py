@@ -1,0 +1,334 @@
+"""Rendering: the terminal summary, the PNG plots and the markdown section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from capdisc.metrics import compare_versions, records_frame, version_stats
+from capdisc.reports import (
+    compare_markdown,
+    plot_capacity,
+    plot_compare,
+    render_compare,
+    render_discovery,
+    render_summary,
+)
+from capdisc.reports.summary import (
+    AtStop,
+    Capacity,
+    CompareLoad,
+    CompareSummary,
+    DiscoverySummary,
+    Pacing,
+    StepResult,
+    TargetInfo,
+    ToolsInfo,
+    VersionDiff,
+    VersionStats,
+)
+from capdisc.reports.terminal import format_ms, format_p_value, format_pct
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MINUS = "\u2212"
+
+
+def console() -> Console:
+    """A recording console wide enough for the step table."""
+    return Console(record=True, width=140, color_system=None)
+
+
+def step(index: int, users: int, *, passed: bool, p50: float | None = 450.0) -> StepResult:
+    """A step at ``users`` with an interval of 2 s; failing steps say why."""
+    return StepResult(
+        index=index,
+        users=users,
+        window_start=100.0 * index,
+        window_end=100.0 * index + 60,
+        offered_rps=users / 2,
+        achieved_rps=users / 2 if passed else users / 2 * 0.7,
+        requests=30 * users,
+        failures=0 if passed else 12,
+        failure_rate=0.0 if passed else 3.5,
+        p50_ms=p50,
+        p95_ms=None if p50 is None else p50 * 1.1,
+        p99_ms=None if p50 is None else p50 * 1.2,
+        avg_ms=p50,
+        pacing=Pacing(tasks=30 * users, late=3, late_share=0.01),
+        passed=passed,
+        reasons=[] if passed else ["achieved 70% of offered load (< 90%)"],
+    )
+
+
+def discovery(**changes: object) -> DiscoverySummary:
+    """A batch discovery that found 18 users; ``changes`` override fields."""
+    base = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="http://127.0.0.1:8000", model="sim", api="openai"),
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:10:00Z",
+        stop_reason="max_users",
+        interval_s=2.0,
+        failure_threshold=5,
+        capacity=Capacity(users=18, rps=9.0, p50_ms=452.0, p95_ms=497.0, failure_rate=0.0),
+        at_stop=AtStop(users=20, total_requests=1234, failure_rate=1.5, avg_ms=1240.0),
+        steps=[
+            step(0, 10, passed=True),
+            step(1, 18, passed=True, p50=452.0),
+            step(2, 20, passed=False, p50=1240.0),
+        ],
+        pacing=Pacing(tasks=1000, late=12, late_share=0.012, slip_p95_ms=80.0, slip_max_ms=900),
+    )
+    return base.model_copy(update=changes)
+
+
+def comparison(verdict: str = "b_faster", **changes: object) -> CompareSummary:
+    """A comparison where B is 18.2% faster; ``changes`` override fields."""
+
+    def stats(label: str, p50: float) -> VersionStats:
+        return VersionStats(
+            label=label,
+            requests=4800,
+            failures=2,
+            p50_ms=p50,
+            p95_ms=p50 * 1.3,
+            p99_ms=p50 * 1.6,
+            ttft_p50_ms=p50 / 5,
+            ttft_p95_ms=p50 / 4,
+            chunks_p50=120.0,
+            pacing=Pacing(tasks=4800, late=48, late_share=0.01),
+        )
+
+    base = CompareSummary(
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:16:00Z",
+        load=CompareLoad(users=200, interval_s=20, duration_s=480, temperature=0, blocks=4),
+        a=stats("v1", 2480.0),
+        b=stats("v2", 2028.6),
+        diff=VersionDiff(
+            p50_pct=-18.2, p50_ci95_pct=(-20.1, -16.0), p95_pct=-17.0, p_value=1.2e-40
+        ),
+        verdict=verdict,  # type: ignore[arg-type]
+    )
+    return base.model_copy(update=changes)
+
+
+# -- formatting ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [(None, "-"), (0.4, "0 ms"), (452.4, "452 ms"), (1240.0, "1.24 s"), (12_500, "12.5 s")],
+)
+def test_format_ms(ms: float | None, text: str) -> None:
+    """Milliseconds read as a person would say them."""
+    assert format_ms(ms) == text
+
+
+def test_format_pct_and_p_value() -> None:
+    """Signed percentages use a real minus; tiny p-values use an exponent."""
+    assert format_pct(-18.24) == f"{MINUS}18.2%"
+    assert format_pct(3.0) == "+3.0%"
+    assert format_pct(None) == "-"
+    assert format_p_value(1.2e-40) == "p = 1.2e-40"
+    assert format_p_value(0.21) == "p = 0.21"
+    assert format_p_value(0.0) == "p < 1e-300"
+
+
+# -- terminal --------------------------------------------------------------------------
+
+
+def test_render_discovery_shows_steps_capacity_and_at_stop() -> None:
+    """The step table, the capacity line and the figures at stop."""
+    out = console()
+    render_discovery(discovery(), out)
+    text = out.export_text()
+    assert "Capacity: 18 users, 9.0 req/s, p50 452 ms, p95 497 ms (stopped: max_users)" in text
+    assert "At stop: 20 users, 1,234 requests, 1.5% failed, mean response time 1.24 s" in text
+    assert "\u2717 achieved 70% of offered" in text  # the reason, folded in its cell
+    assert "\u2713" in text and "\u2717" in text
+    for header in ("offered rps", "achieved rps", "fail %", "late %"):
+        assert header in text
+    assert "Tools:" not in text
+
+
+def test_render_discovery_at_least_and_not_found() -> None:
+    """An unbounded capacity says "at least"; no capacity says why."""
+    out = console()
+    cap = Capacity(users=40, rps=20.0, p50_ms=400.0, p95_ms=450.0, failure_rate=0.0, at_least=True)
+    render_discovery(discovery(capacity=cap), out)
+    assert "Capacity: at least 40 users" in out.export_text()
+
+    out = console()
+    failed = discovery(
+        capacity=None,
+        stop_reason="failure_threshold",
+        stop_detail="5 failed requests",
+        steps=[step(0, 10, passed=False)],
+    )
+    render_discovery(failed, out)
+    text = out.export_text()
+    assert "Capacity not found: no step passed" in text
+    assert "(stopped: failure_threshold, 5 failed requests)" in text
+
+    out = console()
+    render_discovery(discovery(capacity=None, steps=[], stop_reason="interrupted"), out)
+    assert "Capacity not found: no step completed (stopped: interrupted)" in out.export_text()
+
+
+def test_render_discovery_tools_line() -> None:
+    """Tool discovery adds its tool line with the per-round p50s."""
+    tools = ToolsInfo(
+        per_task=3, tasks=200, wrong_count=2, duration_cv=0.08, round_p50_ms=[210, 230, 260, 300]
+    )
+    out = console()
+    render_discovery(discovery(strategy="tools", tools=tools), out)
+    text = out.export_text()
+    assert "Tools: 3 per task (client-orchestrated), 200 tasks, 2 wrong, duration CV 0.08" in text
+    assert "round p50 210 ms / 230 ms / 260 ms / 300 ms" in text
+
+
+def test_render_compare_table_and_verdict() -> None:
+    """The A | B | diff table and the verdict line with CI and p-value."""
+    out = console()
+    render_compare(comparison(), out)
+    text = out.export_text()
+    assert (
+        f"Verdict: B is faster: median {MINUS}18.2% (95% CI {MINUS}20.1% .. {MINUS}16.0%), "
+        "p = 1.2e-40"
+    ) in text
+    for label in ("A: v1", "B: v2", "p50", "p95", "p99", "ttft p50", "chunks p50", "late %"):
+        assert label in text
+    assert "2.48 s" in text and "2.03 s" in text
+    assert "200 users" in text and "every 20 s" in text
+
+
+def test_render_compare_other_verdicts() -> None:
+    """Slower, no difference, missing data and a tripped regression limit read clearly."""
+    out = console()
+    slower = comparison(
+        "b_slower",
+        diff=VersionDiff(p50_pct=12.0, p50_ci95_pct=(9.5, 14.0), p95_pct=10.0, p_value=0.001),
+        regression_limit_pct=5.0,
+        regression=True,
+    )
+    render_compare(slower, out)
+    text = out.export_text()
+    assert "Verdict: B is slower: median +12.0% (95% CI +9.5% .. +14.0%)" in text
+    assert "Regression" in text and "5%" in text
+
+    out = console()
+    render_compare(
+        comparison(
+            "no_difference",
+            diff=VersionDiff(p50_pct=None, p50_ci95_pct=None, p95_pct=None, p_value=None),
+        ),
+        out,
+    )
+    assert "Verdict: no significant difference: not enough" in out.export_text()
+
+
+def test_render_summary_dispatches() -> None:
+    """One entry point renders either kind of summary."""
+    out = console()
+    render_summary(discovery(), out)
+    render_summary(comparison(), out)
+    text = out.export_text()
+    assert "Capacity: 18 users" in text and "Verdict: B is faster" in text
+
+
+# -- plots -----------------------------------------------------------------------------
+
+
+def assert_png(path: Path) -> None:
+    """The file exists, is a PNG and is not trivially small."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 1000
+
+
+def test_plot_capacity(tmp_path: Path) -> None:
+    """The capacity chart, and its degenerate forms: one step, no latency, no steps."""
+    plot_capacity(discovery(), tmp_path / "capacity.png")
+    assert_png(tmp_path / "capacity.png")
+
+    single = discovery(steps=[step(0, 10, passed=False, p50=None)], capacity=None)
+    plot_capacity(single, tmp_path / "single.png")
+    assert_png(tmp_path / "single.png")
+
+    plot_capacity(discovery(steps=[], capacity=None), tmp_path / "empty.png")
+    assert_png(tmp_path / "empty.png")
+
+
+def stream_frame(seed: int, factor: float, *, ttft: bool = True) -> pd.DataFrame:
+    """A small stream run: 300 tasks over 300 s, a few failed."""
+    rng = np.random.default_rng(seed)
+    rows: list[list[object]] = []
+    for i, start in enumerate(np.sort(rng.uniform(0, 300, 300))):
+        d = float(rng.lognormal(np.log(800), 0.3)) * factor
+        ok = int(i % 50 != 0)
+        status, chunks, error = (200, 40, "") if ok else (0, 0, "timeout")
+        ttft_ms = d * 0.2 if ttft else None
+        end = start + d / 1000
+        rows.append([start, start, end, i % 20, 0, "v", "stream", status, ok, d, ttft_ms, chunks])
+        rows[-1] += [None, error]
+    return records_frame(rows)
+
+
+def test_plot_compare(tmp_path: Path) -> None:
+    """The two ECDF panels, and with no ttft or no data at all."""
+    plot_compare(stream_frame(1, 1.0), stream_frame(2, 0.8), "v1", "v2", tmp_path / "c.png")
+    assert_png(tmp_path / "c.png")
+
+    no_ttft = stream_frame(3, 1.0, ttft=False)
+    plot_compare(no_ttft, no_ttft, "a", "b", tmp_path / "no_ttft.png")
+    assert_png(tmp_path / "no_ttft.png")
+
+    empty = records_frame([])
+    plot_compare(empty, stream_frame(4, 1.0).iloc[:1], "a", "b", tmp_path / "empty.png")
+    assert_png(tmp_path / "empty.png")
+
+
+# -- markdown --------------------------------------------------------------------------
+
+
+def test_compare_markdown() -> None:
+    """A PR-ready section: title, load, the table, the verdict and the method."""
+    text = compare_markdown(comparison())
+    assert text.startswith("### ")
+    assert "| | A: v1 | B: v2 | B vs A |" in text
+    assert "|---|---:|---:|---:|" in text
+    assert f"| p50 | 2.48 s | 2.03 s | {MINUS}18.2% |" in text
+    assert (
+        f"**Verdict: B is faster**: median {MINUS}18.2% (95% CI {MINUS}20.1% .. "
+        f"{MINUS}16.0%), p = 1.2e-40"
+    ) in text
+    assert "block bootstrap" in text and "Mann-Whitney U" in text
+    assert "200 users" in text
+    # A pipe in a label must not break the table.
+    piped = comparison()
+    piped = piped.model_copy(update={"a": piped.a.model_copy(update={"label": "x|y"})})
+    assert "A: x\\|y" in compare_markdown(piped)
+
+
+def test_from_records_to_every_output(tmp_path: Path) -> None:
+    """Metrics feed the reports end to end: records to stats, diff, table, markdown, plot."""
+    a_df, b_df = stream_frame(5, 1.0), stream_frame(6, 0.7)
+    diff, verdict = compare_versions(a_df, b_df, block_s=20.0)
+    summary = comparison(
+        verdict,
+        a=version_stats(a_df, "v1", 20.0),
+        b=version_stats(b_df, "v2", 20.0),
+        diff=diff,
+    )
+    CompareSummary.model_validate_json(summary.model_dump_json(by_alias=True))
+    out = console()
+    render_summary(summary, out)
+    assert "Verdict: B is faster" in out.export_text()
+    assert "B is faster" in compare_markdown(summary)
+    plot_compare(a_df, b_df, "v1", "v2", tmp_path / "compare.png")
+    assert_png(tmp_path / "compare.png")
