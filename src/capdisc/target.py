@@ -36,7 +36,11 @@ class Target:
     def info(self) -> TargetInfo:
         """What reports may show of the target: never the key."""
         return TargetInfo(
-            url=self.base_url, model=self.model, api=self.api, profile=self.label, embedded=self.embedded
+            url=self.base_url,
+            model=self.model,
+            api=self.api,
+            profile=self.label,
+            embedded=self.embedded,
         )
 
     def auth_headers(self) -> dict[str, str]:
