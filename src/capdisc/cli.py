@@ -60,7 +60,8 @@ app.add_typer(compare_app, name="compare")
 app.add_typer(simulator_app, name="simulator")
 app.add_typer(profiles_app, name="profiles")
 
-out = Console(soft_wrap=True)
+# Redirected output (a file, CI logs) gets wide tables rather than 80 columns.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 # -- shared options --------------------------------------------------------

@@ -34,7 +34,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:
-        return f"{seconds:g}s"
+        return f"{seconds:.3g}s"
     minutes, rest = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m{rest}s" if rest else f"{minutes}m"

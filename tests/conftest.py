@@ -1,0 +1,40 @@
+"""Shared fixtures: real simulator processes on loopback, and an HTTP client for them.
+
+``start_simulator(**fields)`` starts a :class:`EmbeddedSimulator` with a
+``SimulatorConfig`` built from ``fields`` (``faults`` may be a dict) and stops it at
+the end of the test, whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from capdisc.simulator import EmbeddedSimulator, SimulatorConfig
+
+StartSimulator = Callable[..., EmbeddedSimulator]
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[StartSimulator]:
+    """Factory: ``start_simulator(slots=2, faults={"hang": True})`` -> running simulator."""
+    started: list[EmbeddedSimulator] = []
+
+    def start(**fields: Any) -> EmbeddedSimulator:
+        sim = EmbeddedSimulator(SimulatorConfig(**fields))
+        started.append(sim)
+        return sim.start()
+
+    yield start
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A plain HTTP client: no proxies from the environment, 10 s timeout."""
+    with httpx.Client(timeout=10.0, trust_env=False) as client:
+        yield client
