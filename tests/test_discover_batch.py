@@ -212,7 +212,7 @@ def test_threshold_from_environment(tmp_path: Path) -> None:
         tokens=10,
         ramp="start_users = 2\nstep_users = 2\nmax_users = 4\n"
         "step_duration = '20s'\ninterval = '0.5s'",
-        extra_sim="[simulator.faults]\nerror_rate = 0.5",
+        extra_sim="[simulator.faults]\nerror_rate = 0.3",
     )
     _, summary, stderr = discover(
         profile, tmp_path / "run", env={"LOAD_TEST_FAILURE_THRESHOLD": "1"}
