@@ -910,7 +910,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map capdisc errors and usage errors to one line and an exit code."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="capdisc", standalone_mode=False)
+        # Without standalone mode, click returns the code of a typer.Exit instead of exiting.
+        code = command.main(args=argv, prog_name="capdisc", standalone_mode=False)
     except CapdiscError as exc:
         err.print(f"capdisc: error: {exc.message}", highlight=False, markup=False)
         if exc.hint:
@@ -930,4 +931,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("capdisc: interrupted", highlight=False)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
