@@ -42,9 +42,23 @@ seed = {seed}
 
 def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "capdisc", "compare", "stream", a, b, *LOAD, "--out", str(out),
-         "--quiet", *extra],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "compare",
+            "stream",
+            a,
+            b,
+            *LOAD,
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     path = out / "summary.json"
     return result.returncode, json.loads(path.read_text()) if path.exists() else {}, result.stderr
@@ -63,13 +77,22 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     assert summary["a"]["chunks_p50"] > 2 and summary["a"]["ttft_p50_ms"] is not None
     assert summary["load"]["users"] == 12 and summary["load"]["blocks"] == 2
     run = tmp_path / "run"
-    for name in ("summary.json", "requests.csv", "compare.png", "compare.md", "report-a.html",
-                 "report-b.html"):
+    for name in (
+        "summary.json",
+        "requests.csv",
+        "compare.png",
+        "compare.md",
+        "report-a.html",
+        "report-b.html",
+    ):
         assert (run / name).stat().st_size > 0, name
     with (run / "requests.csv").open() as handle:
         versions = {row["version"] for row in csv.DictReader(handle)}
     assert versions == {"a", "b"}
-    assert "B is faster" in (run / "compare.md").read_text() or "faster" in (run / "compare.md").read_text()
+    assert (
+        "B is faster" in (run / "compare.md").read_text()
+        or "faster" in (run / "compare.md").read_text()
+    )
 
 
 def test_same_target_twice_is_no_difference(tmp_path: Path) -> None:

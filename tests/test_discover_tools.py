@@ -23,13 +23,41 @@ SLOTS = 2
 SERVICE_S = 0.1  # 10 ms prefill + 9 tokens x 10 ms
 
 
-def run_tools(url: str, out: Path, tools: int, interval: float, *extra: str) -> tuple[int, dict, str]:
+def run_tools(
+    url: str, out: Path, tools: int, interval: float, *extra: str
+) -> tuple[int, dict, str]:
     result = subprocess.run(
-        [sys.executable, "-m", "capdisc", "discover", "tools", "--host", url, "--model", "sim-llm",
-         "--tools", str(tools), "--interval", f"{interval}s", "--start-users", "3",
-         "--step-users", "3", "--max-users", "30", "--step-duration", f"{max(3.0, 3 * interval)}s",
-         "--out", str(out), "--quiet", "--json", *extra],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "discover",
+            "tools",
+            "--host",
+            url,
+            "--model",
+            "sim-llm",
+            "--tools",
+            str(tools),
+            "--interval",
+            f"{interval}s",
+            "--start-users",
+            "3",
+            "--step-users",
+            "3",
+            "--max-users",
+            "30",
+            "--step-duration",
+            f"{max(3.0, 3 * interval)}s",
+            "--out",
+            str(out),
+            "--quiet",
+            "--json",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     path = out / "summary.json"
     return result.returncode, json.loads(path.read_text()) if path.exists() else {}, result.stderr
@@ -40,8 +68,9 @@ def test_exactly_n_tool_calls_and_capacity(
     start_simulator: StartSimulator, tmp_path: Path, tools: int, interval: float
 ) -> None:
     """Every task makes N calls (ground truth agrees) and capacity is within 10% of U*."""
-    sim = start_simulator(slots=SLOTS, prefill_ms=10, per_token_ms=10, output_tokens=9,
-                          jitter=0.05, seed=tools)
+    sim = start_simulator(
+        slots=SLOTS, prefill_ms=10, per_token_ms=10, output_tokens=9, jitter=0.05, seed=tools
+    )
     code, summary, stderr = run_tools(sim.base_url, tmp_path / "run", tools, interval)
     assert code == 0, stderr
     info = summary["tools"]
@@ -80,11 +109,33 @@ server_body = '{{"model": "{{model}}", "prompt": "{{prompt}}", "tool_calls": 3}}
 """
     )
     result = subprocess.run(
-        [sys.executable, "-m", "capdisc", "discover", "tools", "--profile", str(profile),
-         "--tools", "2", "--start-users", "2", "--max-users", "2", "--step-duration", "2s",
-         "--interval", "0.5s", "--failure-threshold", "3", "--out", str(tmp_path / "run"),
-         "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "discover",
+            "tools",
+            "--profile",
+            str(profile),
+            "--tools",
+            "2",
+            "--start-users",
+            "2",
+            "--max-users",
+            "2",
+            "--step-duration",
+            "2s",
+            "--interval",
+            "0.5s",
+            "--failure-threshold",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode in (0, 4), result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -95,7 +146,9 @@ server_body = '{{"model": "{{model}}", "prompt": "{{prompt}}", "tool_calls": 3}}
     assert errors == {"expected 2 tool calls, got 3"}
 
 
-def test_server_orchestrated_task_counts_match(start_simulator: StartSimulator, tmp_path: Path) -> None:
+def test_server_orchestrated_task_counts_match(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
     """Server-orchestrated: one request per task, the count read back and checked."""
     sim = start_simulator(slots=4, prefill_ms=5, per_token_ms=1, output_tokens=5)
     profile = tmp_path / "agent.toml"
@@ -103,10 +156,31 @@ def test_server_orchestrated_task_counts_match(start_simulator: StartSimulator, 
         f'[target]\nhost = "{sim.base_url}"\nmodel = "sim-llm"\n[tools]\norchestration = "server"\n'
     )
     result = subprocess.run(
-        [sys.executable, "-m", "capdisc", "discover", "tools", "--profile", str(profile),
-         "--tools", "2", "--start-users", "2", "--max-users", "2", "--step-duration", "2s",
-         "--interval", "0.5s", "--out", str(tmp_path / "run"), "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "discover",
+            "tools",
+            "--profile",
+            str(profile),
+            "--tools",
+            "2",
+            "--start-users",
+            "2",
+            "--max-users",
+            "2",
+            "--step-duration",
+            "2s",
+            "--interval",
+            "0.5s",
+            "--out",
+            str(tmp_path / "run"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

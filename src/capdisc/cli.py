@@ -489,11 +489,10 @@ def discover_batch(
 @discover_app.command("tools")
 def discover_tools(
     tools: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--tools",
-            help="Tool calls in every task "  # noqa: UP045
-            "(default from the profile, 2).",
+            help="Tool calls in every task (default from the profile, 2).",
             show_default=False,
         ),
     ] = None,
@@ -544,35 +543,35 @@ def compare_stream(
     ],
     b: Annotated[str, typer.Argument(help="Version B: same kinds as A.")],
     users: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--users", help="Fixed users (default 200).", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     interval: IntervalOpt = None,
     duration: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--duration", help="Measured time per version (DUR, default 8m).", show_default=False
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     temperature: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--temperature", help="Sampling temperature (default 0).", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     blocks: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--blocks", help="Alternating A/B blocks per version.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     sequential: Annotated[
         bool, typer.Option("--sequential", help="Run all of A, then all of B.")
     ] = False,
     fail_on_regression: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--fail-on-regression",
             help="Exit 1 when B is significantly slower by more than PCT percent.",
             show_default=False,
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     failure_threshold: ThresholdOpt = None,
     out_dir: OutOpt = None,
     json_out: JsonOpt = False,
@@ -647,74 +646,74 @@ def simulator_serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port (0 = any free port).")] = 8000,
     profile: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--profile",
             "-p",
             help="Take the [simulator] table of this profile.",
             show_default=False,
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     slots: Annotated[
-        Optional[int], typer.Option("--slots", help="Requests served at once.", show_default=False)
-    ] = None,  # noqa: UP045
+        int | None, typer.Option("--slots", help="Requests served at once.", show_default=False)
+    ] = None,
     queue_limit: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--queue-limit", help="Requests that may wait; beyond, 503.", show_default=False
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     prefill_ms: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--prefill-ms", help="Time before the first token.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     per_token_ms: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--per-token-ms", help="Time per output token.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     output_tokens: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--output-tokens", help="Tokens per answer.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     slowdown_per_slot: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--slowdown-per-slot",
             help="Extra per-token time per other busy slot (0.1 = 10%).",
             show_default=False,
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     jitter: Annotated[
-        Optional[float],
+        float | None,
         typer.Option("--jitter", help="Service time varies by +/- this share.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     seed: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--seed", help="Seed of jitter, errors and text.", show_default=False),
-    ] = None,  # noqa: UP045
+    ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", help="Model name served.", show_default=False)
-    ] = None,  # noqa: UP045
+        str | None, typer.Option("--model", help="Model name served.", show_default=False)
+    ] = None,
     error_rate: Annotated[
-        Optional[float],
+        float | None,
         typer.Option(
             "--error-rate", help="Fault: share of requests answered HTTP 500.", show_default=False
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     crash_after: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--crash-after", help="Fault: exit after this many requests.", show_default=False
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     max_connections: Annotated[
-        Optional[int],
+        int | None,
         typer.Option(
             "--max-connections",
             help="Fault: close connections beyond this many.",
             show_default=False,
         ),
-    ] = None,  # noqa: UP045
+    ] = None,
     hang: Annotated[
         bool, typer.Option("--hang", help="Fault: accept requests and never answer.")
     ] = False,

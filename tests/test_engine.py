@@ -1,0 +1,252 @@
+"""The load engine against real simulators: true counts, constant pacing, clean stops, faults.
+
+The simulator runs outside capdisc (``--host``) so its ``/stats`` ground truth can be
+checked after each run; capdisc itself never reads it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import StartSimulator
+
+pytestmark = pytest.mark.slow
+
+CAPDISC = [sys.executable, "-m", "capdisc"]
+
+
+def rows_of(run: Path) -> list[dict[str, str]]:
+    with (run / "requests.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def summary_of(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+def batch(
+    url: str, out: Path, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *CAPDISC,
+            "discover",
+            "batch",
+            "--host",
+            url,
+            "--model",
+            "sim-llm",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_batch_rows_equal_requests_served(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    """Every request the simulator served is one row in requests.csv, none lost or doubled."""
+    sim = start_simulator(slots=8, prefill_ms=5, per_token_ms=2, output_tokens=10)
+    result = batch(
+        sim.base_url,
+        tmp_path / "run",
+        "--start-users",
+        "6",
+        "--max-users",
+        "6",
+        "--step-duration",
+        "3s",
+        "--interval",
+        "0.5s",
+    )
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(tmp_path / "run")
+    stats = sim.stats()
+    assert len(rows) == stats["served"] - 1  # the preflight request is not load
+    assert all(r["ok"] == "1" and r["status"] == "200" for r in rows)
+
+
+def test_stream_rows_chunks_and_ground_truth(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Streams: one row per request, chunks counted from bytes, capdisc's TTFT below e2e."""
+    sim = start_simulator(slots=16, prefill_ms=30, per_token_ms=3, output_tokens=12)
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            *CAPDISC,
+            "compare",
+            "stream",
+            sim.base_url,
+            sim.base_url,
+            "--users",
+            "6",
+            "--interval",
+            "0.5s",
+            "--duration",
+            "4s",
+            "--blocks",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(out)
+    stats = sim.stats()
+    assert len(rows) == stats["served"] - 2  # two preflights, one per side
+    # Every SSE event counted: tokens plus the final event and [DONE].
+    assert {int(r["chunks"]) for r in rows} == {12 + 2}
+    for r in rows:
+        assert 30 <= float(r["ttft_ms"]) < float(r["duration_ms"])
+    assert summary_of(out)["verdict"] == "no_difference"
+
+
+def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    """Each user starts a task every interval; a slow server shows as slip, not as lost load."""
+    sim = start_simulator(slots=8, prefill_ms=5, per_token_ms=1, output_tokens=5)
+    result = batch(
+        sim.base_url,
+        tmp_path / "fast",
+        "--start-users",
+        "4",
+        "--max-users",
+        "4",
+        "--step-duration",
+        "3s",
+        "--interval",
+        "0.5s",
+    )
+    assert result.returncode == 0, result.stderr
+    starts: dict[str, list[float]] = defaultdict(list)
+    for r in rows_of(tmp_path / "fast"):
+        starts[r["user"]].append(float(r["ts_start"]))
+        assert float(r["ts_start"]) - float(r["ts_scheduled"]) < 0.05
+    gaps = [b - a for s in starts.values() for a, b in zip(s, s[1:], strict=False)]
+    assert gaps and all(0.45 < g < 0.6 for g in gaps), gaps
+
+    slow = start_simulator(slots=8, prefill_ms=800, per_token_ms=1, output_tokens=2)
+    result = batch(
+        slow.base_url,
+        tmp_path / "slow",
+        "--start-users",
+        "2",
+        "--max-users",
+        "2",
+        "--step-duration",
+        "3s",
+        "--interval",
+        "0.5s",
+        "--no-refine",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = summary_of(tmp_path / "slow")
+    assert summary["pacing"]["late_share"] > 0.5
+    assert summary["pacing"]["slip_p50_ms"] > 200
+    assert not summary["steps"][0]["passed"]
+    assert any("started late" in reason for reason in summary["steps"][0]["reasons"])
+
+
+def test_ctrl_c_stops_cleanly_and_writes_every_report(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """SIGINT stops like the threshold does: in-flight requests finish, reports are written."""
+    sim = start_simulator(slots=8, prefill_ms=100, per_token_ms=2, output_tokens=10)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *CAPDISC,
+            "discover",
+            "batch",
+            "--host",
+            sim.base_url,
+            "--model",
+            "sim-llm",
+            "--start-users",
+            "4",
+            "--step-users",
+            "4",
+            "--max-users",
+            "40",
+            "--step-duration",
+            "2s",
+            "--interval",
+            "0.5s",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out / "requests.csv").exists():
+        time.sleep(0.2)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    summary = summary_of(out)
+    assert summary["stop_reason"] == "interrupted"
+    assert summary["steps"] and (out / "report.html").exists()
+    rows = rows_of(out)
+    assert len(rows) == summary["at_stop"]["total_requests"]
+    assert len(rows) == sim.stats()["served"] - 1
+
+
+def test_target_dies_mid_run(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    """A target that crashes trips the failure threshold; the data before the crash is kept."""
+    sim = start_simulator(
+        slots=8, prefill_ms=5, per_token_ms=1, output_tokens=5, faults={"crash_after": 60}
+    )
+    started = time.monotonic()
+    result = batch(
+        sim.base_url,
+        tmp_path / "run",
+        "--start-users",
+        "4",
+        "--max-users",
+        "4",
+        "--step-duration",
+        "60s",
+        "--interval",
+        "0.25s",
+        "--timeout",
+        "2s",
+    )
+    assert time.monotonic() - started < 40
+    summary = summary_of(tmp_path / "run")
+    assert summary["stop_reason"] == "failure_threshold", result.stderr
+    rows = rows_of(tmp_path / "run")
+    assert sum(r["ok"] == "1" for r in rows) == 59  # 60 served, one was the preflight
+    assert sum(r["ok"] == "0" for r in rows) >= 5
+
+
+def test_hanging_target_is_caught_by_preflight(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """A target that accepts and never answers is refused by preflight within --timeout."""
+    hung = start_simulator(slots=8, faults={"hang": True})
+    started = time.monotonic()
+    result = batch(hung.base_url, tmp_path / "run", "--timeout", "1s")
+    assert result.returncode == 3  # preflight already sees the hang: no load is sent
+    assert "no answer within 1s" in result.stderr
+    assert time.monotonic() - started < 20
