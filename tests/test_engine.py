@@ -7,6 +7,7 @@ checked after each run; capdisc itself never reads it.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import signal
 import subprocess
@@ -138,7 +139,7 @@ def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_
     for r in rows_of(tmp_path / "fast"):
         starts[r["user"]].append(float(r["ts_start"]))
         assert float(r["ts_start"]) - float(r["ts_scheduled"]) < 0.05
-    gaps = [b - a for s in starts.values() for a, b in zip(s, s[1:], strict=False)]
+    gaps = [b - a for s in starts.values() for a, b in itertools.pairwise(s)]
     assert gaps and all(0.45 < g < 0.6 for g in gaps), gaps
 
     slow = start_simulator(slots=8, prefill_ms=800, per_token_ms=1, output_tokens=2)
@@ -201,7 +202,7 @@ def test_ctrl_c_stops_cleanly_and_writes_every_report(
         time.sleep(0.2)
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr
     summary = summary_of(out)
