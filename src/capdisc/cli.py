@@ -205,7 +205,18 @@ KeepGoingOpt = Annotated[
 WorkersOpt = Annotated[
     int,
     typer.Option(
-        "--workers", help="Local Locust worker processes (0 = in-process).", rich_help_panel=RAMP
+        "--workers",
+        help="Local Locust worker processes, capdisc being the master (0 = users run here).",
+        rich_help_panel=RAMP,
+    ),
+]
+ExpectWorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--expect-workers",
+        help="Wait for this many 'capdisc worker' processes from other machines "
+        "(the master listens on port 5557).",
+        rich_help_panel=RAMP,
     ),
 ]
 OutOpt = Annotated[
@@ -347,6 +358,7 @@ def _discover(
     refine: bool | None,
     keep_going: bool,
     workers: int,
+    expect_workers: int,
     out_dir: Path | None,
     json_out: bool,
     quiet: bool,
@@ -365,8 +377,8 @@ def _discover(
         raise UsageError(
             f"--max-failure-rate: must be a percentage 0..100, got {max_failure_rate:g}"
         )
-    if workers != 0:
-        _not_built("--workers (distributed runs)")
+    _positive(workers, "--workers", zero_ok=True)
+    _positive(expect_workers, "--expect-workers", zero_ok=True)
     settings = _settings()
     prof = _profile(
         settings,
@@ -420,6 +432,8 @@ def _discover(
         else failure_threshold,
         out_dir=_out_dir(settings, out_dir, f"discover-{strategy}", prof.name),
         tools=tools_settings,
+        workers=workers,
+        expect_workers=expect_workers,
     )
     if strategy == "tools":
         from capdisc.strategies.tools import discover_tools as run
@@ -470,6 +484,7 @@ def discover_batch(
     refine: RefineOpt = None,
     keep_going: KeepGoingOpt = False,
     workers: WorkersOpt = 0,
+    expect_workers: ExpectWorkersOpt = 0,
     out_dir: OutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -514,6 +529,7 @@ def discover_tools(
     refine: RefineOpt = None,
     keep_going: KeepGoingOpt = False,
     workers: WorkersOpt = 0,
+    expect_workers: ExpectWorkersOpt = 0,
     out_dir: OutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -573,6 +589,8 @@ def compare_stream(
         ),
     ] = None,
     failure_threshold: ThresholdOpt = None,
+    workers: WorkersOpt = 0,
+    expect_workers: ExpectWorkersOpt = 0,
     out_dir: OutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -589,6 +607,8 @@ def compare_stream(
 
     _positive(users, "--users")
     _positive(blocks, "--blocks")
+    _positive(workers, "--workers", zero_ok=True)
+    _positive(expect_workers, "--expect-workers", zero_ok=True)
     _positive(failure_threshold, "--failure-threshold", zero_ok=True)
     if temperature is not None and not 0 <= temperature <= 2:
         raise UsageError(f"--temperature: must be 0..2, got {temperature:g}")
@@ -623,6 +643,8 @@ def compare_stream(
         sequential=sequential,
         seed=defaults.seed,
         fail_on_regression_pct=fail_on_regression,
+        workers=workers,
+        expect_workers=expect_workers,
     )
     with _progress(quiet, json_out) as progress:
         if progress is not None:
@@ -886,8 +908,19 @@ def _redraw_plots(summary: Any, run_dir: Path) -> None:
 def worker(
     master: Annotated[str, typer.Option("--master", help="Master to join, HOST[:PORT].")],
 ) -> None:
-    """Join a distributed run as a Locust worker (the master is a capdisc run with --workers)."""
-    _not_built("capdisc worker (distributed runs)")
+    """Join a distributed run as a Locust worker until the master quits.
+
+    The master is a capdisc run with --expect-workers (or --workers for local
+    processes). The worker learns the workload from the master; API keys are
+    read from this machine's environment, never sent over the wire.
+    """
+    from capdisc.strategies.session import load_engine
+
+    load_engine()
+    from capdisc.loadgen.distributed import parse_master, run_worker
+
+    host, port = parse_master(master)
+    run_worker(host, port)
 
 
 # -- entry point --------------------------------------------------------------------

@@ -127,6 +127,17 @@ class PlannedShape(LoadTestShape):
         self._drain_until: float | None = None
         self._tick: tuple[int, float] = (0, 1.0)
         self.last_users = 0
+        # (time, step index) of every level applied, to stamp rows from remote workers.
+        self.applied: list[tuple[float, int]] = []
+
+    def step_at(self, ts: float) -> int:
+        """The step that was running at ``ts``."""
+        index = 0
+        for applied_at, step in self.applied:
+            if applied_at > ts:
+                break
+            index = step
+        return index
 
     def mark_spawned(self) -> None:
         self.spawned_at = time.time()
@@ -144,7 +155,8 @@ class PlannedShape(LoadTestShape):
 
     def _spawn(self, step: Step, now: float) -> tuple[int, float]:
         self._drain_until = None
-        previous = self.runner.user_count if self.runner is not None else 0
+        previous = self._tick[0]
+        self.applied.append((now, step.index))
         self.spawned_at = now if previous == step.users else None
         rate = float(min(max(abs(step.users - previous), 1), _MAX_SPAWN_RATE))
         self._tick = (step.users, rate)
@@ -216,8 +228,14 @@ def run_session(
     control: RunControl,
     progress: ProgressSink | None,
     html_path: Path | None,
+    workers: int = 0,
+    expect_workers: int = 0,
 ) -> SessionResult:
-    """Run one Locust session until the planner, the threshold or a signal ends it."""
+    """Run one Locust session until the planner, the threshold or a signal ends it.
+
+    With ``workers`` (local processes) or ``expect_workers`` (``capdisc worker`` on
+    other machines), this process is a Locust master and the users run on workers.
+    """
     logging.getLogger("locust").setLevel(logging.ERROR)
     state = SessionState()
     rows: list[Sequence[object]] = []
@@ -229,19 +247,17 @@ def run_session(
         host=workload.target.base_url,
         stop_timeout=control.stop_timeout,
     )
-    runner = env.create_local_runner()
     rolling = _Progress()
     counts = {"requests": 0, "failures": 0}
 
-    def on_request(name: str, exception: Any, context: dict[str, Any], **_kw: Any) -> None:
-        row = context["row"]
+    def on_row(row: Sequence[Any]) -> None:
         writer.write(row)
         rows.append(row)
-        if is_round(name):
+        if is_round(str(row[6])):
             return
         counts["requests"] += 1
-        rolling.add(row[2])
-        if exception is not None:
+        rolling.add(float(row[2]))
+        if row[8] != 1:
             counts["failures"] += 1
             control.failures += 1
             threshold = control.failure_threshold
@@ -251,13 +267,20 @@ def run_session(
                     f"{control.failures} failed requests reached the threshold of {threshold}",
                 )
 
-    env.events.request.add_listener(on_request)
     env.events.spawning_complete.add_listener(lambda user_count: shape.mark_spawned())
-
-    def kill_users() -> None:
-        runner.user_greenlets.kill(block=False)
-
-    control._kill_users = kill_users
+    distributed = workers > 0 or expect_workers > 0
+    worker_processes: list[Any] = []
+    warnings: list[str] = []
+    runner: Any
+    if distributed:
+        runner, worker_processes = _start_master(
+            env, workload, shape, on_row, workers, expect_workers, control, progress
+        )
+        control._kill_users = lambda: gevent.spawn(runner.quit)
+    else:
+        runner = env.create_local_runner()
+        env.events.request.add_listener(lambda context, **_kw: on_row(context["row"]))
+        control._kill_users = lambda: runner.user_greenlets.kill(block=False)
     history = gevent.spawn(locust.stats.stats_history, runner)
     started = time.time()
     runner.start_shape()
@@ -271,11 +294,13 @@ def run_session(
                 break
             if shape.done and runner.shape_greenlet is None:
                 break
+            if distributed:
+                _notice_missing_workers(runner, warnings, progress)
             if progress is not None:
                 progress.update(
                     ProgressSnapshot(
                         label=planner.describe(),
-                        users=runner.user_count,
+                        users=shape.last_users if shape._drain_until is None else 0,
                         rps=rolling.rps(time.time()),
                         requests=counts["requests"],
                         failures=control.failures,
@@ -289,8 +314,14 @@ def run_session(
         users_at_stop = shape.last_users
         if control.reason is not None and progress is not None:
             progress.message(f"stopping: {control.detail}; letting requests in flight finish")
+        if distributed:
+            _stop_master(runner, control.stop_timeout)
         runner.quit()
         history.kill(block=False)
+        if worker_processes:
+            from capdisc.loadgen.distributed import stop_local_workers
+
+            stop_local_workers(worker_processes)
         step = shape.current
         if control.reason is not None and step is not None and step.window_start is not None:
             stopped_at = time.time()
@@ -317,7 +348,97 @@ def run_session(
         users_at_stop=users_at_stop,
         report_html=report,
         locust_env=env,
+        warnings=warnings,
     )
+
+
+_WORKER_WAIT_S = 60.0
+
+
+def _start_master(
+    env: Environment,
+    workload: Workload,
+    shape: PlannedShape,
+    on_row: Any,
+    workers: int,
+    expect_workers: int,
+    control: RunControl,
+    progress: ProgressSink | None,
+) -> tuple[Any, list[Any]]:
+    """A master runner with its workers connected and told the workload."""
+    from capdisc.errors import RunFailed
+    from capdisc.loadgen.distributed import (
+        DEFAULT_MASTER_PORT,
+        HELLO_MESSAGE,
+        ROWS_MESSAGE,
+        WORKLOAD_MESSAGE,
+        start_local_workers,
+        workload_to_dict,
+    )
+
+    remote = expect_workers > 0
+    runner = env.create_master_runner(
+        master_bind_host="*" if remote else "127.0.0.1",
+        master_bind_port=DEFAULT_MASTER_PORT if remote else 0,
+    )
+    port = runner.server.port
+    payload = workload_to_dict(workload)
+    configured: list[str] = []
+
+    def on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
+        if msg.node_id not in configured:
+            configured.append(msg.node_id)
+        data = {"workload": payload, "index": configured.index(msg.node_id) + 1}
+        runner.send_message(WORKLOAD_MESSAGE, data, client_id=msg.node_id)
+
+    def on_rows(environment: Any, msg: Any, **_kw: Any) -> None:
+        for row in msg.data:
+            row = list(row)
+            row[4] = shape.step_at(float(row[1]))
+            on_row(row)
+
+    runner.register_message(HELLO_MESSAGE, on_hello)
+    runner.register_message(ROWS_MESSAGE, on_rows)
+    processes = start_local_workers(workers, port)
+    wanted = workers + expect_workers
+    if progress is not None:
+        progress.message(f"master on port {port}: waiting for {wanted} worker(s)")
+    deadline = time.monotonic() + _WORKER_WAIT_S
+    while len(runner.clients.ready) < wanted or len(configured) < wanted:
+        if control.event.is_set() or time.monotonic() > deadline:
+            runner.quit()
+            from capdisc.loadgen.distributed import stop_local_workers
+
+            stop_local_workers(processes, grace_s=1.0)
+            raise RunFailed(
+                f"only {len(runner.clients.ready)} of {wanted} workers connected to port {port}"
+            )
+        gevent.sleep(0.2)
+    return runner, processes
+
+
+def _stop_master(runner: Any, stop_timeout: float) -> None:
+    """Stop the workers' users and wait until each has sent its last rows."""
+    from locust.runners import STATE_STOPPED
+
+    runner.stop()
+    deadline = time.monotonic() + stop_timeout + 10.0
+    while runner.state != STATE_STOPPED and time.monotonic() < deadline:
+        gevent.sleep(0.1)
+
+
+def _notice_missing_workers(
+    runner: Any, warnings: list[str], progress: ProgressSink | None
+) -> None:
+    from locust.runners import STATE_MISSING
+
+    for client in runner.clients.values():
+        if client.state == STATE_MISSING:
+            note = f"worker {client.id} stopped responding: its users are gone, its rows so far are kept"
+            if note not in warnings:
+                warnings.append(note)
+                if progress is not None:
+                    progress.message(f"warning: {note}")
 
 
 def write_merged_report(sessions: Sequence[SessionResult], path: Path) -> Path | None:

@@ -58,10 +58,12 @@ class PacedUser(User):
     abstract = True
     workload: ClassVar[Workload]
     session: ClassVar[SessionState]
+    # Distributed workers number their users from their own block.
+    number_offset: ClassVar[int] = 0
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
-        self.number = next(_numbers)
+        self.number = self.number_offset + next(_numbers)
         self.fmt: WireFormat = wire_format(self.workload.target.api)
         self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
         self._next_start = 0.0

@@ -53,6 +53,8 @@ class DiscoveryRequest:
     temperature: float = 0.0
     seed: int = 0
     stop_timeout_s: float = 5.0
+    workers: int = 0
+    expect_workers: int = 0
 
 
 @dataclass
@@ -111,6 +113,8 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
                 control=control,
                 progress=progress,
                 html_path=out_dir / "report.html",
+                workers=request.workers,
+                expect_workers=request.expect_workers,
             )
         finally:
             writer.close()
@@ -118,6 +122,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
                 handler.cancel()
     if writer.error is not None:
         warnings.append(f"requests.csv is incomplete: {writer.error.strerror}")
+    warnings.extend(result.warnings)
     return _write_outputs(request, target.info(), planner, result, out_dir, warnings)
 
 

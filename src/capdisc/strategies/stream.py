@@ -63,6 +63,8 @@ class CompareRequest:
     seed: int = 0
     fail_on_regression_pct: float | None = None
     stop_timeout_s: float = 5.0
+    workers: int = 0
+    expect_workers: int = 0
 
 
 @dataclass
