@@ -1,0 +1,118 @@
+"""Bad answers from the target are counted correctly and never crash a user.
+
+Each mode answers preflight properly, then misbehaves; capdisc must record every
+request with the right verdict and its cause, and finish with its reports.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.badserver import bad_server
+
+pytestmark = pytest.mark.slow
+
+# mode -> (ok expected, error text expected in failed rows)
+STREAM_CASES = {
+    "crlf": (True, ""),
+    "garbage": (False, "only 0 chunks"),
+    "partial": (False, "only 2 chunks"),
+    "bad_utf8": (True, ""),
+    "huge_line": (False, "only 1 chunks"),
+    "close": (False, "connection closed"),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(STREAM_CASES))
+def test_stream_answers_are_judged_by_chunks(tmp_path: Path, mode: str) -> None:
+    """Streams: garbage, cut lines, invalid UTF-8, huge lines, CRLF, closed connections."""
+    ok_expected, error = STREAM_CASES[mode]
+    with bad_server(mode) as url:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "capdisc",
+                "compare",
+                "stream",
+                url,
+                url,
+                "--users",
+                "2",
+                "--interval",
+                "0.5s",
+                "--duration",
+                "2s",
+                "--blocks",
+                "1",
+                "--failure-threshold",
+                "0",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "Traceback" not in result.stderr
+    with (tmp_path / "run" / "requests.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows
+    assert all((r["ok"] == "1") == ok_expected for r in rows), rows[:3]
+    if not ok_expected:
+        assert all(error in r["error"] for r in rows), {r["error"] for r in rows}
+        assert result.returncode == 4  # no successful request on either side
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("error_json", "answer is an error: model overloaded"),
+        ("garbage", "not JSON"),
+        ("wrong_type", ""),
+    ],
+)
+def test_batch_answers_are_checked(tmp_path: Path, mode: str, error: str) -> None:
+    """Batch: HTTP 200 with an error object or garbage is a failure, with its cause."""
+    with bad_server(mode) as url:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "capdisc",
+                "discover",
+                "batch",
+                "--host",
+                url,
+                "--start-users",
+                "2",
+                "--max-users",
+                "2",
+                "--step-duration",
+                "2s",
+                "--interval",
+                "0.5s",
+                "--failure-threshold",
+                "0",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "Traceback" not in result.stderr
+    with (tmp_path / "run" / "requests.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows
+    if error:
+        assert all(r["ok"] == "0" and error in r["error"] for r in rows), rows[:2]
+    else:  # a wrong content type with a valid body is still a completion
+        assert all(r["ok"] == "1" for r in rows)
