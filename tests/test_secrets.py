@@ -12,6 +12,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_missing_or_wrong_key_is_refused_before_load(
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[str | None] = []
+    seen: ClassVar[list[str | None]] = []
 
     def do_POST(self) -> None:
         _Recorder.seen.append(self.headers.get("Authorization"))
