@@ -78,6 +78,9 @@ def bad_server(mode: str) -> Iterator[str]:
                     conn.sendall(_response(GOOD_JSON, "application/json"))
                 elif mode == "close":
                     return
+                elif mode == "hang":
+                    stop.wait(30)  # accept, read, never answer
+                    return
                 elif mode == "error_json":
                     conn.sendall(_response(MODES[mode], "application/json"))
                 elif mode == "wrong_type":

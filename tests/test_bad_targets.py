@@ -116,3 +116,47 @@ def test_batch_answers_are_checked(tmp_path: Path, mode: str, error: str) -> Non
         assert all(r["ok"] == "0" and error in r["error"] for r in rows), rows[:2]
     else:  # a wrong content type with a valid body is still a completion
         assert all(r["ok"] == "1" for r in rows)
+
+
+def test_a_target_that_hangs_mid_run_times_out(tmp_path: Path) -> None:
+    """Requests that never get an answer fail as timeouts; the threshold ends the run on time."""
+    import time
+
+    started = time.monotonic()
+    with bad_server("hang") as url:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "capdisc",
+                "discover",
+                "batch",
+                "--host",
+                url,
+                "--start-users",
+                "3",
+                "--max-users",
+                "3",
+                "--step-duration",
+                "60s",
+                "--interval",
+                "0.5s",
+                "--timeout",
+                "1s",
+                "--failure-threshold",
+                "3",
+                "--quiet",
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "Traceback" not in result.stderr
+    assert time.monotonic() - started < 30
+    with (tmp_path / "run" / "requests.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 3
+    assert all(r["ok"] == "0" and r["error"] == "timeout after 1s" for r in rows)
+    assert all(900 <= float(r["duration_ms"]) < 3000 for r in rows)

@@ -251,3 +251,76 @@ def test_hanging_target_is_caught_by_preflight(
     assert result.returncode == 3  # preflight already sees the hang: no load is sent
     assert "no answer within 1s" in result.stderr
     assert time.monotonic() - started < 20
+
+
+def test_connection_limit_failures_are_counted(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Connections beyond the target's limit fail as requests; no user crashes."""
+    sim = start_simulator(
+        slots=8, prefill_ms=50, per_token_ms=1, output_tokens=5, faults={"max_connections": 3}
+    )
+    result = batch(
+        sim.base_url,
+        tmp_path / "run",
+        "--start-users",
+        "6",
+        "--max-users",
+        "6",
+        "--step-duration",
+        "3s",
+        "--interval",
+        "0.5s",
+        "--failure-threshold",
+        "0",
+    )
+    assert "Traceback" not in result.stderr
+    rows = rows_of(tmp_path / "run")
+    failed = [r for r in rows if r["ok"] == "0"]
+    assert failed and all(r["status"] == "0" and r["error"] for r in failed)
+    assert sum(r["ok"] == "1" for r in rows) == sim.stats()["served"] - 1
+
+
+def test_second_ctrl_c_forces_the_stop(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    """A second SIGINT does not wait for slow requests in flight, and summary.json is written."""
+    sim = start_simulator(slots=16, prefill_ms=4000, per_token_ms=1, output_tokens=2)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [
+            *CAPDISC,
+            "discover",
+            "batch",
+            "--host",
+            sim.base_url,
+            "--model",
+            "sim-llm",
+            "--start-users",
+            "4",
+            "--max-users",
+            "4",
+            "--step-duration",
+            "60s",
+            "--interval",
+            "1s",
+            "--timeout",
+            "30s",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out / "requests.csv").exists():
+        time.sleep(0.2)
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - stopped < 4  # requests in flight need 4 s: they were not awaited
+    assert "Traceback" not in stderr
+    assert summary_of(out)["stop_reason"] == "interrupted"

@@ -104,3 +104,30 @@ def test_failure_threshold_comes_from_the_seed_variable(monkeypatch: pytest.Monk
     assert Settings().failure_threshold == 0
     monkeypatch.setenv("CAPDISC_PROFILE", "v1")
     assert Settings().profile == "v1"
+
+
+def _every_field() -> list[tuple[str, str]]:
+    from capdisc.profiles import Profile
+
+    fields = []
+    for section, info in Profile.model_fields.items():
+        model = info.annotation
+        inner = getattr(model, "__args__", (model,))[0]  # SimulatorConfig | None -> SimulatorConfig
+        for name in getattr(inner, "model_fields", {}):
+            fields.append((section, name))
+    return fields
+
+
+@pytest.mark.parametrize(("section", "field"), _every_field())
+def test_every_profile_field_with_a_wrong_type_is_named(
+    tmp_path: Path, section: str, field: str
+) -> None:
+    """Each field of each table, given a wrong type, gets one line naming table.field."""
+    base = "" if section == "target" else "[target]\nembedded = true\n"
+    # A table where a value is expected (or a string where a table is) is wrong for every field.
+    value = '"not a table"' if field == "faults" else "{ wrong = [1, 2] }"
+    path = _write(tmp_path, f"{base}[{section}]\n{field} = {value}\n")
+    with pytest.raises(ProfileError) as info:
+        load_profile(str(path))
+    assert f"{section}.{field}" in info.value.message
+    assert "\n" not in info.value.message

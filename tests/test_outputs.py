@@ -1,0 +1,121 @@
+"""Outputs survive trouble: a full disk costs a warning, not the measurements; saved runs re-render."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from capdisc.durations import parse_duration
+from capdisc.errors import OutputError
+from capdisc.loadgen.recorder import RecordWriter
+from capdisc.records import RECORD_COLUMNS
+from capdisc.reports.summary import load_summary
+from capdisc.reports.writers import write_summary
+
+DEV_FULL = Path("/dev/full")
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
+def test_record_writer_keeps_a_disk_full_error_instead_of_raising() -> None:
+    """Writing to a full disk never raises into a Locust user; the error is kept for the engine."""
+    writer = RecordWriter(DEV_FULL, flush_every_s=0.0)
+    for _ in range(100):
+        writer.write(tuple(range(len(RECORD_COLUMNS))))
+    writer.close()
+    assert writer.error is not None and writer.error.errno == 28  # ENOSPC
+
+
+def test_record_writer_flushes_within_the_delay(tmp_path: Path) -> None:
+    """Rows reach the file as the run goes, not only at the end."""
+    path = tmp_path / "requests.csv"
+    writer = RecordWriter(path, flush_every_s=0.0)
+    writer.write(tuple(range(len(RECORD_COLUMNS))))
+    assert path.read_text().count("\n") == 2  # header + the row, before close()
+    writer.close()
+
+
+def test_unwritable_summary_is_an_output_error(tmp_path: Path) -> None:
+    """summary.json that cannot be written is a one-line OutputError."""
+    from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo
+
+    summary = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="u", model="m", api="openai"),
+        started_at="s",
+        finished_at="f",
+        stop_reason="slo",
+        interval_s=1.0,
+        failure_threshold=5,
+        capacity=None,
+        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
+        steps=[],
+    )
+    with pytest.raises(OutputError, match="summary.json"):
+        write_summary(summary, tmp_path / "missing-dir")
+
+
+@given(st.text(max_size=20))
+def test_parse_duration_accepts_or_names_the_flag(text: str) -> None:
+    """Any text is a duration or a ValueError that names the flag; never another error."""
+    try:
+        seconds = parse_duration(text, name="--interval")
+    except ValueError as exc:
+        assert "--interval" in str(exc)
+    else:
+        assert seconds >= 0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("8m", 480), ("1h", 3600), ("2.5", 2.5)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    """The forms the contract names."""
+    assert parse_duration(text) == seconds
+
+
+def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
+    """capdisc report prints the table of a saved run and --json its summary."""
+    from capdisc.reports.summary import AtStop, Capacity, DiscoverySummary, TargetInfo
+
+    summary = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="http://x", model="m", api="openai"),
+        started_at="s",
+        finished_at="f",
+        stop_reason="slo",
+        interval_s=1.0,
+        failure_threshold=5,
+        capacity=Capacity(users=18, rps=9.0, p50_ms=450, p95_ms=500, failure_rate=0.0),
+        at_stop=AtStop(users=20, total_requests=700, failure_rate=0.0, avg_ms=480),
+        steps=[],
+    )
+    write_summary(summary, tmp_path)
+    table = subprocess.run(
+        [sys.executable, "-m", "capdisc", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert table.returncode == 0 and "Capacity: 18 users" in table.stdout
+    raw = subprocess.run(
+        [sys.executable, "-m", "capdisc", "report", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(raw.stdout)["capacity"]["users"] == 18
+    assert load_summary(tmp_path / "summary.json").capacity is not None
+    (tmp_path / "summary.json").write_text("{}")
+    broken = subprocess.run(
+        [sys.executable, "-m", "capdisc", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert broken.returncode == 2 and "not a capdisc summary" in broken.stderr
