@@ -56,7 +56,7 @@ def test_unwritable_summary_is_an_output_error(tmp_path: Path) -> None:
         at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
         steps=[],
     )
-    with pytest.raises(OutputError, match="summary.json"):
+    with pytest.raises(OutputError, match=r"summary\.json"):
         write_summary(summary, tmp_path / "missing-dir")
 
 
