@@ -219,3 +219,32 @@ def test_threshold_from_environment(tmp_path: Path) -> None:
     )
     assert summary["stop_reason"] == "failure_threshold", stderr
     assert summary["failure_threshold"] == 1
+
+
+def test_the_readme_main_job_finds_the_demo_capacity(tmp_path: Path) -> None:
+    """`capdisc discover batch` with no profile (demo) lands within 10% of its U* = 18.2."""
+    from capdisc.profiles import load_profile
+
+    demo = load_profile("demo")
+    sim = demo.simulator_config
+    u_star = sim.slots * demo.batch.interval / sim.service_time_s(demo.target.max_tokens)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "discover",
+            "batch",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["target"]["profile"] == "demo"
+    assert abs(summary["capacity"]["users"] - u_star) <= 0.1 * u_star, summary["steps"]
