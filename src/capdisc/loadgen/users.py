@@ -15,6 +15,7 @@ event once per request with the CSV row in ``context["row"]``: the listeners
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -31,7 +32,7 @@ from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.plan import Workload
 from capdisc.records import ROUND_PREFIX
 
-__all__ = ["RequestFailed", "SessionState", "make_user_class"]
+__all__ = ["Outcome", "RequestFailed", "SessionState", "make_user_class"]
 
 
 class RequestFailed(Exception):
@@ -40,6 +41,20 @@ class RequestFailed(Exception):
 
 class _RequestTimeout(Exception):
     pass
+
+
+class Outcome:
+    """What one request (or a whole tool task) came to, for its record."""
+
+    __slots__ = ("chunks", "error", "length", "status", "tool_calls", "ttft_ms")
+
+    def __init__(self, *, tool_calls: int | None = None) -> None:
+        self.status = 0
+        self.error = ""
+        self.length = 0
+        self.ttft_ms: float | None = None
+        self.chunks: int | None = None
+        self.tool_calls = tool_calls
 
 
 class SessionState:
@@ -105,21 +120,11 @@ class PacedUser(User):
     # -- reporting -------------------------------------------------------
 
     def report(
-        self,
-        *,
-        name: str,
-        scheduled: float,
-        started: float,
-        duration_s: float,
-        status: int,
-        error: str,
-        length: int = 0,
-        ttft_ms: float | None = None,
-        chunks: int | None = None,
-        tool_calls: int | None = None,
+        self, name: str, scheduled: float, started: float, duration_s: float, outcome: Outcome
     ) -> None:
         """Fire Locust's request event with the raw record attached."""
         duration_ms = duration_s * 1000.0
+        error = outcome.error
         row = (
             round(scheduled, 6),
             round(started, 6),
@@ -128,22 +133,40 @@ class PacedUser(User):
             self.session.step,
             self.workload.version,
             name,
-            status,
+            outcome.status,
             0 if error else 1,
             round(duration_ms, 3),
-            "" if ttft_ms is None else round(ttft_ms, 3),
-            "" if chunks is None else chunks,
-            "" if tool_calls is None else tool_calls,
+            "" if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
+            "" if outcome.chunks is None else outcome.chunks,
+            "" if outcome.tool_calls is None else outcome.tool_calls,
             error,
         )
         self._fire(
             request_type="POST",
             name=name,
             response_time=duration_ms,
-            response_length=length,
+            response_length=outcome.length,
             exception=RequestFailed(error) if error else None,
             context={"row": row},
         )
+
+    def exchange(
+        self, path: str, payload: bytes, *, stream: bool, judge: Callable[[bytes, Outcome], None]
+    ) -> Outcome:
+        """One request: HTTP 200 is handed to ``judge``, anything else is a failure with its cause."""
+        outcome = Outcome()
+        try:
+            outcome.status, body, first_s = self.post(path, payload, stream=stream)
+            outcome.length = len(body)
+            if first_s is not None:
+                outcome.ttft_ms = first_s * 1000.0
+            if outcome.status != 200:
+                outcome.error = f"HTTP {outcome.status}"
+            else:
+                judge(body, outcome)
+        except (RequestFailed, ValueError) as exc:
+            outcome.error = str(exc)
+        return outcome
 
     # -- HTTP ------------------------------------------------------------
 
@@ -223,25 +246,12 @@ class BatchUser(PacedUser):
             [{"role": "user", "content": self.workload.target.prompt}], stream=False
         )
         t0 = time.perf_counter()
-        status, error, length = 0, "", 0
-        try:
-            status, body, _ = self.post(self.fmt.chat_path, payload, stream=False)
-            length = len(body)
-            if status != 200:
-                error = f"HTTP {status}"
-            elif not self.fmt.parse_answer(body).has_completion:
-                error = "answer holds no completion"
-        except (RequestFailed, ValueError) as exc:
-            error = str(exc)
-        self.report(
-            name="batch",
-            scheduled=scheduled,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-            status=status,
-            error=error,
-            length=length,
-        )
+        outcome = self.exchange(self.fmt.chat_path, payload, stream=False, judge=self._judge)
+        self.report("batch", scheduled, started, time.perf_counter() - t0, outcome)
+
+    def _judge(self, body: bytes, outcome: Outcome) -> None:
+        if not self.fmt.parse_answer(body).has_completion:
+            outcome.error = "answer holds no completion"
 
 
 class StreamUser(PacedUser):
@@ -258,32 +268,14 @@ class StreamUser(PacedUser):
 
     def run_task(self, scheduled: float, started: float) -> None:
         t0 = time.perf_counter()
-        status, error, length = 0, "", 0
-        ttft_ms: float | None = None
-        chunks: int | None = None
-        try:
-            status, body, first_s = self.post(self.fmt.chat_path, self._payload, stream=True)
-            length = len(body)
-            if status != 200:
-                error = f"HTTP {status}"
-            else:
-                chunks = self.fmt.count_chunks(body)
-                ttft_ms = None if first_s is None else first_s * 1000.0
-                if chunks <= 2:
-                    error = f"only {chunks} chunks"
-        except RequestFailed as exc:
-            error = str(exc)
-        self.report(
-            name="stream",
-            scheduled=scheduled,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-            status=status,
-            error=error,
-            length=length,
-            ttft_ms=ttft_ms,
-            chunks=chunks,
-        )
+        outcome = self.exchange(self.fmt.chat_path, self._payload, stream=True, judge=self._judge)
+        self.report("stream", scheduled, started, time.perf_counter() - t0, outcome)
+
+    def _judge(self, body: bytes, outcome: Outcome) -> None:
+        # The hot path: count events on the raw bytes, never parse them.
+        chunks = outcome.chunks = self.fmt.count_chunks(body)
+        if chunks <= 2:
+            outcome.error = f"only {chunks} chunks"
 
 
 class ToolsUser(PacedUser):
@@ -301,58 +293,46 @@ class ToolsUser(PacedUser):
         expected = self.workload.tools
         messages: list[dict[str, Any]] = [{"role": "user", "content": self.workload.target.prompt}]
         t0 = time.perf_counter()
-        total_calls, error, status = 0, "", 0
+        task = Outcome(tool_calls=0)
         for round_no in range(1, expected + 2):
             final = round_no == expected + 1
             payload = self.chat_body(
                 messages, stream=False, tools=True, tool_choice="none" if final else "required"
             )
-            r_started, r0 = time.time(), time.perf_counter()
-            answer: Answer | None = None
-            round_error, length = "", 0
-            try:
-                status, body, _ = self.post(self.fmt.chat_path, payload, stream=False)
-                length = len(body)
-                if status != 200:
-                    round_error = f"HTTP {status}"
-                else:
-                    answer = self.fmt.parse_answer(body)
-            except (RequestFailed, ValueError) as exc:
-                round_error = str(exc)
-            calls = len(answer.tool_calls) if answer is not None else None
-            if answer is not None:
-                total_calls += len(answer.tool_calls)
-                if final and not answer.tool_calls and not answer.content:
-                    round_error = "final round holds no answer"
-                elif (final and answer.tool_calls) or (not final and not answer.tool_calls):
-                    round_error = f"expected {expected} tool calls, got {total_calls}"
-            self.report(
-                name=f"{ROUND_PREFIX}{round_no}",
-                scheduled=r_started,
-                started=r_started,
-                duration_s=time.perf_counter() - r0,
-                status=status,
-                error=round_error,
-                length=length,
-                tool_calls=calls,
+            answers: list[Answer] = []
+            judge = functools.partial(
+                self._judge_round, final=final, before=task.tool_calls or 0, answers=answers
             )
-            if round_error:
-                error = round_error
+            r_started, r0 = time.time(), time.perf_counter()
+            outcome = self.exchange(self.fmt.chat_path, payload, stream=False, judge=judge)
+            outcome.ttft_ms = None
+            self.report(
+                f"{ROUND_PREFIX}{round_no}", r_started, r_started, time.perf_counter() - r0, outcome
+            )
+            task.status = outcome.status
+            task.tool_calls = (task.tool_calls or 0) + (outcome.tool_calls or 0)
+            if outcome.error:
+                task.error = outcome.error
                 break
-            assert answer is not None
+            answer = answers[0]
             messages.append(self.fmt.assistant_message(answer))
             messages.extend(self.fmt.tool_result_message(call) for call in answer.tool_calls)
-        if not error and total_calls != expected:
-            error = f"expected {expected} tool calls, got {total_calls}"
-        self.report(
-            name="tools",
-            scheduled=scheduled,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-            status=status,
-            error=error,
-            tool_calls=total_calls,
-        )
+        if not task.error and task.tool_calls != expected:
+            task.error = f"expected {expected} tool calls, got {task.tool_calls}"
+        self.report("tools", scheduled, started, time.perf_counter() - t0, task)
+
+    def _judge_round(
+        self, body: bytes, outcome: Outcome, *, final: bool, before: int, answers: list[Answer]
+    ) -> None:
+        """A forced round must return a tool call; the final round, the answer and no call."""
+        answer = self.fmt.parse_answer(body)
+        answers.append(answer)
+        outcome.tool_calls = len(answer.tool_calls)
+        if final and not answer.tool_calls and not answer.content:
+            outcome.error = "final round holds no answer"
+        elif final == bool(answer.tool_calls):
+            expected = self.workload.tools
+            outcome.error = f"expected {expected} tool calls, got {before + len(answer.tool_calls)}"
 
     def _server_task(self, scheduled: float, started: float) -> None:
         w = self.workload
@@ -363,30 +343,16 @@ class ToolsUser(PacedUser):
             .replace("{tools}", str(expected))
             .encode()
         )
+
+        def judge(body: bytes, outcome: Outcome) -> None:
+            count = outcome.tool_calls = _count_field(body, w.server_count_field)
+            if count != expected:
+                outcome.error = f"expected {expected} tool calls, got {count}"
+
         t0 = time.perf_counter()
-        status, error, length = 0, "", 0
-        count: int | None = None
-        try:
-            status, body, _ = self.post(w.server_path, payload, stream=False)
-            length = len(body)
-            if status != 200:
-                error = f"HTTP {status}"
-            else:
-                count = _count_field(body, w.server_count_field)
-                if count != expected:
-                    error = f"expected {expected} tool calls, got {count}"
-        except (RequestFailed, ValueError) as exc:
-            error = str(exc)
-        self.report(
-            name="tools",
-            scheduled=scheduled,
-            started=started,
-            duration_s=time.perf_counter() - t0,
-            status=status,
-            error=error,
-            length=length,
-            tool_calls=count,
-        )
+        outcome = self.exchange(w.server_path, payload, stream=False, judge=judge)
+        outcome.ttft_ms = None
+        self.report("tools", scheduled, started, time.perf_counter() - t0, outcome)
 
 
 def _count_field(body: bytes, dotted: str) -> int:
