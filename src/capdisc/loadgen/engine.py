@@ -65,7 +65,8 @@ class RunControl:
         self.forced = False
         self.event = gevent.event.Event()
         self.failures = 0
-        self._kill_users: Any = None
+        # Set by the running session: how to stop at once on a second Ctrl+C.
+        self.force_stop: Any = None
 
     def request_stop(self, reason: StopReason, detail: str) -> None:
         """Ask the running session to stop; the first reason wins."""
@@ -78,8 +79,8 @@ class RunControl:
         """First Ctrl+C stops gracefully; a second one forces the stop at once."""
         if self.reason is not None and self.event.is_set():
             self.forced = True
-            if self._kill_users is not None:
-                self._kill_users()
+            if self.force_stop is not None:
+                self.force_stop()
             return
         name = signal.Signals(signum).name
         self.request_stop("interrupted", f"{name} received")
@@ -276,11 +277,11 @@ def run_session(
         runner, worker_processes = _start_master(
             env, workload, shape, on_row, workers, expect_workers, control, progress
         )
-        control._kill_users = lambda: gevent.spawn(runner.quit)
+        control.force_stop = lambda: gevent.spawn(runner.quit)
     else:
         runner = env.create_local_runner()
         env.events.request.add_listener(lambda context, **_kw: on_row(context["row"]))
-        control._kill_users = lambda: runner.user_greenlets.kill(block=False)
+        control.force_stop = lambda: runner.user_greenlets.kill(block=False)
     history = gevent.spawn(locust.stats.stats_history, runner)
     started = time.time()
     runner.start_shape()
@@ -327,7 +328,7 @@ def run_session(
             stopped_at = time.time()
             if stopped_at > step.window_start:
                 planner.abandon_step(step, list(rows), stopped_at, control.detail)
-        control._kill_users = None
+        control.force_stop = None
         writer.flush()
     finished = time.time()
     report = None

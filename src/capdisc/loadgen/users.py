@@ -305,7 +305,6 @@ class ToolsUser(PacedUser):
             )
             r_started, r0 = time.time(), time.perf_counter()
             outcome = self.exchange(self.fmt.chat_path, payload, stream=False, judge=judge)
-            outcome.ttft_ms = None
             self.report(
                 f"{ROUND_PREFIX}{round_no}", r_started, r_started, time.perf_counter() - r0, outcome
             )
@@ -351,7 +350,6 @@ class ToolsUser(PacedUser):
 
         t0 = time.perf_counter()
         outcome = self.exchange(w.server_path, payload, stream=False, judge=judge)
-        outcome.ttft_ms = None
         self.report("tools", scheduled, started, time.perf_counter() - t0, outcome)
 
 
