@@ -7,13 +7,12 @@ request with the right verdict and its cause, and finish with its reports.
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.badserver import bad_server
+from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -33,31 +32,24 @@ def test_stream_answers_are_judged_by_chunks(tmp_path: Path, mode: str) -> None:
     """Streams: garbage, cut lines, invalid UTF-8, huge lines, CRLF, closed connections."""
     ok_expected, error = STREAM_CASES[mode]
     with bad_server(mode) as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "capdisc",
-                "compare",
-                "stream",
-                url,
-                url,
-                "--users",
-                "2",
-                "--interval",
-                "0.5s",
-                "--duration",
-                "2s",
-                "--blocks",
-                "1",
-                "--failure-threshold",
-                "0",
-                "--quiet",
-                "--out",
-                str(tmp_path / "run"),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_capdisc(
+            "compare",
+            "stream",
+            url,
+            url,
+            "--users",
+            "2",
+            "--interval",
+            "0.5s",
+            "--duration",
+            "2s",
+            "--blocks",
+            "1",
+            "--failure-threshold",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
             timeout=120,
         )
     assert "Traceback" not in result.stderr
@@ -81,31 +73,24 @@ def test_stream_answers_are_judged_by_chunks(tmp_path: Path, mode: str) -> None:
 def test_batch_answers_are_checked(tmp_path: Path, mode: str, error: str) -> None:
     """Batch: HTTP 200 with an error object or garbage is a failure, with its cause."""
     with bad_server(mode) as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "capdisc",
-                "discover",
-                "batch",
-                "--host",
-                url,
-                "--start-users",
-                "2",
-                "--max-users",
-                "2",
-                "--step-duration",
-                "2s",
-                "--interval",
-                "0.5s",
-                "--failure-threshold",
-                "0",
-                "--quiet",
-                "--out",
-                str(tmp_path / "run"),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_capdisc(
+            "discover",
+            "batch",
+            "--host",
+            url,
+            "--start-users",
+            "2",
+            "--max-users",
+            "2",
+            "--step-duration",
+            "2s",
+            "--interval",
+            "0.5s",
+            "--failure-threshold",
+            "0",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
             timeout=120,
         )
     assert "Traceback" not in result.stderr
@@ -124,33 +109,26 @@ def test_a_target_that_hangs_mid_run_times_out(tmp_path: Path) -> None:
 
     started = time.monotonic()
     with bad_server("hang") as url:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "capdisc",
-                "discover",
-                "batch",
-                "--host",
-                url,
-                "--start-users",
-                "3",
-                "--max-users",
-                "3",
-                "--step-duration",
-                "60s",
-                "--interval",
-                "0.5s",
-                "--timeout",
-                "1s",
-                "--failure-threshold",
-                "3",
-                "--quiet",
-                "--out",
-                str(tmp_path / "run"),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_capdisc(
+            "discover",
+            "batch",
+            "--host",
+            url,
+            "--start-users",
+            "3",
+            "--max-users",
+            "3",
+            "--step-duration",
+            "60s",
+            "--interval",
+            "0.5s",
+            "--timeout",
+            "1s",
+            "--failure-threshold",
+            "3",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
             timeout=120,
         )
     assert "Traceback" not in result.stderr

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -41,24 +41,8 @@ seed = {seed}
 
 
 def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "compare",
-            "stream",
-            a,
-            b,
-            *LOAD,
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
+    result = run_capdisc(
+        "compare", "stream", a, b, *LOAD, "--out", str(out), "--quiet", *extra, timeout=240
     )
     path = out / "summary.json"
     return result.returncode, json.loads(path.read_text()) if path.exists() else {}, result.stderr

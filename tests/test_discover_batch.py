@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -65,25 +64,18 @@ def discover(
     env: dict[str, str] | None = None,
     timeout: float = 240,
 ) -> tuple[int, dict, str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            command,
-            "--profile",
-            str(profile),
-            "--out",
-            str(out),
-            "--json",
-            "--quiet",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        command,
+        "--profile",
+        str(profile),
+        "--out",
+        str(out),
+        "--json",
+        "--quiet",
+        *extra,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**(env or {})},
     )
     # --json prints summary.json; it is also on disk whatever the exit code.
     path = out / "summary.json"
@@ -228,21 +220,8 @@ def test_the_readme_main_job_finds_the_demo_capacity(tmp_path: Path) -> None:
     demo = load_profile("demo")
     sim = demo.simulator_config
     u_star = sim.slots * demo.batch.interval / sim.service_time_s(demo.target.max_tokens)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "batch",
-            "--out",
-            str(tmp_path / "run"),
-            "--json",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_capdisc(
+        "discover", "batch", "--out", str(tmp_path / "run"), "--json", "--quiet", timeout=300
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartSimulator
+from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -26,37 +25,30 @@ SERVICE_S = 0.1  # 10 ms prefill + 9 tokens x 10 ms
 def run_tools(
     url: str, out: Path, tools: int, interval: float, *extra: str
 ) -> tuple[int, dict, str]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "tools",
-            "--host",
-            url,
-            "--model",
-            "sim-llm",
-            "--tools",
-            str(tools),
-            "--interval",
-            f"{interval}s",
-            "--start-users",
-            "3",
-            "--step-users",
-            "3",
-            "--max-users",
-            "30",
-            "--step-duration",
-            f"{max(3.0, 3 * interval)}s",
-            "--out",
-            str(out),
-            "--quiet",
-            "--json",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        "tools",
+        "--host",
+        url,
+        "--model",
+        "sim-llm",
+        "--tools",
+        str(tools),
+        "--interval",
+        f"{interval}s",
+        "--start-users",
+        "3",
+        "--step-users",
+        "3",
+        "--max-users",
+        "30",
+        "--step-duration",
+        f"{max(3.0, 3 * interval)}s",
+        "--out",
+        str(out),
+        "--quiet",
+        "--json",
+        *extra,
         timeout=300,
     )
     path = out / "summary.json"
@@ -108,33 +100,26 @@ orchestration = "server"
 server_body = '{{"model": "{{model}}", "prompt": "{{prompt}}", "tool_calls": 3}}'
 """
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "tools",
-            "--profile",
-            str(profile),
-            "--tools",
-            "2",
-            "--start-users",
-            "2",
-            "--max-users",
-            "2",
-            "--step-duration",
-            "2s",
-            "--interval",
-            "0.5s",
-            "--failure-threshold",
-            "3",
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        "tools",
+        "--profile",
+        str(profile),
+        "--tools",
+        "2",
+        "--start-users",
+        "2",
+        "--max-users",
+        "2",
+        "--step-duration",
+        "2s",
+        "--interval",
+        "0.5s",
+        "--failure-threshold",
+        "3",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
         timeout=120,
     )
     assert result.returncode in (0, 4), result.stderr
@@ -155,31 +140,24 @@ def test_server_orchestrated_task_counts_match(
     profile.write_text(
         f'[target]\nhost = "{sim.base_url}"\nmodel = "sim-llm"\n[tools]\norchestration = "server"\n'
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "tools",
-            "--profile",
-            str(profile),
-            "--tools",
-            "2",
-            "--start-users",
-            "2",
-            "--max-users",
-            "2",
-            "--step-duration",
-            "2s",
-            "--interval",
-            "0.5s",
-            "--out",
-            str(tmp_path / "run"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        "tools",
+        "--profile",
+        str(profile),
+        "--tools",
+        "2",
+        "--start-users",
+        "2",
+        "--max-users",
+        "2",
+        "--step-duration",
+        "2s",
+        "--interval",
+        "0.5s",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

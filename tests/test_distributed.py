@@ -7,27 +7,19 @@ tools, with users from both workers.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartSimulator
+from tests.helpers import CAPDISC, rows_of, run_capdisc
 
 pytestmark = pytest.mark.slow
-
-CAPDISC = [sys.executable, "-m", "capdisc"]
-
-
-def rows_of(run: Path) -> list[dict[str, str]]:
-    with (run / "requests.csv").open() as handle:
-        return list(csv.DictReader(handle))
 
 
 def workers_seen(rows: list[dict[str, str]]) -> set[int]:
@@ -56,12 +48,7 @@ def test_batch_and_tools_with_two_workers_match_ground_truth(
         "2",
         "--quiet",
     ]
-    result = subprocess.run(
-        [*CAPDISC, "discover", "batch", *common, "--out", str(tmp_path / "b")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_capdisc("discover", "batch", *common, "--out", str(tmp_path / "b"), timeout=120)
     assert result.returncode == 0, result.stderr
     rows = rows_of(tmp_path / "b")
     assert len(rows) == sim.stats()["served"] - 1
@@ -70,11 +57,8 @@ def test_batch_and_tools_with_two_workers_match_ground_truth(
     assert summary["steps"] and summary["steps"][0]["requests"] > 0
 
     sim.reset_stats()
-    result = subprocess.run(
-        [*CAPDISC, "discover", "tools", "--tools", "2", *common, "--out", str(tmp_path / "t")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_capdisc(
+        "discover", "tools", "--tools", "2", *common, "--out", str(tmp_path / "t"), timeout=120
     )
     assert result.returncode == 0, result.stderr
     rows = rows_of(tmp_path / "t")
@@ -91,29 +75,24 @@ def test_stream_with_two_workers_matches_ground_truth(
 ) -> None:
     """A comparison on workers: every stream the target served is one row."""
     sim = start_simulator(slots=16, prefill_ms=10, per_token_ms=2, output_tokens=10)
-    result = subprocess.run(
-        [
-            *CAPDISC,
-            "compare",
-            "stream",
-            sim.base_url,
-            sim.base_url,
-            "--users",
-            "6",
-            "--interval",
-            "0.5s",
-            "--duration",
-            "3s",
-            "--blocks",
-            "1",
-            "--workers",
-            "2",
-            "--quiet",
-            "--out",
-            str(tmp_path / "s"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "compare",
+        "stream",
+        sim.base_url,
+        sim.base_url,
+        "--users",
+        "6",
+        "--interval",
+        "0.5s",
+        "--duration",
+        "3s",
+        "--blocks",
+        "1",
+        "--workers",
+        "2",
+        "--quiet",
+        "--out",
+        str(tmp_path / "s"),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -130,33 +109,28 @@ def test_threshold_counts_failures_across_workers(
         slots=8, prefill_ms=5, per_token_ms=1, output_tokens=5, faults={"error_rate": 0.2}, seed=11
     )
     started = time.monotonic()
-    result = subprocess.run(
-        [
-            *CAPDISC,
-            "discover",
-            "batch",
-            "--host",
-            sim.base_url,
-            "--model",
-            "sim-llm",
-            "--start-users",
-            "8",
-            "--max-users",
-            "8",
-            "--step-duration",
-            "60s",
-            "--interval",
-            "0.5s",
-            "--workers",
-            "2",
-            "--failure-threshold",
-            "5",
-            "--quiet",
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        "batch",
+        "--host",
+        sim.base_url,
+        "--model",
+        "sim-llm",
+        "--start-users",
+        "8",
+        "--max-users",
+        "8",
+        "--step-duration",
+        "60s",
+        "--interval",
+        "0.5s",
+        "--workers",
+        "2",
+        "--failure-threshold",
+        "5",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
         timeout=120,
     )
     assert time.monotonic() - started < 45, result.stderr

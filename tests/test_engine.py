@@ -6,12 +6,9 @@ checked after each run; capdisc itself never reads it.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -19,40 +16,25 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
+from tests.helpers import CAPDISC, rows_of, run_capdisc, summary_of
 
 pytestmark = pytest.mark.slow
-
-CAPDISC = [sys.executable, "-m", "capdisc"]
-
-
-def rows_of(run: Path) -> list[dict[str, str]]:
-    with (run / "requests.csv").open() as handle:
-        return list(csv.DictReader(handle))
-
-
-def summary_of(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
 
 
 def batch(
     url: str, out: Path, *extra: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            *CAPDISC,
-            "discover",
-            "batch",
-            "--host",
-            url,
-            "--model",
-            "sim-llm",
-            "--out",
-            str(out),
-            "--quiet",
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
+    return run_capdisc(
+        "discover",
+        "batch",
+        "--host",
+        url,
+        "--model",
+        "sim-llm",
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
         timeout=timeout,
     )
 
@@ -85,27 +67,22 @@ def test_stream_rows_chunks_and_ground_truth(
     """Streams: one row per request, chunks counted from bytes, capdisc's TTFT below e2e."""
     sim = start_simulator(slots=16, prefill_ms=30, per_token_ms=3, output_tokens=12)
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            *CAPDISC,
-            "compare",
-            "stream",
-            sim.base_url,
-            sim.base_url,
-            "--users",
-            "6",
-            "--interval",
-            "0.5s",
-            "--duration",
-            "4s",
-            "--blocks",
-            "1",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "compare",
+        "stream",
+        sim.base_url,
+        sim.base_url,
+        "--users",
+        "6",
+        "--interval",
+        "0.5s",
+        "--duration",
+        "4s",
+        "--blocks",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

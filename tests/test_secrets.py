@@ -7,8 +7,6 @@ runs every output file, stdout and stderr are searched for it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import ClassVar
 import pytest
 
 from tests.conftest import StartSimulator
+from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -45,49 +44,35 @@ def test_key_is_used_but_never_written(
         '[stream]\nusers = 2\ninterval = "0.5s"\nduration = "2s"\nblocks = 1\n'
     )
     env = {**os.environ, "CAPDISC_TEST_KEY": KEY}
-    batch = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "batch",
-            "--profile",
-            str(profile),
-            "--start-users",
-            "2",
-            "--max-users",
-            "2",
-            "--step-duration",
-            "2s",
-            "--interval",
-            "0.5s",
-            "--out",
-            str(tmp_path / "b"),
-        ],
-        capture_output=True,
-        text=True,
+    batch = run_capdisc(
+        "discover",
+        "batch",
+        "--profile",
+        str(profile),
+        "--start-users",
+        "2",
+        "--max-users",
+        "2",
+        "--step-duration",
+        "2s",
+        "--interval",
+        "0.5s",
+        "--out",
+        str(tmp_path / "b"),
         timeout=120,
         env=env,
     )
     assert batch.returncode == 0, batch.stderr
-    stream = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "compare",
-            "stream",
-            str(profile),
-            str(profile),
-            "--workers",
-            "1",
-            "--out",
-            str(tmp_path / "s"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    stream = run_capdisc(
+        "compare",
+        "stream",
+        str(profile),
+        str(profile),
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "s"),
+        "--json",
         timeout=120,
         env=env,
     )
@@ -108,22 +93,15 @@ def test_missing_or_wrong_key_is_refused_before_load(
     profile.write_text(
         f'[target]\nhost = "{sim.base_url}"\nmodel = "sim-llm"\napi_key_env = "OTHER_KEY"\n'
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "capdisc",
-            "discover",
-            "batch",
-            "--profile",
-            str(profile),
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_capdisc(
+        "discover",
+        "batch",
+        "--profile",
+        str(profile),
+        "--out",
+        str(tmp_path / "run"),
         timeout=60,
-        env={**os.environ, "OTHER_KEY": "sk-wrong-key-777"},
+        env={"OTHER_KEY": "sk-wrong-key-777"},
     )
     assert result.returncode == 3
     assert "$OTHER_KEY" in result.stderr and "sk-wrong-key-777" not in result.stderr
@@ -164,22 +142,15 @@ def test_redirect_does_not_carry_the_key(tmp_path: Path) -> None:
         profile.write_text(
             f'[target]\nhost = "http://127.0.0.1:{first.server_port}"\napi_key_env = "RKEY"\n'
         )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "capdisc",
-                "discover",
-                "batch",
-                "--profile",
-                str(profile),
-                "--out",
-                str(tmp_path / "run"),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_capdisc(
+            "discover",
+            "batch",
+            "--profile",
+            str(profile),
+            "--out",
+            str(tmp_path / "run"),
             timeout=60,
-            env={**os.environ, "RKEY": KEY},
+            env={"RKEY": KEY},
         )
     finally:
         first.shutdown()
