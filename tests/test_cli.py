@@ -154,3 +154,36 @@ def test_profiles_commands(tmp_path: Path) -> None:
     assert f"{bad}: target.slotz: unknown key" in one_error_line(result)
     good = run("profiles", "validate", "demo")
     assert good.returncode == 0 and "valid" in good.stdout
+
+
+def test_simulator_serve_answers_and_stops_on_ctrl_c() -> None:
+    """capdisc simulator serve announces its URL, answers, and exits 0 on SIGINT."""
+    import re
+    import signal
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [*CAPDISC, "simulator", "serve", "--port", "0", "--slots", "2", "--per-token-ms", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        assert match, line
+        url = match.group(1)
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            assert client.get(f"{url}/health").json()["status"] == "ok"
+            answer = client.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "sim-llm", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

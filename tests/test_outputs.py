@@ -119,3 +119,21 @@ def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
         timeout=60,
     )
     assert broken.returncode == 2 and "not a capdisc summary" in broken.stderr
+
+
+def test_open_files_limit_is_raised_or_explained() -> None:
+    """Users need file descriptors: the soft limit is raised, a low hard limit is explained."""
+    code = (
+        "import resource\n"
+        "from capdisc.loadgen.engine import ensure_file_limit\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 4096))\n"
+        "print(ensure_file_limit(1000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 300))\n"
+        "print(ensure_file_limit(1000))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    first, second = result.stdout.strip().splitlines()
+    assert first == "None 2256"
+    assert "open-files limit is 300" in second and "1000 users" in second
