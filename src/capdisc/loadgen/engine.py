@@ -191,6 +191,11 @@ class PlannedShape(LoadTestShape):
             return None
         return self._apply(following, now)
 
+    @property
+    def draining(self) -> bool:
+        """True while the step's pause without users runs."""
+        return self._drain_until is not None
+
     def remaining_in_step(self) -> float | None:
         step = self.current
         if step is None or step.window_end is None:
@@ -301,7 +306,7 @@ def run_session(
                 progress.update(
                     ProgressSnapshot(
                         label=planner.describe(),
-                        users=shape.last_users if shape._drain_until is None else 0,
+                        users=0 if shape.draining else shape.last_users,
                         rps=rolling.rps(time.time()),
                         requests=counts["requests"],
                         failures=control.failures,
