@@ -4,22 +4,19 @@ The question (from the issue): how often does ``compare stream`` detect a true 1
 slowdown, and how often does it call a difference between a target and itself?
 Targets: detection >= 90%, false positives <= 5%.
 
-Method. Each repetition is one real comparison through capdisc's own machinery, at
-reduced scale (few users, short pacing interval, short blocks) so that many of them
-fit in a few minutes:
+Method. Each repetition is one real ``compare stream`` run: the benchmark calls
+``run_compare`` (what the CLI calls) with two embedded-simulator profiles and a fresh
+output directory, at reduced scale (few users, short pacing interval, short blocks)
+so that many repetitions fit in a few minutes. So everything is the product's own:
 
-- two embedded simulators (``capdisc.simulator`` subprocesses on 127.0.0.1, started
-  by ``open_target`` exactly as for an embedded profile, and checked by preflight);
-- the product's load loop: alternating blocks A B A B, each one Locust session of
-  ``HoldPlanner`` (one pacing interval of ramp-up excluded, then ``duration/blocks``
-  seconds measured), every request recorded by ``RecordWriter``;
-- the product's statistics: ``measured_tasks`` on the recorded rows and
-  ``compare_versions`` with the block length ``compare stream`` uses, which returns
-  the verdict (95% block-bootstrap CI of the median difference excludes 0 *and*
-  Mann-Whitney p < 0.05; CONTRACT.md, "Verdict").
-
-``--full`` calls ``run_compare`` itself for every repetition instead (the whole
-command, writing every output file; about 3 s slower per repetition).
+- two simulators (``capdisc.simulator`` subprocesses on 127.0.0.1, free ports),
+  checked by preflight;
+- the load: alternating blocks A B A B, each one Locust session that excludes one
+  pacing interval of ramp-up and then measures ``duration / blocks`` seconds, every
+  request recorded in ``requests.csv``;
+- the verdict: ``compare_versions`` on the measured rows (95% block-bootstrap CI of
+  the median difference excludes 0 *and* Mann-Whitney p < 0.05; CONTRACT.md,
+  "Verdict"), as written to ``summary.json``.
 
 Two arms, interleaved (one repetition of each in turn, so drift of the machine
 hits both alike):
@@ -41,8 +38,8 @@ simulator that does not start, a failed request threshold) counts against the
 target of its arm: not detected, or a false positive.
 
     .venv/bin/python benchmarks/compare_power.py [--reps 20] [--users 20]
-        [--interval 0.5] [--duration 5] [--blocks 2] [--slowdown 0.10]
-        [--jitter 0.1] [--seed 0] [--full] [--keep DIR] [--time-limit 30m]
+        [--interval 0.5] [--duration 4.8] [--blocks 2] [--slowdown 0.10]
+        [--jitter 0.1] [--seed 0] [--keep DIR] [--time-limit 30m]
 
 Prints one line per repetition, then both rates with "PASS"/"FAIL"; exit code 1
 when a target fails or repetitions were skipped.
@@ -52,10 +49,9 @@ from __future__ import annotations
 
 # capdisc's load engine imports locust, which gevent-patches the standard library:
 # it must be imported before anything else in a process that sends load.
-import capdisc.loadgen.engine as engine  # isort: skip
+import capdisc.loadgen.engine  # noqa: F401  # isort: skip
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -65,20 +61,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from capdisc.clients.preflight import preflight
 from capdisc.durations import parse_duration
 from capdisc.errors import CapdiscError
-from capdisc.loadgen.plan import Workload
-from capdisc.loadgen.recorder import RecordWriter
-from capdisc.metrics import compare_versions, measured_tasks, read_records
 from capdisc.profiles import Profile, TargetConfig
 from capdisc.simulator.config import SimulatorConfig
-from capdisc.strategies.session import open_target
-from capdisc.strategies.stream import CompareRequest, HoldPlanner, VersionSource, run_compare
-from capdisc.target import Target
+from capdisc.strategies.stream import CompareRequest, VersionSource, run_compare
 
 Arm = Literal["detect", "aa"]
-Side = Literal["a", "b"]
 
 DETECTION_TARGET = 0.90
 FALSE_POSITIVE_TARGET = 0.05
@@ -109,10 +98,9 @@ class Repetition:
     p_value: float | None = None
     a_requests: int = 0
     b_requests: int = 0
-    a_p50_ms: float | None = None
-    b_p50_ms: float | None = None
     seconds: float = 0.0
     error: str = ""
+    warnings: tuple[str, ...] = ()
 
     @property
     def correct(self) -> bool:
@@ -165,85 +153,9 @@ def sources(
     )
 
 
-def compare_block_s(interval_s: float) -> float:
-    """The bootstrap block length ``compare stream`` uses (strategies/stream.py, _finish)."""
-    return max(interval_s, 1.0)
-
-
-def run_engine(
-    a: VersionSource, b: VersionSource, seed: int, args: argparse.Namespace, out_dir: Path
-) -> Repetition:
-    """One comparison with run_compare's own pieces, minus the report files."""
-    sides: dict[Side, VersionSource] = {"a": a, "b": b}
-    windows: dict[Side, list[tuple[int, float, float]]] = {"a": [], "b": []}
-    hold_s = args.duration / args.blocks
-    path = out_dir / "requests.csv"
-    with ExitStack() as stack:
-        targets: dict[Side, Target] = {}
-        for side, source in sides.items():
-            assert source.profile is not None
-            targets[side] = stack.enter_context(open_target(source.profile))
-            preflight(targets[side])
-        control = engine.RunControl(
-            failure_threshold=FAILURE_THRESHOLD, stop_timeout=STOP_TIMEOUT_S
-        )
-        handlers = control.install_signal_handlers()
-        writer = RecordWriter(path)
-        try:
-            for block in range(1, args.blocks + 1):
-                for side in ("a", "b"):
-                    workload = Workload(
-                        kind="stream",
-                        target=targets[side],
-                        interval_s=args.interval,
-                        temperature=0.0,
-                        seed=seed,
-                        version=side,
-                    )
-                    planner = HoldPlanner(block, args.users, hold_s, args.interval, side.upper())
-                    result = engine.run_session(
-                        workload,
-                        planner,
-                        writer=writer,
-                        control=control,
-                        progress=None,
-                        html_path=None,
-                    )
-                    if planner.window is not None:
-                        windows[side].append((block, *planner.window))
-                    if result.stop_reason == "interrupted":
-                        raise KeyboardInterrupt
-                    if result.stop_reason != "completed":
-                        raise RuntimeError(f"{side.upper()} block {block}: {result.stop_detail}")
-        finally:
-            writer.close()
-            for handler in handlers:
-                handler.cancel()
-    (out_dir / "windows.json").write_text(json.dumps(windows), encoding="utf-8")
-    records = read_records(path)
-    rows = {side: measured_tasks(records, side, windows[side]) for side in ("a", "b")}
-    diff, verdict = compare_versions(
-        rows["a"], rows["b"], block_s=compare_block_s(args.interval), seed=seed
-    )
-    ok = {side: rows[side][rows[side]["ok"] == 1]["duration_ms"] for side in ("a", "b")}
-    return Repetition(
-        arm="detect",
-        index=0,
-        verdict=verdict,
-        p50_pct=diff.p50_pct,
-        ci=diff.p50_ci95_pct,
-        p_value=diff.p_value,
-        a_requests=len(rows["a"]),
-        b_requests=len(rows["b"]),
-        a_p50_ms=float(ok["a"].median()) if len(ok["a"]) else None,
-        b_p50_ms=float(ok["b"].median()) if len(ok["b"]) else None,
-    )
-
-
-def run_full(
-    a: VersionSource, b: VersionSource, seed: int, args: argparse.Namespace, out_dir: Path
-) -> Repetition:
+def run_one(arm: Arm, rep: int, args: argparse.Namespace, out_dir: Path) -> Repetition:
     """One comparison exactly as ``capdisc compare stream`` runs it (every output written)."""
+    a, b, seed = sources(arm, rep, args)
     request = CompareRequest(
         a=a,
         b=b,
@@ -266,34 +178,25 @@ def run_full(
     if summary.stop_reason != "duration":
         raise RuntimeError(f"run stopped early: {summary.stop_reason}")
     return Repetition(
-        arm="detect",
-        index=0,
+        arm=arm,
+        index=rep,
         verdict=summary.verdict,
         p50_pct=summary.diff.p50_pct,
         ci=summary.diff.p50_ci95_pct,
         p_value=summary.diff.p_value,
         a_requests=summary.a.requests,
         b_requests=summary.b.requests,
-        a_p50_ms=summary.a.p50_ms,
-        b_p50_ms=summary.b.p50_ms,
+        warnings=tuple(outcome.warnings),
     )
 
 
 def run_repetition(arm: Arm, rep: int, args: argparse.Namespace, work: Path) -> Repetition:
     """Run one repetition of ``arm``; any failure becomes an ``error`` verdict."""
-    a, b, seed = sources(arm, rep, args)
-    out_dir = work / f"{arm}-{rep:03d}"
     started = time.monotonic()
     try:
-        if args.full:
-            result = run_full(a, b, seed, args, out_dir)
-        else:
-            out_dir.mkdir(parents=True)
-            result = run_engine(a, b, seed, args, out_dir)
+        result = run_one(arm, rep, args, work / f"{arm}-{rep:03d}")
     except (CapdiscError, RuntimeError, OSError) as exc:
         result = Repetition(arm=arm, index=rep, verdict="error", error=str(exc))
-    result.arm = arm
-    result.index = rep
     result.seconds = time.monotonic() - started
     return result
 
@@ -311,9 +214,10 @@ def describe(r: Repetition, reps: int) -> str:
     ci = "[   n/a ]" if r.ci is None else f"[{r.ci[0]:+5.1f}, {r.ci[1]:+5.1f}]"
     p = "n/a" if r.p_value is None else f"{r.p_value:.2g}"
     mark = "" if r.correct else "  <-- wrong"
+    notes = "".join(f"\n    warning: {w}" for w in r.warnings)
     return (
         f"{head} median diff {_fmt_pct(r.p50_pct)}  CI95 {ci}  p={p:8}"
-        f"  n={r.a_requests}/{r.b_requests}  ({r.seconds:.1f} s){mark}"
+        f"  n={r.a_requests}/{r.b_requests}  ({r.seconds:.1f} s){mark}{notes}"
     )
 
 
@@ -342,11 +246,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=20, help="repetitions per arm")
     parser.add_argument("--users", type=int, default=20, help="users of each block")
     parser.add_argument("--interval", type=float, default=0.5, help="pacing interval, seconds")
+    # Locust's shape ticks once a second and spawning takes about 1 s, so a block lasts
+    # about 1 + interval + hold seconds rounded up to a whole second, plus ~0.5 s to
+    # stop: 2.4 s holds (4.8 / 2) make 3.5 s blocks, 2.5 s ones often 4.5 s.
     parser.add_argument(
         "--duration",
         type=parse_duration,
-        default=5.0,
-        help="measured seconds per version, split over its blocks (as compare --duration)",
+        default=4.8,
+        help="measured seconds per version, split over its blocks (as compare --duration; DUR)",
     )
     parser.add_argument("--blocks", type=int, default=2, help="alternating blocks per version")
     parser.add_argument(
@@ -357,15 +264,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed of every repetition")
     parser.add_argument(
-        "--full",
-        action="store_true",
-        help="run each repetition through run_compare (writes every output; slower)",
-    )
-    parser.add_argument(
         "--keep",
         type=Path,
         default=None,
-        help="keep each repetition's records (requests.csv, windows) under this new directory",
+        help="keep each repetition's run directory (summary.json, requests.csv, ...) here",
     )
     parser.add_argument(
         "--time-limit",
@@ -395,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.interval:g} s; {args.blocks} blocks of {hold_s:g} s per version (plus "
         f"{args.interval:g} s ramp-up each); service {BASE_PREFILL_MS:g} ms + "
         f"{OUTPUT_TOKENS} x {BASE_PER_TOKEN_MS:g} ms, jitter +/-{args.jitter:.0%}; "
-        f"detection arm B +{args.slowdown:.0%}; via {'run_compare' if args.full else 'engine'}",
+        f"detection arm B +{args.slowdown:.0%}",
         flush=True,
     )
     results: list[Repetition] = []

@@ -198,3 +198,16 @@ def test_bootstrap_is_fast_on_10k_rows() -> None:
     started = time.perf_counter()
     compare_versions(a, b, block_s=BLOCK_S, n_boot=2000)
     assert time.perf_counter() - started < 1.0
+
+
+def test_blocks_restart_at_each_measured_run() -> None:
+    """Alternating A/B blocks: each run's time blocks start at its first request, no slivers."""
+    import numpy as np
+
+    from capdisc.metrics.compare import _block_ids
+
+    ts = np.array([0.2, 0.9, 1.3, 10.7, 11.1, 11.8])
+    runs = np.array([1, 1, 1, 3, 3, 3])
+    ids = _block_ids(ts, 1.0, runs)
+    # Run 1: [0.2, 0.9] then [1.3]; run 3 starts afresh at 10.7: [10.7, 11.1] then [11.8].
+    assert ids.tolist() == [0, 0, 1, 2, 2, 3]

@@ -38,14 +38,28 @@ def _pct(b: float, a: float) -> float | None:
     return (b - a) / a * 100.0 if a > 0 else None
 
 
-def _block_ids(ts: np.ndarray, block_s: float) -> np.ndarray:
-    """Consecutive time blocks of ``block_s`` seconds, numbered 0..k-1 without gaps."""
+def _block_ids(ts: np.ndarray, block_s: float, runs: np.ndarray | None = None) -> np.ndarray:
+    """Consecutive time blocks of ``block_s`` seconds, numbered 0..k-1 without gaps.
+
+    With ``runs`` (the step or block each row was measured in), blocks start afresh
+    at the first request of each run, so the gap between alternating A/B blocks
+    never leaves a sliver of a block at each edge.
+    """
     if block_s <= 0:
         # No block length: every request is its own block (a plain bootstrap).
         return np.arange(ts.size)
-    raw = np.floor((ts - ts.min()) / block_s).astype(np.int64)
-    _, compact = np.unique(raw, return_inverse=True)
+    if runs is None:
+        runs = np.zeros(ts.size, dtype=np.int64)
+    starts = {run: ts[runs == run].min() for run in np.unique(runs)}
+    offsets = np.array([starts[run] for run in runs], dtype="float64")
+    raw = np.floor((ts - offsets) / block_s).astype(np.int64)
+    pairs = np.stack([runs.astype(np.int64), raw], axis=1)
+    _, compact = np.unique(pairs, axis=0, return_inverse=True)
     return compact.reshape(-1)
+
+
+def _runs(df: pd.DataFrame) -> np.ndarray | None:
+    return df["step"].to_numpy(dtype="int64") if "step" in df.columns else None
 
 
 def block_bootstrap_medians(
@@ -138,8 +152,8 @@ def compare_versions(
 
         p = float(mannwhitneyu(a_dur, b_dur, alternative="two-sided").pvalue)
         p_value = p if np.isfinite(p) else None
-        a_blocks = _block_ids(a["ts_start"].to_numpy(dtype="float64"), block_s)
-        b_blocks = _block_ids(b["ts_start"].to_numpy(dtype="float64"), block_s)
+        a_blocks = _block_ids(a["ts_start"].to_numpy(dtype="float64"), block_s, _runs(a))
+        b_blocks = _block_ids(b["ts_start"].to_numpy(dtype="float64"), block_s, _runs(b))
         if n_boot > 0 and a_blocks.max() >= 1 and b_blocks.max() >= 1:
             rng_a, rng_b = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
             med_a = block_bootstrap_medians(a_dur, a_blocks, n_boot, rng_a)
