@@ -18,7 +18,6 @@ from tests.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
-SLOTS = 2
 SERVICE_S = 0.1  # 10 ms prefill + 9 tokens x 10 ms
 
 
@@ -55,13 +54,16 @@ def run_tools(
     return result.returncode, json.loads(path.read_text()) if path.exists() else {}, result.stderr
 
 
-@pytest.mark.parametrize(("tools", "interval"), [(0, 0.5), (1, 1.0), (2, 1.5), (5, 3.0)])
+# Slots and pacing chosen so that U* = 10 users for every N.
+@pytest.mark.parametrize(
+    ("tools", "slots", "interval"), [(0, 2, 0.5), (1, 2, 1.0), (2, 4, 0.75), (5, 4, 1.5)]
+)
 def test_exactly_n_tool_calls_and_capacity(
-    start_simulator: StartSimulator, tmp_path: Path, tools: int, interval: float
+    start_simulator: StartSimulator, tmp_path: Path, tools: int, slots: int, interval: float
 ) -> None:
     """Every task makes N calls (ground truth agrees) and capacity is within 10% of U*."""
     sim = start_simulator(
-        slots=SLOTS, prefill_ms=10, per_token_ms=10, output_tokens=9, jitter=0.05, seed=tools
+        slots=slots, prefill_ms=10, per_token_ms=10, output_tokens=9, jitter=0.05, seed=tools
     )
     code, summary, stderr = run_tools(sim.base_url, tmp_path / "run", tools, interval)
     assert code == 0, stderr
@@ -77,7 +79,7 @@ def test_exactly_n_tool_calls_and_capacity(
     stats = sim.stats()
     assert stats["tool_calls"] == tools * len(tasks)
     assert stats["served"] == len(rounds) + 1  # + the preflight request
-    u_star = SLOTS * interval / ((tools + 1) * SERVICE_S)
+    u_star = slots * interval / ((tools + 1) * SERVICE_S)
     capacity = summary["capacity"]
     steps = [(s["users"], s["passed"], s["reasons"]) for s in summary["steps"]]
     assert capacity is not None and abs(capacity["users"] - u_star) <= 0.1 * u_star, (u_star, steps)

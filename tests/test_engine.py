@@ -93,7 +93,6 @@ def test_stream_rows_chunks_and_ground_truth(
     assert {int(r["chunks"]) for r in rows} == {12 + 2}
     for r in rows:
         assert 30 <= float(r["ttft_ms"]) < float(r["duration_ms"])
-    assert summary_of(out)["verdict"] == "no_difference"
 
 
 def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_path: Path) -> None:
