@@ -204,26 +204,29 @@ class PlannedShape(LoadTestShape):
 
 
 class _Progress:
-    """Rolling figures for the live line: rate over the last seconds, p95 of the step."""
+    """Rolling figures for the live line, over the last few seconds (bounded memory)."""
 
-    def __init__(self, window_s: float = 5.0) -> None:
+    def __init__(self, window_s: float = 10.0) -> None:
         self.window_s = window_s
-        self.completions: deque[float] = deque(maxlen=100_000)
+        self.recent: deque[tuple[float, float, bool]] = deque(maxlen=50_000)
 
-    def add(self, ts_end: float) -> None:
-        self.completions.append(ts_end)
+    def add(self, ts_end: float, duration_ms: float, ok: bool) -> None:
+        self.recent.append((ts_end, duration_ms, ok))
+
+    def _trim(self, now: float) -> None:
+        while self.recent and self.recent[0][0] < now - self.window_s:
+            self.recent.popleft()
 
     def rps(self, now: float) -> float:
-        while self.completions and self.completions[0] < now - self.window_s:
-            self.completions.popleft()
-        return len(self.completions) / self.window_s
+        self._trim(now)
+        return len(self.recent) / self.window_s
 
-
-def _p95(rows: Sequence[Sequence[object]]) -> float | None:
-    values = sorted(float(r[9]) for r in rows if r[8] == 1 and not is_round(str(r[6])))  # type: ignore[arg-type]
-    if not values:
-        return None
-    return values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+    def p95(self, now: float) -> float | None:
+        self._trim(now)
+        values = sorted(d for _, d, ok in self.recent if ok)
+        if not values:
+            return None
+        return values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
 
 
 def run_session(
@@ -256,13 +259,16 @@ def run_session(
     rolling = _Progress()
     counts = {"requests": 0, "failures": 0}
 
+    keep_rows = planner.needs_rows
+
     def on_row(row: Sequence[Any]) -> None:
         writer.write(row)
-        rows.append(row)
+        if keep_rows:
+            rows.append(row)
         if is_round(str(row[6])):
             return
         counts["requests"] += 1
-        rolling.add(float(row[2]))
+        rolling.add(float(row[2]), float(row[9]), row[8] == 1)
         if row[8] != 1:
             counts["failures"] += 1
             control.failures += 1
@@ -311,7 +317,7 @@ def run_session(
                         requests=counts["requests"],
                         failures=control.failures,
                         failure_threshold=control.failure_threshold,
-                        p95_ms=_p95(rows),
+                        p95_ms=rolling.p95(time.time()),
                         elapsed_s=time.time() - started,
                         remaining_s=shape.remaining_in_step(),
                     )

@@ -68,7 +68,13 @@ class Step:
 
 
 class StepPlanner(Protocol):
-    """Decides the steps of a session; implemented by the strategies."""
+    """Decides the steps of a session; implemented by the strategies.
+
+    ``needs_rows`` says whether ``next_step`` reads the step's rows: the engine keeps
+    them in memory for the length of a step only when the planner asks for them.
+    """
+
+    needs_rows: bool
 
     def first_step(self) -> Step:
         """The step to start with."""

@@ -28,6 +28,8 @@ MIN_THROUGHPUT_SHARE = 0.9
 # Saturation shows first as tasks that cannot start on time (constant pacing slips).
 MAX_LATE_SHARE = 0.10
 MAX_REFINE_STEPS = 4
+# A confirming step that fails reopens the search below it, at most this often.
+MAX_FAILED_CONFIRMS = 2
 # A queue that grows within a step: the later half's median this much above the first's.
 MAX_LATENCY_GROWTH = 0.25
 
@@ -82,15 +84,17 @@ def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
 class RampPlanner:
     """A :class:`~capdisc.loadgen.plan.StepPlanner` for capacity discovery."""
 
+    # Each step is judged on its own rows (held in memory for one step only).
+    needs_rows = True
+
     def __init__(self, settings: RampSettings) -> None:
         self.settings = settings
         self.results: list[StepResult] = []
         self.end_reason: EndReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
         self._index = 0
-        self._last_pass = 0
-        self._first_fail: int | None = None
         self._refine_steps = 0
+        self._failed_confirms = 0
         self._current: Step | None = None
         self._abandoned: set[int] = set()
 
@@ -167,10 +171,6 @@ class RampPlanner:
 
     def _decide(self, result: StepResult) -> Step | None:
         s = self.settings
-        if result.passed:
-            self._last_pass = max(self._last_pass, result.users)
-        elif self._first_fail is None or result.users < self._first_fail:
-            self._first_fail = result.users
         if self._phase == "ramp":
             if result.passed or s.keep_going:
                 if result.users >= s.max_users:
@@ -178,23 +178,54 @@ class RampPlanner:
                     return self._finish()
                 return self._step(min(result.users + s.step_users, s.max_users), "ramp")
             return self._refine_or_finish()
-        if self._phase == "refine":
-            return self._refine_or_finish()
-        # A confirming step ends the run; if it failed, capacity() falls back to
-        # the best level whose latest measurement passed.
-        return self._finish()
+        if self._phase == "confirm":
+            if result.passed:
+                return self._finish()
+            # The best level failed when measured again: search below it.
+            self._failed_confirms += 1
+            if self._failed_confirms >= MAX_FAILED_CONFIRMS:
+                return self._finish()
+        return self._refine_or_finish()
+
+    def _latest(self) -> dict[int, StepResult]:
+        """The latest complete measurement of every user level."""
+        latest: dict[int, StepResult] = {}
+        for result in self.results:
+            if result.index not in self._abandoned:  # a cut-short step proves nothing
+                latest[result.users] = result
+        return latest
+
+    def _bracket(self) -> tuple[int, int | None]:
+        """The highest passing level below the lowest failing one, and that failing level."""
+        latest = self._latest()
+        failing = [users for users, r in latest.items() if not r.passed]
+        hi = min(failing) if failing else None
+        passing = [u for u, r in latest.items() if r.passed and (hi is None or u < hi)]
+        return (max(passing) if passing else 0), hi
+
+    def _probe(self, lo: int, hi: int) -> int:
+        """Next level to try in (lo, hi): first where the overload's throughput points, then halves.
+
+        A saturated server delivers its capacity whatever it is offered, so the
+        failing step's achieved rate times the interval estimates U*; only the first
+        probe uses it, and it is kept strictly inside the bracket.
+        """
+        if self._refine_steps == 0:
+            failing = self._latest()[hi]
+            estimate = math.floor(failing.achieved_rps * self.settings.interval_s)
+            if failing.achieved_rps < failing.offered_rps and lo < estimate < hi:
+                return estimate
+        return (lo + hi) // 2
 
     def _refine_or_finish(self) -> Step | None:
-        hi = self._first_fail
-        lo = self._last_pass
-        if hi is None:
-            return self._finish()
-        if not self.settings.refine or lo == 0:
+        lo, hi = self._bracket()
+        if hi is None or not self.settings.refine or lo == 0:
             return self._finish()
         resolution = max(1, math.ceil(0.03 * lo))
         if hi - lo > resolution and self._refine_steps < MAX_REFINE_STEPS:
+            probe = self._probe(lo, hi)
             self._refine_steps += 1
-            return self._step((lo + hi) // 2, "refine")
+            return self._step(probe, "refine")
         if self._refine_steps == 0:
             return self._finish()
         return self._step(lo, "confirm")
@@ -206,15 +237,14 @@ class RampPlanner:
     # -- result -----------------------------------------------------------
 
     def capacity(self) -> Capacity | None:
-        """The most users whose latest step passed (``at_least`` when that is max users)."""
-        latest: dict[int, StepResult] = {}
-        for result in self.results:
-            if result.index not in self._abandoned:  # a cut-short step proves nothing
-                latest[result.users] = result
-        passing = [r for r in latest.values() if r.passed]
-        if not passing:
+        """The most users whose latest step passed below every failing level.
+
+        ``at_least`` when that is ``--max-users`` and every step passed.
+        """
+        lo, _ = self._bracket()
+        if lo == 0:
             return None
-        best = max(passing, key=lambda r: r.users)
+        best = self._latest()[lo]
         return Capacity(
             users=best.users,
             rps=best.achieved_rps,

@@ -95,6 +95,9 @@ def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionS
 class HoldPlanner:
     """One block: hold ``users`` for ``hold_s`` after one interval of ramp-up."""
 
+    # The comparison reads its rows back from requests.csv at the end.
+    needs_rows = False
+
     def __init__(
         self, block: int, users: int, hold_s: float, interval_s: float, label: str
     ) -> None:

@@ -1,0 +1,122 @@
+"""The ramp planner's decisions, on records of a synthetic server with a known U*.
+
+A server with capacity U* (in users at the pacing interval) keeps up below it.
+Above it, throughput stays at U* / P and its queue grows: every second the wait
+grows by (U / U* - 1) seconds, and once a task takes longer than the interval the
+next one starts late, as a saturated server behaves under constant pacing. The
+planner must land within 10% of U*.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from capdisc.loadgen.plan import Step
+from capdisc.strategies.ramp import RampPlanner, RampSettings
+
+INTERVAL = 2.0
+SERVICE_MS = 400.0
+
+
+def synthetic_rows(users: int, start: float, end: float, u_star: float, *, overloaded: bool):
+    """Task rows a server of capacity u_star would produce in [start, end)."""
+    rate = (min(users, u_star) if overloaded else users) / INTERVAL
+    count = max(1, round(rate * (end - start)))
+    growth_per_s = users / u_star - 1 if overloaded else 0.0
+    rows = []
+    for i in range(count):
+        ts_end = start + (i + 0.5) * (end - start) / count
+        duration = SERVICE_MS + 1000 * growth_per_s * (ts_end - start + INTERVAL)
+        slip = max(0.0, duration / 1000 - INTERVAL)
+        ts_start = ts_end - duration / 1000
+        row = (ts_start - slip, ts_start, ts_end, i % users + 1, 0, "v", "batch", 200, 1)
+        rows.append((*row, duration, "", "", "", ""))
+    return rows
+
+
+def drive(planner: RampPlanner, u_star: float, false_pass: set[int] = frozenset()) -> list[int]:
+    """Run the planner to its end; returns the users of every step."""
+    seen: list[int] = []
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    while step is not None and len(seen) < 50:
+        seen.append(step.users)
+        step.window_start = clock + step.settle_s
+        step.window_end = step.window_start + step.hold_s
+        overloaded = step.users > u_star and not (
+            step.users in false_pass and seen.count(step.users) == 1
+        )
+        rows = synthetic_rows(
+            step.users, step.window_start, step.window_end, u_star, overloaded=overloaded
+        )
+        clock = step.window_end
+        step = planner.next_step(step, rows)
+    return seen
+
+
+def settings(**overrides: object) -> RampSettings:
+    base = dict(
+        start_users=4,
+        step_users=4,
+        max_users=60,
+        step_duration_s=8.0,
+        interval_s=INTERVAL,
+        max_failure_rate=1.0,
+        slo_p95_s=None,
+    )
+    base.update(overrides)
+    return RampSettings(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("u_star", [9.5, 18.2, 20.0, 26.7, 41.0])
+def test_capacity_lands_within_ten_percent(u_star: float) -> None:
+    """Ramp, refine and confirm find U* within 10%, without going above the failing level."""
+    planner = RampPlanner(settings())
+    steps = drive(planner, u_star)
+    capacity = planner.capacity()
+    assert capacity is not None
+    assert abs(capacity.users - u_star) <= 0.1 * u_star, steps
+    first_fail = next(r.users for r in planner.results if not r.passed)
+    assert max(steps) == first_fail  # refinement never overloads beyond the first failure
+    assert planner.results[-1].phase == "confirm" and planner.results[-1].passed
+
+
+def test_the_overload_throughput_points_the_first_probe() -> None:
+    """After the first failing step, the first probe goes where its throughput points."""
+    planner = RampPlanner(settings())
+    steps = drive(planner, 26.7)
+    ramp_end = steps.index(28)
+    assert steps[ramp_end + 1] == 26  # floor(13.35 req/s x 2 s)
+
+
+def test_a_failed_confirmation_reopens_the_search_below() -> None:
+    """A level that passed once but fails its confirmation is searched below, not kept."""
+    planner = RampPlanner(settings())
+    steps = drive(planner, 26.7, false_pass={28})
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users < 28
+    assert abs(capacity.users - 26.7) <= 0.1 * 26.7, steps
+
+
+def test_max_users_reached_is_at_least() -> None:
+    """Every step passing up to --max-users: capacity is at least max users."""
+    planner = RampPlanner(settings(max_users=12))
+    drive(planner, 100.0)
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users == 12 and capacity.at_least
+    assert planner.end_reason == "max_users"
+
+
+def test_no_passing_step_means_no_capacity() -> None:
+    """A target overloaded from the first step has no capacity, and the ramp stops there."""
+    planner = RampPlanner(settings(start_users=10))
+    assert drive(planner, 5.0) == [10]
+    assert planner.capacity() is None
+
+
+def test_no_refine_stops_at_the_first_failure() -> None:
+    """--no-refine: the last passing ramp step is the capacity."""
+    planner = RampPlanner(settings(refine=False))
+    steps = drive(planner, 18.2)
+    assert steps == [4, 8, 12, 16, 20]
+    assert planner.capacity() is not None and planner.capacity().users == 16  # type: ignore[union-attr]
