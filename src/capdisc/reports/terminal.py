@@ -18,6 +18,7 @@ from capdisc.reports.summary import (
     CompareSummary,
     DiscoverySummary,
     StepResult,
+    TargetInfo,
     VersionStats,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "render_compare",
     "render_discovery",
     "render_summary",
+    "target_label",
     "verdict_line",
 ]
 
@@ -125,10 +127,18 @@ def _verdict_cell(step: StepResult) -> Text:
     return text
 
 
+def target_label(target: TargetInfo) -> str:
+    """How a target is named in titles: the profile and model, or the URL it was given."""
+    where = "embedded simulator" if target.embedded else target.url
+    name = f"profile {target.profile}, " if target.profile and target.profile != "custom" else ""
+    return f"{name}{target.model} ({target.api}) at {where}"
+
+
 def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     """Print the steps of a discovery, the capacity line and the figures at stop."""
     table = Table(
-        title=Text(f"discover {summary.strategy}: {summary.target.url}"), title_justify="left"
+        title=Text(f"discover {summary.strategy}: {target_label(summary.target)}"),
+        title_justify="left",
     )
     for header in ("#", "phase", "users", "offered rps", "achieved rps", "requests"):
         table.add_column(header, justify="left" if header == "phase" else "right")
