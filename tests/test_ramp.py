@@ -120,3 +120,11 @@ def test_no_refine_stops_at_the_first_failure() -> None:
     steps = drive(planner, 18.2)
     assert steps == [4, 8, 12, 16, 20]
     assert planner.capacity() is not None and planner.capacity().users == 16  # type: ignore[union-attr]
+
+
+def test_an_estimate_at_the_last_pass_tries_just_above_it() -> None:
+    """When the overload points at the last passing level, one probe above it closes the bracket."""
+    planner = RampPlanner(settings())
+    steps = drive(planner, 20.0)
+    assert steps == [4, 8, 12, 16, 20, 24, 21, 20]
+    assert planner.capacity() is not None and planner.capacity().users == 20  # type: ignore[union-attr]

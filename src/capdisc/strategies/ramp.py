@@ -208,13 +208,14 @@ class RampPlanner:
 
         A saturated server delivers its capacity whatever it is offered, so the
         failing step's achieved rate times the interval estimates U*; only the first
-        probe uses it, and it is kept strictly inside the bracket.
+        probe uses it, kept strictly inside the bracket (an estimate at or below
+        the last passing level tries the level just above it).
         """
         if self._refine_steps == 0:
             failing = self._latest()[hi]
-            estimate = math.floor(failing.achieved_rps * self.settings.interval_s)
-            if failing.achieved_rps < failing.offered_rps and lo < estimate < hi:
-                return estimate
+            if failing.requests and failing.achieved_rps < failing.offered_rps:
+                estimate = math.floor(failing.achieved_rps * self.settings.interval_s)
+                return min(max(estimate, lo + 1), hi - 1)
         return (lo + hi) // 2
 
     def _refine_or_finish(self) -> Step | None:
