@@ -95,6 +95,8 @@ class RampPlanner:
         self._index = 0
         self._refine_steps = 0
         self._failed_confirms = 0
+        # Failing levels whose throughput already guided a probe.
+        self._estimated: set[int] = set()
         self._current: Step | None = None
         self._abandoned: set[int] = set()
 
@@ -177,11 +179,8 @@ class RampPlanner:
                     self.end_reason = "max_users" if result.passed else "slo"
                     return self._finish()
                 return self._step(min(result.users + s.step_users, s.max_users), "ramp")
-            return self._refine_or_finish()
-        if self._phase == "confirm":
-            if result.passed:
-                return self._finish()
-            # The best level failed when measured again: search below it.
+        elif self._phase == "confirm" and not result.passed:
+            # The level failed when measured again: the search reopens below it.
             self._failed_confirms += 1
             if self._failed_confirms >= MAX_FAILED_CONFIRMS:
                 return self._finish()
@@ -203,33 +202,40 @@ class RampPlanner:
         passing = [u for u, r in latest.items() if r.passed and (hi is None or u < hi)]
         return (max(passing) if passing else 0), hi
 
-    def _probe(self, lo: int, hi: int) -> int:
-        """Next level to try in (lo, hi): first where the overload's throughput points, then halves.
+    def _estimate(self, failing: StepResult) -> int | None:
+        """U* as a saturated step shows it: achieved req/s times the interval.
 
-        A saturated server delivers its capacity whatever it is offered, so the
-        failing step's achieved rate times the interval estimates U*; only the first
-        probe uses it, kept strictly inside the bracket (an estimate at or below
-        the last passing level tries the level just above it).
+        A server past its capacity delivers that capacity whatever it is offered,
+        so only a step whose throughput fell short of its offered load tells.
         """
-        if self._refine_steps == 0:
-            failing = self._latest()[hi]
-            if failing.requests and failing.achieved_rps < failing.offered_rps:
-                estimate = math.floor(failing.achieved_rps * self.settings.interval_s)
-                return min(max(estimate, lo + 1), hi - 1)
-        return (lo + hi) // 2
+        if not failing.requests or failing.achieved_rps >= failing.offered_rps:
+            return None
+        return math.floor(failing.achieved_rps * self.settings.interval_s)
 
     def _refine_or_finish(self) -> Step | None:
         lo, hi = self._bracket()
         if hi is None or not self.settings.refine or lo == 0:
             return self._finish()
-        resolution = max(1, math.ceil(0.03 * lo))
-        if hi - lo > resolution and self._refine_steps < MAX_REFINE_STEPS:
-            probe = self._probe(lo, hi)
+        latest = self._latest()
+        # A level measured only while climbing (before any overload) is confirmed
+        # once more before it is reported; levels measured while refining are not.
+        unconfirmed = latest[lo].phase == "ramp"
+        can_probe = hi - lo > max(1, math.ceil(0.03 * lo)) and self._refine_steps < MAX_REFINE_STEPS
+        if hi not in self._estimated:
+            self._estimated.add(hi)
+            estimate = self._estimate(latest[hi])
+            if estimate is not None and estimate < lo and unconfirmed:
+                # The overload says the last pass was too optimistic: measure it again.
+                return self._step(lo, "confirm")
+            if estimate is not None and can_probe:
+                self._refine_steps += 1
+                return self._step(min(max(estimate, lo + 1), hi - 1), "refine")
+        if can_probe:
             self._refine_steps += 1
-            return self._step(probe, "refine")
-        if self._refine_steps == 0:
-            return self._finish()
-        return self._step(lo, "confirm")
+            return self._step((lo + hi) // 2, "refine")
+        if unconfirmed:
+            return self._step(lo, "confirm")
+        return self._finish()
 
     def _finish(self) -> Step | None:
         self._current = None
