@@ -137,3 +137,42 @@ def test_open_files_limit_is_raised_or_explained() -> None:
     first, second = result.stdout.strip().splitlines()
     assert first == "None 2256"
     assert "open-files limit is 300" in second and "1000 users" in second
+
+
+def test_a_discovery_run_is_refused_as_a_compare_side(tmp_path: Path) -> None:
+    """A saved run that is not a comparison is refused before anything runs (exit 2)."""
+    from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo
+
+    summary = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="http://x", model="m", api="openai"),
+        started_at="s",
+        finished_at="f",
+        stop_reason="slo",
+        interval_s=1.0,
+        failure_threshold=5,
+        capacity=None,
+        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
+        steps=[],
+    )
+    write_summary(summary, tmp_path)
+    (tmp_path / "requests.csv").write_text(",".join(RECORD_COLUMNS) + "\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "capdisc",
+            "compare",
+            "stream",
+            str(tmp_path),
+            "v2",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "is not a compare stream run" in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -85,6 +85,14 @@ def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionS
     if path.is_dir():
         if not (path / "summary.json").is_file() or not (path / "requests.csv").is_file():
             raise UsageError(f"{side.upper()}: {spec} is a directory but not a capdisc run")
+        try:
+            saved = load_summary(path / "summary.json")
+        except ValueError:
+            raise UsageError(
+                f"{side.upper()}: {spec}/summary.json is not a capdisc summary"
+            ) from None
+        if not isinstance(saved, CompareSummary):
+            raise UsageError(f"{side.upper()}: {spec} is not a compare stream run")
         return VersionSource(side=side, label=f"{path.name} (saved)", saved_dir=path)
     if spec.startswith(("http://", "https://")):
         return VersionSource(side=side, label=spec, profile=plain_host_profile(spec))
@@ -127,11 +135,23 @@ def _block_order(request: CompareRequest, live: list[Side]) -> list[tuple[Side, 
     return [(side, n) for n in range(1, request.blocks + 1) for side in live]
 
 
-def _saved_rows(source: VersionSource) -> tuple[Any, VersionStats | None]:
+def _saved_rows(
+    source: VersionSource, request: CompareRequest, warnings: list[str]
+) -> tuple[Any, VersionStats | None]:
     assert source.saved_dir is not None
     summary = load_summary(source.saved_dir / "summary.json")
-    if not isinstance(summary, CompareSummary):
-        raise UsageError(f"{source.side.upper()}: {source.saved_dir} is not a compare stream run")
+    assert isinstance(summary, CompareSummary)  # checked by resolve_source
+    load = summary.load
+    if (load.users, load.interval_s, load.temperature) != (
+        request.users,
+        request.interval_s,
+        request.temperature,
+    ):
+        warnings.append(
+            f"{source.side.upper()} was measured under another load ({load.users} users every "
+            f"{load.interval_s:g}s, temperature {load.temperature:g}): the comparison is not like "
+            "for like"
+        )
     saved = summary.a if source.side == "a" else summary.b
     df = read_records(source.saved_dir / "requests.csv")
     windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
@@ -249,7 +269,7 @@ def _finish(
     for side in ("a", "b"):
         source = sources[side]
         if source.saved_dir is not None:
-            rows, saved = _saved_rows(source)
+            rows, saved = _saved_rows(source, request, warnings)
             frames[side] = rows
             base = version_stats(rows, source.label, request.interval_s)
             stats[side] = base.model_copy(
