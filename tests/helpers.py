@@ -35,3 +35,20 @@ def rows_of(run: Path) -> list[dict[str, str]]:
 def summary_of(run: Path) -> dict[str, Any]:
     """A run's summary.json."""
     return json.loads((run / "summary.json").read_text())
+
+
+def start_capdisc(*args: str) -> subprocess.Popen[str]:
+    """``capdisc ARGS`` running in the background (for signals sent mid-run)."""
+    return subprocess.Popen(
+        [*CAPDISC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_file(path: Path, timeout: float = 30.0) -> None:
+    """Wait until ``path`` exists (a run has started writing), at most ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.2)
+    assert path.exists(), f"{path} did not appear within {timeout:g}s"

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.helpers import CAPDISC, rows_of, run_capdisc
+from tests.helpers import rows_of, run_capdisc, start_capdisc
 
 pytestmark = pytest.mark.slow
 
@@ -162,31 +161,25 @@ def test_a_dying_worker_is_noticed_and_data_kept(
     """A worker killed mid-run: the master says so, keeps its rows, and still writes reports."""
     sim = start_simulator(slots=8, prefill_ms=5, per_token_ms=1, output_tokens=5)
     out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [
-            *CAPDISC,
-            "discover",
-            "batch",
-            "--host",
-            sim.base_url,
-            "--model",
-            "sim-llm",
-            "--start-users",
-            "4",
-            "--max-users",
-            "4",
-            "--step-duration",
-            "60s",
-            "--interval",
-            "0.5s",
-            "--workers",
-            "2",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = start_capdisc(
+        "discover",
+        "batch",
+        "--host",
+        sim.base_url,
+        "--model",
+        "sim-llm",
+        "--start-users",
+        "4",
+        "--max-users",
+        "4",
+        "--step-duration",
+        "60s",
+        "--interval",
+        "0.5s",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
     )
     deadline = time.monotonic() + 30
     workers: list[int] = []

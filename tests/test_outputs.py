@@ -15,10 +15,27 @@ from capdisc.durations import parse_duration
 from capdisc.errors import OutputError
 from capdisc.loadgen.recorder import RecordWriter
 from capdisc.records import RECORD_COLUMNS
-from capdisc.reports.summary import load_summary
+from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo, load_summary
 from capdisc.reports.writers import write_summary
 
 DEV_FULL = Path("/dev/full")
+
+
+def discovery_summary(**fields: object) -> DiscoverySummary:
+    """A minimal valid discovery summary; ``fields`` override its parts."""
+    base: dict[str, object] = dict(
+        strategy="batch",
+        target=TargetInfo(url="http://x", model="m", api="openai"),
+        started_at="s",
+        finished_at="f",
+        stop_reason="slo",
+        interval_s=1.0,
+        failure_threshold=5,
+        capacity=None,
+        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
+        steps=[],
+    )
+    return DiscoverySummary.model_validate({**base, **fields})
 
 
 @pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
@@ -42,20 +59,7 @@ def test_record_writer_flushes_within_the_delay(tmp_path: Path) -> None:
 
 def test_unwritable_summary_is_an_output_error(tmp_path: Path) -> None:
     """summary.json that cannot be written is a one-line OutputError."""
-    from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo
-
-    summary = DiscoverySummary(
-        strategy="batch",
-        target=TargetInfo(url="u", model="m", api="openai"),
-        started_at="s",
-        finished_at="f",
-        stop_reason="slo",
-        interval_s=1.0,
-        failure_threshold=5,
-        capacity=None,
-        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
-        steps=[],
-    )
+    summary = discovery_summary()
     with pytest.raises(OutputError, match=r"summary\.json"):
         write_summary(summary, tmp_path / "missing-dir")
 
@@ -81,19 +85,11 @@ def test_durations(text: str, seconds: float) -> None:
 
 def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
     """capdisc report prints the table of a saved run and --json its summary."""
-    from capdisc.reports.summary import AtStop, Capacity, DiscoverySummary, TargetInfo
+    from capdisc.reports.summary import Capacity
 
-    summary = DiscoverySummary(
-        strategy="batch",
-        target=TargetInfo(url="http://x", model="m", api="openai"),
-        started_at="s",
-        finished_at="f",
-        stop_reason="slo",
-        interval_s=1.0,
-        failure_threshold=5,
+    summary = discovery_summary(
         capacity=Capacity(users=18, rps=9.0, p50_ms=450, p95_ms=500, failure_rate=0.0),
         at_stop=AtStop(users=20, total_requests=700, failure_rate=0.0, avg_ms=480),
-        steps=[],
     )
     write_summary(summary, tmp_path)
     table = subprocess.run(
@@ -141,20 +137,7 @@ def test_open_files_limit_is_raised_or_explained() -> None:
 
 def test_a_discovery_run_is_refused_as_a_compare_side(tmp_path: Path) -> None:
     """A saved run that is not a comparison is refused before anything runs (exit 2)."""
-    from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo
-
-    summary = DiscoverySummary(
-        strategy="batch",
-        target=TargetInfo(url="http://x", model="m", api="openai"),
-        started_at="s",
-        finished_at="f",
-        stop_reason="slo",
-        interval_s=1.0,
-        failure_threshold=5,
-        capacity=None,
-        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
-        steps=[],
-    )
+    summary = discovery_summary()
     write_summary(summary, tmp_path)
     (tmp_path / "requests.csv").write_text(",".join(RECORD_COLUMNS) + "\n")
     result = subprocess.run(

@@ -352,7 +352,7 @@ def run_session(
     reason: StopReason = control.reason if control.reason is not None else "completed"
     return SessionResult(
         stop_reason=reason,
-        stop_detail=control.detail,
+        stop_detail=control.detail + ("; forced by a second signal" if control.forced else ""),
         started_at=started,
         finished_at=finished,
         requests=counts["requests"],
