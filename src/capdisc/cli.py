@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 from rich.console import Console
@@ -326,11 +326,6 @@ def _progress(quiet: bool, json_out: bool) -> Any:
     from capdisc.progress import ConsoleProgress
 
     return ConsoleProgress(err)
-
-
-def _not_built(what: str) -> NoReturn:
-    err.print(f"capdisc: {what} is not built yet in this version", highlight=False)
-    raise typer.Exit(2)
 
 
 # -- discover -----------------------------------------------------------------
