@@ -97,6 +97,8 @@ def test_version() -> None:
         (["compare", "stream", "v1", "nope"], "unknown profile 'nope'"),
         (["simulator", "serve", "--slots", "0"], "--slots"),
         (["report", "/nonexistent/run"], "RUN_DIR"),
+        (["worker", "--master", "127.0.0.1:notaport"], "--master"),
+        (["discover", "batch", "--workers", "-1"], "--workers"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(args: list[str], needle: str) -> None:
