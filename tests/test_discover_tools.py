@@ -42,7 +42,7 @@ def run_tools(
         "--max-users",
         "30",
         "--step-duration",
-        f"{max(3.0, 3 * interval)}s",
+        f"{max(4.0, 4 * interval)}s",
         "--out",
         str(out),
         "--quiet",
