@@ -63,7 +63,8 @@ from typing import Literal
 
 from capdisc.durations import parse_duration
 from capdisc.errors import CapdiscError
-from capdisc.profiles import Profile, TargetConfig
+from capdisc.profiles import Profile
+from capdisc.settings import CompareSettings, TargetConfig
 from capdisc.simulator.config import SimulatorConfig
 from capdisc.strategies.stream import CompareRequest, VersionSource, run_compare
 
@@ -156,18 +157,17 @@ def sources(
 def run_one(arm: Arm, rep: int, args: argparse.Namespace, out_dir: Path) -> Repetition:
     """One comparison exactly as ``capdisc compare stream`` runs it (every output written)."""
     a, b, seed = sources(arm, rep, args)
-    request = CompareRequest(
-        a=a,
-        b=b,
+    settings = CompareSettings(
         users=args.users,
-        interval_s=args.interval,
-        duration_s=args.duration,
+        interval=args.interval,
+        duration=args.duration,
         temperature=0.0,
         blocks=args.blocks,
         failure_threshold=FAILURE_THRESHOLD,
-        out_dir=out_dir,
         seed=seed,
-        stop_timeout_s=STOP_TIMEOUT_S,
+    )
+    request = CompareRequest(
+        a=a, b=b, settings=settings, out_dir=out_dir, stop_timeout_s=STOP_TIMEOUT_S
     )
     outcome = run_compare(request, progress=None)
     summary = outcome.summary

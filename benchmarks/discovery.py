@@ -64,34 +64,34 @@ def run_method(
     run_no: int,
 ) -> Outcome:
     """One discovery session with the method's ramp; returns its cost and its answer."""
-    from capdisc.loadgen.engine import RunControl, ensure_file_limit, run_session
+    from capdisc.loadgen.context import RunContext
     from capdisc.loadgen.plan import Workload
-    from capdisc.loadgen.recorder import RecordWriter
-    from capdisc.strategies.ramp import RampPlanner, RampSettings
+    from capdisc.settings import RampSettings
+    from capdisc.strategies.ramp import RampPlanner
 
     linear = method == LINEAR
     settings = RampSettings(
         start_users=args.start_users,
         step_users=1 if linear else args.step_users,
         max_users=args.max_users,
-        step_duration_s=args.step_duration,
-        interval_s=args.interval,
+        step_duration=args.step_duration,
+        interval=args.interval,
         max_failure_rate=args.max_failure_rate,
-        slo_p95_s=None,
+        slo_p95=None,
         refine=not linear,
+        failure_threshold=0,
     )
-    ensure_file_limit(args.max_users)
     planner = RampPlanner(settings)
     workload = Workload(kind="batch", target=target, interval_s=args.interval, version=method)
-    control = RunControl(failure_threshold=0, stop_timeout=2.0)
-    writer = RecordWriter(out_dir / f"{run_no:02d}-{method}-requests.csv")
-    try:
-        result = run_session(
-            workload, planner, writer=writer, control=control, progress=None, html_path=None
-        )
-    finally:
-        writer.close()
-    if result.stop_reason != "completed":
+    with RunContext(
+        out_dir,
+        failure_threshold=0,
+        users=args.max_users,
+        stop_timeout=2.0,
+        records_name=f"{run_no:02d}-{method}-requests.csv",
+    ) as run:
+        result = run.run(workload, planner)
+    if result.stop_reason is not None:
         raise RuntimeError(f"{method}: the session stopped early: {result.stop_detail}")
     capacity = planner.capacity()
     trail = " ".join(

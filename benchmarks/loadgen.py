@@ -102,9 +102,8 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
     # anything else that could open a connection (importing gevent alone patches nothing).
     import gevent
 
-    from capdisc.loadgen.engine import RunControl, ensure_file_limit, run_session
+    from capdisc.loadgen.context import RunContext
     from capdisc.loadgen.plan import ProgressSnapshot, Workload
-    from capdisc.loadgen.recorder import RecordWriter
     from capdisc.strategies.stream import HoldPlanner
     from capdisc.target import Target
 
@@ -117,7 +116,6 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
         def message(self, text: str) -> None:
             pass
 
-    ensure_file_limit(args.users)
     target = Target(
         base_url=args.url,
         api="openai",
@@ -129,9 +127,7 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
     )
     workload = Workload(kind="stream", target=target, interval_s=args.interval, version="bench")
     planner = HoldPlanner(1, args.users, args.hold, args.interval, "bench")
-    control = RunControl(failure_threshold=0, stop_timeout=2.0)
     out = Path(args.out_dir)
-    writer = RecordWriter(out / "requests.csv")
     samples: list[tuple[float, float]] = []
 
     def sample_rss() -> None:
@@ -141,17 +137,14 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
 
     sampler = gevent.spawn(sample_rss) if args.rss_every > 0 else None
     cpu0, wall0 = _cpu_self_s(), time.time()
-    try:
-        result = run_session(
-            workload,
-            planner,
-            writer=writer,
-            control=control,
-            progress=None if args.no_progress else NullProgress(),
-            html_path=None,
-        )
-    finally:
-        writer.close()
+    with RunContext(
+        out,
+        failure_threshold=0,
+        users=args.users,
+        stop_timeout=2.0,
+        progress=None if args.no_progress else NullProgress(),
+    ) as run:
+        result = run.run(workload, planner)
     cpu1, wall1 = _cpu_self_s(), time.time()
     if sampler is not None:
         sampler.kill()

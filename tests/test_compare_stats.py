@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capdisc.metrics import block_bootstrap_medians, compare_versions, records_frame
-from capdisc.metrics.compare import MIN_SAMPLES
+from capdisc.metrics.compare import MIN_SAMPLES, block_bootstrap_medians, compare_versions
+from capdisc.metrics.frame import records_frame
 
 INTERVAL_S = 20.0
 BLOCK_S = INTERVAL_S  # what the stream strategy passes: one pacing cycle per block

@@ -11,17 +11,9 @@ import pandas as pd
 import pytest
 
 from capdisc.errors import RunFailed
-from capdisc.metrics import (
-    at_stop,
-    pacing_stats,
-    read_records,
-    records_frame,
-    rounds,
-    step_figures,
-    tasks,
-    version_stats,
-)
-from capdisc.records import RECORD_COLUMNS
+from capdisc.metrics.figures import at_stop, pacing_stats, step_figures, version_stats
+from capdisc.metrics.frame import read_records, records_frame, rounds, tasks
+from capdisc.schema import RECORD_COLUMNS
 
 
 def row(

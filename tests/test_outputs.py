@@ -13,10 +13,8 @@ from hypothesis import strategies as st
 
 from capdisc.durations import parse_duration
 from capdisc.errors import OutputError
-from capdisc.loadgen.recorder import RecordWriter
-from capdisc.records import RECORD_COLUMNS
-from capdisc.reports.summary import AtStop, DiscoverySummary, TargetInfo, load_summary
-from capdisc.reports.writers import write_summary
+from capdisc.rundir import RecordWriter, write_summary
+from capdisc.schema import RECORD_COLUMNS, AtStop, DiscoverySummary, TargetInfo, load_summary
 
 DEV_FULL = Path("/dev/full")
 
@@ -85,7 +83,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
     """capdisc report prints the table of a saved run and --json its summary."""
-    from capdisc.reports.summary import Capacity
+    from capdisc.schema import Capacity
 
     summary = discovery_summary(
         capacity=Capacity(users=18, rps=9.0, p50_ms=450, p95_ms=500, failure_rate=0.0),

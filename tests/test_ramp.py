@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from capdisc.loadgen.plan import Step
-from capdisc.strategies.ramp import RampPlanner, RampSettings
+from capdisc.settings import RampSettings
+from capdisc.strategies.ramp import RampPlanner
 
 INTERVAL = 2.0
 SERVICE_MS = 400.0
@@ -59,10 +60,10 @@ def settings(**overrides: object) -> RampSettings:
         start_users=4,
         step_users=4,
         max_users=60,
-        step_duration_s=8.0,
-        interval_s=INTERVAL,
+        step_duration=8.0,
+        interval=INTERVAL,
         max_failure_rate=1.0,
-        slo_p95_s=None,
+        slo_p95=None,
     )
     base.update(overrides)
     return RampSettings(**base)  # type: ignore[arg-type]

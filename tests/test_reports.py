@@ -9,16 +9,20 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from capdisc.metrics import compare_versions, records_frame, version_stats
-from capdisc.reports import (
-    compare_markdown,
-    plot_capacity,
-    plot_compare,
+from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.figures import version_stats
+from capdisc.metrics.frame import records_frame
+from capdisc.reports.markdown import compare_markdown
+from capdisc.reports.plots import plot_capacity, plot_compare
+from capdisc.reports.terminal import (
+    format_ms,
+    format_p_value,
+    format_pct,
     render_compare,
     render_discovery,
     render_summary,
 )
-from capdisc.reports.summary import (
+from capdisc.schema import (
     AtStop,
     Capacity,
     CompareLoad,
@@ -31,7 +35,6 @@ from capdisc.reports.summary import (
     VersionDiff,
     VersionStats,
 )
-from capdisc.reports.terminal import format_ms, format_p_value, format_pct
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MINUS = "\u2212"

@@ -12,45 +12,34 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 
-from capdisc.durations import parse_duration
 from capdisc.errors import ProfileError
+from capdisc.settings import (
+    CompareSettings,
+    RampSettings,
+    TargetConfig,
+    ToolsSettings,
+    flag_of,
+    validation_message,
+)
 from capdisc.simulator.config import SimulatorConfig
 
 __all__ = [
-    "CompareDefaults",
     "Profile",
-    "RampDefaults",
-    "TargetConfig",
-    "ToolsDefaults",
     "find_profile",
     "list_profiles",
     "load_profile",
     "shipped_profiles_dir",
 ]
-
-ApiKind = Literal["openai", "ollama"]
-
-
-def _seconds(value: Any) -> Any:
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return parse_duration(value)
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
-PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 _SECRET_KEYS = re.compile(r"^(api_?key|token|secret|password|bearer|authorization)$", re.I)
 _SECRET_VALUES = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.I)
@@ -60,95 +49,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TargetConfig(_Strict):
-    """Where the load goes and what each request asks for."""
-
-    embedded: bool = Field(
-        default=False, description="Start capdisc's own simulator for the run (see [simulator])."
-    )
-    host: str | None = Field(
-        default=None, description="Base URL, e.g. http://127.0.0.1:8000 (not with embedded)."
-    )
-    api: ApiKind = Field(default="openai", description="Wire format: openai or ollama.")
-    model: str = Field(default="sim-llm", min_length=1)
-    api_key_env: str | None = Field(
-        default=None, description="Environment variable holding the API key (never the key)."
-    )
-    timeout: PositiveSeconds = Field(default=60.0, description="Timeout of one request.")
-    prompt: str = Field(
-        default="Explain in one paragraph why constant pacing matters in load tests.",
-        min_length=1,
-    )
-    max_tokens: int = Field(default=64, ge=1)
-
-    @field_validator("host")
-    @classmethod
-    def _http_url(cls, host: str | None) -> str | None:
-        if host is not None:
-            if not re.match(r"^https?://[^/\s]+", host):
-                raise ValueError("must be an http:// or https:// base URL")
-            if "@" in host.split("//", 1)[1].split("/", 1)[0]:
-                raise ValueError("must not carry credentials; use api_key_env")
-        return host
-
-
-class RampDefaults(_Strict):
-    """Step ramp of the discovery strategies (batch and tools)."""
-
-    start_users: int = Field(default=10, ge=1)
-    step_users: int = Field(default=10, ge=1)
-    max_users: int = Field(default=200, ge=1)
-    step_duration: PositiveSeconds = Field(default=60.0)
-    interval: PositiveSeconds = Field(default=20.0, description="Constant pacing per user.")
-    max_failure_rate: float = Field(default=1.0, ge=0, le=100, description="Percent per step.")
-    slo_p95: PositiveSeconds | None = Field(default=None, description="p95 latency limit.")
-    refine: bool = True
-    keep_going: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RampDefaults:
-        if self.start_users > self.max_users:
-            raise ValueError("start_users must not exceed max_users")
-        return self
-
-
-class ToolsDefaults(RampDefaults):
-    """Discovery for tool-calling flows: every task makes exactly ``tools`` calls."""
-
-    tools: int = Field(default=2, ge=0, le=64)
-    orchestration: Literal["client", "server"] = "client"
-    server_path: str = Field(
-        default="/v1/agent/run", description="Server-orchestrated: endpoint of one whole task."
-    )
-    server_body: str = Field(
-        default='{"model": "{model}", "prompt": "{prompt}", "tool_calls": {tools}}',
-        description="Server-orchestrated: JSON template; {model}, {prompt}, {tools} are filled.",
-    )
-    server_count_field: str = Field(
-        default="tool_calls", description="Dotted path of the tool-call count in the answer."
-    )
-
-
-class CompareDefaults(_Strict):
-    """Fixed load of the streaming comparison."""
-
-    users: int = Field(default=200, ge=1)
-    interval: PositiveSeconds = Field(default=20.0)
-    duration: PositiveSeconds = Field(default=480.0)
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    blocks: int = Field(default=2, ge=1, description="Alternating A/B blocks per version.")
-    seed: int = 0
-
-
 class Profile(_Strict):
     """One target with the defaults of every strategy."""
 
     description: str = ""
     target: TargetConfig = Field(default_factory=TargetConfig)
     simulator: SimulatorConfig | None = None
-    batch: RampDefaults = Field(default_factory=RampDefaults)
-    tools: ToolsDefaults = Field(default_factory=ToolsDefaults)
-    stream: CompareDefaults = Field(default_factory=CompareDefaults)
+    batch: RampSettings = Field(default_factory=RampSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
+    stream: CompareSettings = Field(default_factory=CompareSettings)
     name: str = Field(default="custom", exclude=True)
     path: Path | None = Field(default=None, exclude=True)
 
@@ -227,14 +136,12 @@ def _refuse_secrets(data: Mapping[str, Any], where: str, prefix: str = "") -> No
 
 def format_validation_error(error: ValidationError, where: str) -> str:
     """One line naming the file and the field path of the first problem."""
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
     more = len(error.errors()) - 1
     suffix = f" (and {more} more)" if more else ""
-    return f"{where}: {loc}: {message}{suffix}"
+    line = validation_message(error)
+    if not error.errors()[0]["loc"]:
+        line = f"(top level): {line}"
+    return f"{where}: {line}{suffix}"
 
 
 def parse_profile(data: Mapping[str, Any], *, name: str, path: Path | None) -> Profile:
@@ -268,17 +175,6 @@ def plain_host_profile(host: str) -> Profile:
         raise ProfileError(format_validation_error(exc, "--host")) from None
 
 
-# Profile fields that command-line flags override, with the flag that sets each.
-TARGET_FLAGS = {
-    "host": "--host",
-    "model": "--model",
-    "api": "--api",
-    "timeout": "--timeout",
-    "prompt": "--prompt",
-    "max_tokens": "--max-tokens",
-}
-
-
 def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
     """The profile with ``--host``/``--model``/... applied; errors name the flag.
 
@@ -287,7 +183,7 @@ def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Pro
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return profile
-    unknown = set(given) - set(TARGET_FLAGS)
+    unknown = set(given) - set(TargetConfig.model_fields)
     if unknown:
         raise ValueError(f"not target fields: {sorted(unknown)}")
     data = profile.model_dump(mode="python", exclude={"name", "path"})
@@ -301,7 +197,7 @@ def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Pro
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
         field = loc[1] if len(loc) > 1 and loc[0] == "target" else loc[-1] if loc else ""
-        flag = TARGET_FLAGS.get(field, field)
+        flag = flag_of(TargetConfig, field)
         message = first["msg"].removeprefix("Value error, ")
         raise ProfileError(f"{flag}: {message}") from None
     return updated.model_copy(update={"name": profile.name, "path": profile.path})

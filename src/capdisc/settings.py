@@ -1,18 +1,318 @@
-"""Settings from the environment (``CAPDISC_*``), built once at the CLI edge.
+"""Settings: one model per command, the single source of every default.
 
-Settings are about this machine and this shell (where profiles and runs live, the
-failure threshold of the team); profiles are about a target. They are separate
-models and are passed down explicitly, never read from a global.
+Each command's options are one pydantic model here. The same model is a profile's
+table (``[batch]``, ``[tools]``, ``[stream]``), declares the command-line flags (the
+CLI generates them from the fields: name, help text and panel), and travels unchanged
+from the CLI to the strategy and into the workload. :func:`resolve` merges, for every
+command, built-in defaults < profile < environment < flags, and turns a bad value
+into one line naming the flag.
+
+Adding an option is one field here (with its ``option(...)`` metadata) and one README
+line; a test checks that every field has both.
+
+:class:`Settings` is the other kind: about this machine and shell (where profiles and
+runs live), read from ``CAPDISC_*`` variables, never from a profile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+from capdisc.durations import parse_duration
+from capdisc.errors import UsageError
+
+__all__ = [
+    "ApiKind",
+    "CompareSettings",
+    "OptionSpec",
+    "PositiveSeconds",
+    "RampSettings",
+    "Seconds",
+    "Settings",
+    "TargetConfig",
+    "ToolsSettings",
+    "flag_of",
+    "load_settings",
+    "option",
+    "option_spec",
+    "resolve",
+    "validation_message",
+]
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            return parse_duration(value, name="duration")
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("duration: ")) from None
+    return value
+
+
+# Durations accept what users type (500ms, 30s, 8m, 1h or seconds) and hold seconds.
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
+PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+Panel = Literal["Target", "Ramp", "Load", "Run", "Output", "Simulator", "Faults"]
+
+
+class OptionSpec(BaseModel):
+    """How a settings field appears on the command line."""
+
+    model_config = ConfigDict(frozen=True)
+
+    flag: str
+    panel: Panel
+    duration: bool = False
+    # Fields a profile may set but no flag does (the profile is their only source).
+    profile_only: bool = False
+    # Environment variables read for this field, first found wins.
+    env: tuple[str, ...] = ()
+
+
+def option(
+    default: Any = ...,
+    *,
+    help: str,
+    panel: Panel,
+    flag: str | None = None,
+    duration: bool = False,
+    profile_only: bool = False,
+    env: tuple[str, ...] = (),
+    **constraints: Any,
+) -> Any:
+    """A settings field with its command-line flag (``--field-name`` unless ``flag``)."""
+    info: FieldInfo = Field(default, description=help, **constraints)
+    spec = _Spec(flag=flag, panel=panel, duration=duration, profile_only=profile_only, env=env)
+    info.metadata.append(spec)
+    return info
+
+
+@dataclass(frozen=True)
+class _Spec:
+    # A plain dataclass: pydantic would treat a model in a field's metadata as a validator.
+    flag: str | None
+    panel: Panel
+    duration: bool
+    profile_only: bool
+    env: tuple[str, ...]
+
+
+def option_spec(model: type[BaseModel], name: str) -> OptionSpec | None:
+    """The flag of a field declared with :func:`option`, None for a plain field."""
+    for item in model.model_fields[name].metadata:
+        if isinstance(item, _Spec):
+            data = dataclasses.asdict(item)
+            data["flag"] = item.flag or "--" + name.replace("_", "-")
+            return OptionSpec.model_validate(data)
+    return None
+
+
+def flag_of(model: type[BaseModel], name: str) -> str:
+    """The flag that sets ``name`` (its dashed name when the field has none)."""
+    spec = option_spec(model, name) if name in model.model_fields else None
+    return spec.flag if spec is not None else "--" + name.replace("_", "-")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+ApiKind = Literal["openai", "ollama"]
+
+
+class TargetConfig(_Section):
+    """Where the load goes and what each request asks for (profile table ``[target]``)."""
+
+    embedded: bool = option(
+        False,
+        panel="Target",
+        profile_only=True,
+        help="Start capdisc's own simulator for the run (see [simulator]).",
+    )
+    host: str | None = option(
+        None,
+        panel="Target",
+        help="Base URL of the target; alone (no --profile), an OpenAI-compatible API.",
+    )
+    api: ApiKind = option("openai", panel="Target", help="Wire format: openai or ollama.")
+    model: str = option("sim-llm", min_length=1, panel="Target", help="Model name to ask for.")
+    api_key_env: str | None = option(
+        None,
+        panel="Target",
+        profile_only=True,
+        help="Environment variable holding the API key (never the key).",
+    )
+    timeout: PositiveSeconds = option(
+        60.0, panel="Target", duration=True, help="Timeout of one request (DUR: 500ms, 30s, 8m)."
+    )
+    prompt: str = option(
+        "Explain in one paragraph why constant pacing matters in load tests.",
+        min_length=1,
+        panel="Target",
+        help="Prompt of every request.",
+    )
+    max_tokens: int = option(64, ge=1, panel="Target", help="Output tokens asked for.")
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, host: str | None) -> str | None:
+        if host is not None:
+            if not re.match(r"^https?://[^/\s]+", host):
+                raise ValueError("must be an http:// or https:// base URL")
+            if "@" in host.split("//", 1)[1].split("/", 1)[0]:
+                raise ValueError("must not carry credentials; use api_key_env")
+        return host
+
+
+_THRESHOLD_ENV = ("LOAD_TEST_FAILURE_THRESHOLD", "CAPDISC_FAILURE_THRESHOLD")
+
+
+class _RunOptions(_Section):
+    """What every load command shares: when to stop, and where the users run."""
+
+    failure_threshold: int = option(
+        5,
+        ge=0,
+        panel="Run",
+        env=_THRESHOLD_ENV,
+        help="Stop the run after this many failed requests "
+        "(default 5, 0 = never; env LOAD_TEST_FAILURE_THRESHOLD).",
+    )
+    workers: int = option(
+        0,
+        ge=0,
+        panel="Run",
+        help="Local Locust worker processes, capdisc being the master (0 = users run here).",
+    )
+    expect_workers: int = option(
+        0,
+        ge=0,
+        panel="Run",
+        help="Wait for this many 'capdisc worker' processes from other machines "
+        "(the master listens on port 5557).",
+    )
+
+
+class RampSettings(_RunOptions):
+    """``discover batch`` (profile table ``[batch]``): the step ramp and its limits."""
+
+    start_users: int = option(10, ge=1, panel="Ramp", help="Users of the first step.")
+    step_users: int = option(10, ge=1, panel="Ramp", help="Users added per step.")
+    max_users: int = option(200, ge=1, panel="Ramp", help="Never go above this many users.")
+    step_duration: PositiveSeconds = option(
+        60.0, panel="Ramp", duration=True, help="Measured time of each step (DUR)."
+    )
+    interval: PositiveSeconds = option(
+        20.0,
+        panel="Ramp",
+        duration=True,
+        help="Constant pacing: each user starts a task every this many seconds (default 20).",
+    )
+    max_failure_rate: float = option(
+        1.0, ge=0, le=100, panel="Ramp", help="A step fails above this failure rate, in percent."
+    )
+    slo_p95: PositiveSeconds | None = option(
+        None,
+        panel="Ramp",
+        duration=True,
+        help="A step fails when its p95 latency is above this (DUR).",
+    )
+    refine: bool = option(
+        True, panel="Ramp", help="Bisect between the last passing and the first failing step."
+    )
+    keep_going: bool = option(False, panel="Ramp", help="Keep climbing after a failing step.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RampSettings:
+        if self.start_users > self.max_users:
+            raise ValueError(f"start_users {self.start_users} is above max_users {self.max_users}")
+        return self
+
+
+class ToolsSettings(RampSettings):
+    """``discover tools`` (profile table ``[tools]``): the ramp, and how a tool task is made."""
+
+    tools: int = option(
+        2, ge=0, le=64, panel="Load", help="Tool calls in every task (default from the profile, 2)."
+    )
+    orchestration: Literal["client", "server"] = option(
+        "client",
+        panel="Load",
+        profile_only=True,
+        help="client: capdisc drives N forced tool rounds; server: one request per task.",
+    )
+    server_path: str = option(
+        "/v1/agent/run",
+        panel="Load",
+        profile_only=True,
+        help="Server-orchestrated: endpoint of one whole task.",
+    )
+    server_body: str = option(
+        '{"model": "{model}", "prompt": "{prompt}", "tool_calls": {tools}}',
+        panel="Load",
+        profile_only=True,
+        help="Server-orchestrated: JSON template; {model}, {prompt}, {tools} are filled.",
+    )
+    server_count_field: str = option(
+        "tool_calls",
+        panel="Load",
+        profile_only=True,
+        help="Server-orchestrated: dotted path of the tool-call count in the answer.",
+    )
+
+
+class CompareSettings(_RunOptions):
+    """``compare stream`` (profile table ``[stream]``): the fixed load both versions get."""
+
+    users: int = option(200, ge=1, panel="Load", help="Fixed users (default 200).")
+    interval: PositiveSeconds = option(
+        20.0,
+        panel="Load",
+        duration=True,
+        help="Constant pacing: each user starts a task every this many seconds (default 20).",
+    )
+    duration: PositiveSeconds = option(
+        480.0, panel="Load", duration=True, help="Measured time per version (DUR, default 8m)."
+    )
+    temperature: float = option(
+        0.0, ge=0, le=2, panel="Load", help="Sampling temperature (default 0)."
+    )
+    blocks: int = option(2, ge=1, panel="Load", help="Alternating A/B blocks per version.")
+    sequential: bool = option(False, panel="Load", help="Run all of A, then all of B.")
+    seed: int = option(0, panel="Load", help="Seed of the request bodies and the bootstrap.")
+    fail_on_regression: float | None = option(
+        None,
+        ge=0,
+        panel="Load",
+        help="Exit 1 when B is significantly slower by more than PCT percent.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_block_when_sequential(cls, data: Any) -> Any:
+        # Sequential means all of A, then all of B: one block each unless asked otherwise.
+        if isinstance(data, Mapping) and data.get("sequential") and "blocks" not in data:
+            return {**data, "blocks": 1}
+        return data
 
 
 class Settings(BaseSettings):
@@ -23,9 +323,74 @@ class Settings(BaseSettings):
     failure_threshold: int = Field(
         default=5,
         ge=0,
-        validation_alias=AliasChoices("LOAD_TEST_FAILURE_THRESHOLD", "CAPDISC_FAILURE_THRESHOLD"),
+        validation_alias=AliasChoices(*_THRESHOLD_ENV),
         description="Stop a run after this many failed requests (0 = never).",
     )
     profile: str = Field(default="demo", description="Profile used when none is given.")
     profiles_dir: Path | None = Field(default=None, description="Extra directory of profiles.")
     runs_dir: Path = Field(default=Path("runs"), description="Where run directories are made.")
+
+
+def load_settings() -> Settings:
+    """The environment's settings; a bad variable is a ``UsageError`` naming it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = str(first["loc"][0]) if first["loc"] else ""
+        name = (
+            _THRESHOLD_ENV[0]
+            if "failure" in loc or "LOAD_TEST" in loc
+            else ("CAPDISC_" + loc.upper() if loc else "CAPDISC_*")
+        )
+        raise UsageError(f"{name}: {first['msg']}") from None
+
+
+def validation_message(error: ValidationError, name_of: Mapping[str, str] | None = None) -> str:
+    """``where: message`` for the first problem, ``where`` from ``name_of`` or the field path."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    if name_of is not None and loc in name_of:
+        return f"{name_of[loc]}: {message}"
+    if not loc:
+        # A rule across fields: name the field it mentions first.
+        for field, flag in (name_of or {}).items():
+            if message.startswith(field):
+                return f"{flag}: {message}"
+    return f"{loc}: {message}" if loc else message
+
+
+SectionT = TypeVar("SectionT", bound=_Section)
+
+
+def resolve(
+    model: type[SectionT],
+    profile_section: BaseModel | None,
+    env: Settings,
+    flags: Mapping[str, Any],
+) -> SectionT:
+    """Merge built-in defaults < profile < environment < flags into ``model``.
+
+    ``flags`` maps field names to what the command line gave (None = not given).
+    Durations may still be text (``30s``): the model parses them. A bad value
+    raises a ``UsageError`` naming its flag.
+    """
+    data: dict[str, Any] = {}
+    if profile_section is not None:
+        data.update(profile_section.model_dump(exclude_unset=True))
+    for name in model.model_fields:
+        spec = option_spec(model, name)
+        if spec is not None and spec.env and name in env.model_fields_set:
+            data[name] = getattr(env, name)
+    unknown = set(flags) - set(model.model_fields)
+    if unknown:
+        raise ValueError(f"not fields of {model.__name__}: {sorted(unknown)}")
+    data.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        flags_by_field = {name: flag_of(model, name) for name in model.model_fields}
+        raise UsageError(validation_message(exc, flags_by_field)) from None

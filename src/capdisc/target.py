@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from capdisc.errors import UsageError
 from capdisc.profiles import Profile
-from capdisc.reports.summary import TargetInfo
+from capdisc.schema import TargetInfo
 
 __all__ = ["Target", "target_from_profile"]
 

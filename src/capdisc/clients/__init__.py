@@ -4,23 +4,3 @@ Pure functions on bytes and dicts, with no network and no Locust, so the hot pat
 of the load generator stays cheap and every parser can be tested on its own.
 ``wire_format(api)`` returns the format for a profile's ``target.api``.
 """
-
-from capdisc.clients.wire import (
-    Answer,
-    OllamaFormat,
-    OpenAIFormat,
-    WireFormat,
-    count_ndjson_lines,
-    count_sse_events,
-    wire_format,
-)
-
-__all__ = [
-    "Answer",
-    "OllamaFormat",
-    "OpenAIFormat",
-    "WireFormat",
-    "count_ndjson_lines",
-    "count_sse_events",
-    "wire_format",
-]

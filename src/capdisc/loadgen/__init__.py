@@ -5,23 +5,3 @@ engine: the workload, the steps, the planner protocol. ``engine`` and ``users``
 import locust, which monkey-patches the standard library, so they are imported
 only when a run starts (``capdisc --help`` stays fast and unpatched).
 """
-
-from capdisc.loadgen.plan import (
-    ProgressSink,
-    SessionResult,
-    Step,
-    StepPlanner,
-    StopReason,
-    Workload,
-    WorkloadKind,
-)
-
-__all__ = [
-    "ProgressSink",
-    "SessionResult",
-    "Step",
-    "StepPlanner",
-    "StopReason",
-    "Workload",
-    "WorkloadKind",
-]

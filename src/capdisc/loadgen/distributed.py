@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from capdisc.errors import UsageError
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
+from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 
 __all__ = [
@@ -54,6 +55,7 @@ def workload_to_dict(workload: Workload) -> dict[str, Any]:
     """The workload as plain data for a worker, without the API key."""
     data = dataclasses.asdict(workload)
     data["target"].pop("api_key", None)
+    data["tools"] = workload.tools.model_dump() if workload.tools is not None else None
     return data
 
 
@@ -63,7 +65,8 @@ def workload_from_dict(data: dict[str, Any]) -> Workload:
     env_name = target_data.get("api_key_env")
     value = os.environ.get(env_name) if env_name else None
     target = Target(**target_data, api_key=SecretStr(value) if value else None)
-    return Workload(**{**data, "target": target})
+    tools = ToolsSettings.model_validate(data["tools"]) if data.get("tools") else None
+    return Workload(**{**data, "target": target, "tools": tools})
 
 
 def parse_master(value: str) -> tuple[str, int]:

@@ -23,7 +23,6 @@ import signal
 import time
 from collections import deque
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gevent
@@ -38,14 +37,13 @@ from capdisc.loadgen.plan import (
     SessionResult,
     Step,
     StepPlanner,
-    StopReason,
     Workload,
 )
-from capdisc.loadgen.recorder import RecordWriter
 from capdisc.loadgen.users import SessionState, make_user_class
-from capdisc.records import is_round
+from capdisc.rundir import RecordWriter
+from capdisc.schema import RequestRecord, StopReason, is_round
 
-__all__ = ["RunControl", "ensure_file_limit", "run_session", "write_merged_report"]
+__all__ = ["RunControl", "ensure_file_limit", "html_report", "run_session"]
 
 _ = locust  # imported for its side effect (patching) before the rest
 
@@ -116,7 +114,7 @@ class PlannedShape(LoadTestShape):
     """Locust's shape hook, asking the strategy's planner for each next step."""
 
     def __init__(
-        self, planner: StepPlanner, state: SessionState, rows: list[Sequence[object]]
+        self, planner: StepPlanner, state: SessionState, rows: list[RequestRecord]
     ) -> None:
         super().__init__()
         self.planner = planner
@@ -236,7 +234,6 @@ def run_session(
     writer: RecordWriter,
     control: RunControl,
     progress: ProgressSink | None,
-    html_path: Path | None,
     workers: int = 0,
     expect_workers: int = 0,
 ) -> SessionResult:
@@ -247,7 +244,7 @@ def run_session(
     """
     logging.getLogger("locust").setLevel(logging.ERROR)
     state = SessionState()
-    rows: list[Sequence[object]] = []
+    rows: list[RequestRecord] = []
     shape = PlannedShape(planner, state, rows)
     user_class = make_user_class(workload, state)
     env = Environment(
@@ -261,15 +258,15 @@ def run_session(
 
     keep_rows = planner.needs_rows
 
-    def on_row(row: Sequence[Any]) -> None:
+    def on_row(row: RequestRecord) -> None:
         writer.write(row)
         if keep_rows:
             rows.append(row)
-        if is_round(str(row[6])):
+        if is_round(row.name):
             return
         counts["requests"] += 1
-        rolling.add(float(row[2]), float(row[9]), row[8] == 1)
-        if row[8] != 1:
+        rolling.add(row.ts_end, row.duration_ms, row.ok == 1)
+        if row.ok != 1:
             counts["failures"] += 1
             control.failures += 1
             threshold = control.failure_threshold
@@ -342,23 +339,14 @@ def run_session(
         control.force_stop = None
         writer.flush()
     finished = time.time()
-    report = None
-    if html_path is not None:
-        try:
-            html_path.write_text(get_html_report(env, show_download_link=False), encoding="utf-8")
-            report = html_path
-        except OSError:
-            report = None
-    reason: StopReason = control.reason if control.reason is not None else "completed"
     return SessionResult(
-        stop_reason=reason,
+        stop_reason=control.reason,
         stop_detail=control.detail + ("; forced by a second signal" if control.forced else ""),
         started_at=started,
         finished_at=finished,
         requests=counts["requests"],
         failures=counts["failures"],
         users_at_stop=users_at_stop,
-        report_html=report,
         locust_env=env,
         warnings=warnings,
     )
@@ -404,10 +392,9 @@ def _start_master(
         runner.send_message(WORKLOAD_MESSAGE, data, client_id=msg.node_id)
 
     def on_rows(environment: Any, msg: Any, **_kw: Any) -> None:
-        for row in msg.data:
-            row = list(row)
-            row[4] = shape.step_at(float(row[1]))
-            on_row(row)
+        for data in msg.data:
+            row = RequestRecord(*data)
+            on_row(row._replace(step=shape.step_at(row.ts_start)))
 
     runner.register_message(HELLO_MESSAGE, on_hello)
     runner.register_message(ROWS_MESSAGE, on_rows)
@@ -453,11 +440,13 @@ def _notice_missing_workers(
                     progress.message(f"warning: {note}")
 
 
-def write_merged_report(sessions: Sequence[SessionResult], path: Path) -> Path | None:
-    """One Locust HTML report from the statistics of several sessions (e.g. a version's blocks)."""
+def html_report(sessions: Sequence[SessionResult]) -> str | None:
+    """Locust's HTML report of one or several sessions (a version's blocks merged into one)."""
     envs = [s.locust_env for s in sessions if isinstance(s.locust_env, Environment)]
     if not envs:
         return None
+    if len(envs) == 1:
+        return str(get_html_report(envs[0], show_download_link=False))
     merged = locust.stats.RequestStats()
     for env in envs:
         stats = env.stats
@@ -472,8 +461,4 @@ def write_merged_report(sessions: Sequence[SessionResult], path: Path) -> Path |
         merged.history.extend(stats.history)
     base = envs[-1]
     base.stats = merged
-    try:
-        path.write_text(get_html_report(base, show_download_link=False), encoding="utf-8")
-    except OSError:
-        return None
-    return path
+    return str(get_html_report(base, show_download_link=False))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, Protocol
 
+from capdisc.schema import RequestRecord, StopReason
+from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 
 __all__ = [
@@ -21,15 +22,11 @@ __all__ = [
     "SessionResult",
     "Step",
     "StepPlanner",
-    "StopReason",
     "Workload",
     "WorkloadKind",
 ]
 
 WorkloadKind = Literal["batch", "stream", "tools"]
-# "completed": the planner ended the session; the strategy says why (max_users, slo, ...).
-StopReason = Literal["completed", "failure_threshold", "interrupted"]
-Row = Sequence[object]
 
 
 @dataclass(frozen=True)
@@ -42,11 +39,8 @@ class Workload:
     temperature: float = 0.0
     seed: int = 0
     version: str = ""
-    tools: int = 0
-    orchestration: Literal["client", "server"] = "client"
-    server_path: str = "/v1/agent/run"
-    server_body: str = ""
-    server_count_field: str = "tool_calls"
+    # How a tool task is made (tools workloads only): the settings the user gave.
+    tools: ToolsSettings | None = None
 
 
 @dataclass
@@ -80,7 +74,7 @@ class StepPlanner(Protocol):
         """The step to start with."""
         ...
 
-    def next_step(self, finished: Step, rows: Sequence[Row]) -> Step | None:
+    def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
         """Given a finished step and every row recorded since it was applied, the next one."""
         ...
 
@@ -88,7 +82,9 @@ class StepPlanner(Protocol):
         """A short phrase for the progress line, e.g. 'step 3 (refine)'."""
         ...
 
-    def abandon_step(self, step: Step, rows: Sequence[Row], stopped_at: float, why: str) -> None:
+    def abandon_step(
+        self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
+    ) -> None:
         """The session stopped during ``step`` (threshold, Ctrl+C): keep what it measured."""
         ...
 
@@ -124,14 +120,15 @@ class ProgressSink(Protocol):
 class SessionResult:
     """How one Locust session ended; the rows themselves are in ``requests.csv``."""
 
-    stop_reason: StopReason
+    # None when the planner ended the session (the strategy says why: max_users, slo,
+    # duration); otherwise what stopped it (failure_threshold, interrupted).
+    stop_reason: StopReason | None
     stop_detail: str
     started_at: float
     finished_at: float
     requests: int
     failures: int
     users_at_stop: int
-    report_html: Path | None = None
     warnings: list[str] = field(default_factory=list)
     # The Locust Environment of the session, kept so several sessions' statistics
     # can be merged into one HTML report (opaque outside loadgen).

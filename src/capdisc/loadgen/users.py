@@ -30,7 +30,7 @@ from locust import User, task
 
 from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.plan import Workload
-from capdisc.records import ROUND_PREFIX
+from capdisc.schema import ROUND_PREFIX, RequestRecord
 
 __all__ = ["Outcome", "RequestFailed", "SessionState", "make_user_class"]
 
@@ -125,7 +125,7 @@ class PacedUser(User):
         """Fire Locust's request event with the raw record attached."""
         duration_ms = duration_s * 1000.0
         error = outcome.error
-        row = (
+        row = RequestRecord(
             round(scheduled, 6),
             round(started, 6),
             round(started + duration_s, 6),
@@ -283,14 +283,21 @@ class ToolsUser(PacedUser):
 
     abstract = True
 
+    def on_start(self) -> None:
+        super().on_start()
+        tools = self.workload.tools
+        if tools is None:
+            raise RuntimeError("a tools workload needs its ToolsSettings")
+        self._tools = tools
+
     def run_task(self, scheduled: float, started: float) -> None:
-        if self.workload.orchestration == "server":
+        if self._tools.orchestration == "server":
             self._server_task(scheduled, started)
         else:
             self._client_task(scheduled, started)
 
     def _client_task(self, scheduled: float, started: float) -> None:
-        expected = self.workload.tools
+        expected = self._tools.tools
         messages: list[dict[str, Any]] = [{"role": "user", "content": self.workload.target.prompt}]
         t0 = time.perf_counter()
         task = Outcome(tool_calls=0)
@@ -330,26 +337,27 @@ class ToolsUser(PacedUser):
         if final and not answer.tool_calls and not answer.content:
             outcome.error = "final round holds no answer"
         elif final == bool(answer.tool_calls):
-            expected = self.workload.tools
+            expected = self._tools.tools
             outcome.error = f"expected {expected} tool calls, got {before + len(answer.tool_calls)}"
 
     def _server_task(self, scheduled: float, started: float) -> None:
         w = self.workload
-        expected = w.tools
+        tools = self._tools
+        expected = tools.tools
         payload = (
-            w.server_body.replace("{model}", json.dumps(w.target.model)[1:-1])
+            tools.server_body.replace("{model}", json.dumps(w.target.model)[1:-1])
             .replace("{prompt}", json.dumps(w.target.prompt)[1:-1])
             .replace("{tools}", str(expected))
             .encode()
         )
 
         def judge(body: bytes, outcome: Outcome) -> None:
-            count = outcome.tool_calls = _count_field(body, w.server_count_field)
+            count = outcome.tool_calls = _count_field(body, tools.server_count_field)
             if count != expected:
                 outcome.error = f"expected {expected} tool calls, got {count}"
 
         t0 = time.perf_counter()
-        outcome = self.exchange(w.server_path, payload, stream=False, judge=judge)
+        outcome = self.exchange(tools.server_path, payload, stream=False, judge=judge)
         self.report("tools", scheduled, started, time.perf_counter() - t0, outcome)
 
 

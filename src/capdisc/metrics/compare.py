@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import tasks
-from capdisc.reports.summary import Verdict, VersionDiff
+from capdisc.schema import Verdict, VersionDiff
 
 __all__ = ["MIN_SAMPLES", "block_bootstrap_medians", "compare_versions"]
 

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import rounds, tasks
-from capdisc.records import ROUND_PREFIX
-from capdisc.reports.summary import AtStop, Pacing, StepResult, VersionStats
+from capdisc.schema import ROUND_PREFIX, AtStop, Pacing, StepResult, VersionStats
 
 __all__ = [
     "LATE_FLOOR_MS",

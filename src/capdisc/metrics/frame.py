@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from capdisc.errors import RunFailed
-from capdisc.records import RECORD_COLUMNS, is_round
+from capdisc.schema import RECORD_COLUMNS, RequestRecord, is_round
 
 __all__ = ["read_records", "records_frame", "rounds", "tasks"]
 
@@ -78,7 +78,7 @@ def read_records(path: Path | str) -> pd.DataFrame:
     return _typed(raw[list(RECORD_COLUMNS)])
 
 
-def records_frame(rows: Sequence[Sequence[object]]) -> pd.DataFrame:
+def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:
     """Build the typed records frame from in-memory rows in ``RECORD_COLUMNS`` order."""
     if not rows:
         return _empty()

@@ -7,8 +7,8 @@ reviewer can judge the claim without running anything.
 
 from __future__ import annotations
 
-from capdisc.reports.summary import CompareSummary
 from capdisc.reports.terminal import compare_rows, load_line, regression_line, verdict_line
+from capdisc.schema import CompareSummary
 
 __all__ = ["compare_markdown"]
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-from capdisc.reports.summary import DiscoverySummary
+from capdisc.schema import DiscoverySummary
 
 __all__ = ["plot_capacity", "plot_compare"]
 
@@ -121,7 +121,7 @@ def plot_capacity(summary: DiscoverySummary, path: Path) -> None:
 def _successful(df: pd.DataFrame, column: str) -> np.ndarray:
     import numpy as np
 
-    from capdisc.metrics import tasks
+    from capdisc.metrics.frame import tasks
 
     if column not in df.columns or df.empty:
         return np.empty(0)

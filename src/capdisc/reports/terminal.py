@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from capdisc.durations import format_duration
-from capdisc.reports.summary import (
+from capdisc.schema import (
     CompareSummary,
     DiscoverySummary,
     StepResult,

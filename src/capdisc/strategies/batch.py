@@ -16,4 +16,4 @@ __all__ = ["discover_batch"]
 
 def discover_batch(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
     """Find how many paced users the target sustains with one completion per task."""
-    return run_discovery(replace(request, strategy="batch", tools=None), progress)
+    return run_discovery(replace(request, strategy="batch"), progress)

@@ -15,29 +15,20 @@ from typing import Literal
 
 from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
-from capdisc.metrics import at_stop, pacing_stats, read_records, tasks
+from capdisc.metrics.figures import at_stop, pacing_stats
+from capdisc.metrics.frame import read_records, tasks
 from capdisc.profiles import Profile
-from capdisc.reports.summary import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
-from capdisc.reports.writers import write_discovery_outputs
-from capdisc.strategies.ramp import RampPlanner, RampSettings
+from capdisc.rundir import write_discovery_outputs
+from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
+from capdisc.settings import RampSettings, ToolsSettings
+from capdisc.strategies.ramp import RampPlanner
 from capdisc.strategies.session import open_target, prepare_run
 
-__all__ = ["DiscoveryOutcome", "DiscoveryRequest", "ToolsSettings", "run_discovery"]
+__all__ = ["DiscoveryOutcome", "DiscoveryRequest", "run_discovery"]
 
 # Spread of task durations (coefficient of variation) above which tool tasks are
 # not deterministic enough for a fair discovery.
 MAX_DETERMINISTIC_CV = 0.25
-
-
-@dataclass(frozen=True)
-class ToolsSettings:
-    """How a tool task is made: N calls, by the client or by the server."""
-
-    per_task: int
-    orchestration: Literal["client", "server"] = "client"
-    server_path: str = "/v1/agent/run"
-    server_body: str = ""
-    server_count_field: str = "tool_calls"
 
 
 @dataclass(frozen=True)
@@ -46,15 +37,19 @@ class DiscoveryRequest:
 
     strategy: Literal["batch", "tools"]
     profile: Profile
-    ramp: RampSettings
-    failure_threshold: int
+    # ToolsSettings for discover tools: the same model the flags and the profile filled.
+    settings: RampSettings
     out_dir: Path
-    tools: ToolsSettings | None = None
     temperature: float = 0.0
     seed: int = 0
     stop_timeout_s: float = 5.0
-    workers: int = 0
-    expect_workers: int = 0
+
+    @property
+    def tools(self) -> ToolsSettings | None:
+        """How a tool task is made (discover tools only)."""
+        if self.strategy == "tools" and isinstance(self.settings, ToolsSettings):
+            return self.settings
+        return None
 
 
 @dataclass
@@ -74,56 +69,33 @@ def _iso(ts: float) -> str:
 
 def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
     """Run a discovery to the end and write its outputs; raise ``RunFailed`` if no step completed."""
+    settings = request.settings
     with open_target(request.profile) as target:
         out_dir = prepare_run(target, request.out_dir)
-        from capdisc.loadgen.engine import RunControl, ensure_file_limit, run_session
-        from capdisc.loadgen.recorder import RecordWriter
+        from capdisc.loadgen.context import RunContext
 
-        warnings: list[str] = []
-        limit_warning = ensure_file_limit(request.ramp.max_users)
-        if limit_warning:
-            warnings.append(limit_warning)
-            if progress is not None:
-                progress.message(f"warning: {limit_warning}")
-        tools = request.tools
         workload = Workload(
             kind=request.strategy,
             target=target,
-            interval_s=request.ramp.interval_s,
+            interval_s=settings.interval,
             temperature=request.temperature,
             seed=request.seed,
             version=target.label,
-            tools=tools.per_task if tools else 0,
-            orchestration=tools.orchestration if tools else "client",
-            server_path=tools.server_path if tools else "/v1/agent/run",
-            server_body=tools.server_body if tools else "",
-            server_count_field=tools.server_count_field if tools else "tool_calls",
+            tools=request.tools,
         )
-        planner = RampPlanner(request.ramp)
-        control = RunControl(
-            failure_threshold=request.failure_threshold, stop_timeout=request.stop_timeout_s
-        )
-        handlers = control.install_signal_handlers()
-        writer = RecordWriter(out_dir / "requests.csv")
-        try:
-            result = run_session(
-                workload,
-                planner,
-                writer=writer,
-                control=control,
-                progress=progress,
-                html_path=out_dir / "report.html",
-                workers=request.workers,
-                expect_workers=request.expect_workers,
-            )
-        finally:
-            writer.close()
-            for handler in handlers:
-                handler.cancel()
-    if writer.error is not None:
-        warnings.append(f"requests.csv is incomplete: {writer.error.strerror}")
-    warnings.extend(result.warnings)
-    return _write_outputs(request, target.info(), planner, result, out_dir, warnings)
+        planner = RampPlanner(settings)
+        with RunContext(
+            out_dir,
+            failure_threshold=settings.failure_threshold,
+            users=settings.max_users,
+            progress=progress,
+            stop_timeout=request.stop_timeout_s,
+            workers=settings.workers,
+            expect_workers=settings.expect_workers,
+        ) as run:
+            result = run.run(workload, planner)
+        run.write_report("report.html")
+    return _write_outputs(request, target.info(), planner, result, out_dir, run.warnings)
 
 
 def _write_outputs(
@@ -137,10 +109,10 @@ def _write_outputs(
     records = read_records(out_dir / "requests.csv")
     task_rows = tasks(records)
     stop_reason: StopReason
-    if result.stop_reason == "completed":
+    if result.stop_reason is None:
         stop_reason = planner.end_reason
         detail = (
-            f"reached --max-users {request.ramp.max_users} with every step passing"
+            f"reached --max-users {request.settings.max_users} with every step passing"
             if stop_reason == "max_users"
             else "a step failed its limits"
         )
@@ -153,7 +125,7 @@ def _write_outputs(
         cv = first.duration_cv if first is not None else None
         wrong = int(task_rows["error"].str.startswith("expected ").sum()) if len(task_rows) else 0
         tools_info = ToolsInfo(
-            per_task=request.tools.per_task,
+            per_task=request.tools.tools,
             tasks=len(task_rows),
             wrong_count=wrong,
             orchestration=request.tools.orchestration,
@@ -173,12 +145,12 @@ def _write_outputs(
         finished_at=_iso(result.finished_at),
         stop_reason=stop_reason,
         stop_detail=detail,
-        interval_s=request.ramp.interval_s,
-        failure_threshold=request.failure_threshold,
+        interval_s=request.settings.interval,
+        failure_threshold=request.settings.failure_threshold,
         capacity=planner.capacity(),
         at_stop=at_stop(records, result.users_at_stop),
         steps=planner.results,
-        pacing=pacing_stats(task_rows, request.ramp.interval_s),
+        pacing=pacing_stats(task_rows, request.settings.interval),
         tools=tools_info,
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from capdisc.durations import format_duration
 from capdisc.loadgen.plan import Step
-from capdisc.metrics import records_frame, step_figures, tasks
+from capdisc.metrics.figures import step_figures
+from capdisc.metrics.frame import records_frame, tasks
 from capdisc.metrics.trend import latency_growth
-from capdisc.reports.summary import Capacity, StepResult
+from capdisc.schema import Capacity, RequestRecord, StepResult, StopReason
+from capdisc.settings import RampSettings
 
-__all__ = ["RampPlanner", "RampSettings", "judge_step"]
+__all__ = ["RampPlanner", "judge_step"]
 
 # A server that keeps up delivers what it is offered; below this share it is saturated.
 MIN_THROUGHPUT_SHARE = 0.9
@@ -33,23 +34,6 @@ MAX_FAILED_CONFIRMS = 2
 # A queue that grows within a step: the later half's median this much above the first's.
 MAX_LATENCY_GROWTH = 0.25
 
-EndReason = Literal["max_users", "slo"]
-
-
-@dataclass(frozen=True)
-class RampSettings:
-    """The ramp a user asked for (profile defaults overridden by flags)."""
-
-    start_users: int
-    step_users: int
-    max_users: int
-    step_duration_s: float
-    interval_s: float
-    max_failure_rate: float
-    slo_p95_s: float | None
-    refine: bool = True
-    keep_going: bool = False
-
 
 def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
     """The step with its verdict: passed, or failed with every reason."""
@@ -58,7 +42,7 @@ def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
         reasons.append("no request completed in the window")
     if result.failure_rate > settings.max_failure_rate:
         reasons.append(f"failure rate {result.failure_rate:.1f}% > {settings.max_failure_rate:g}%")
-    slo_s = settings.slo_p95_s
+    slo_s = settings.slo_p95
     if slo_s is not None and result.p95_ms is not None and result.p95_ms > slo_s * 1000:
         reasons.append(f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(slo_s)}")
     if result.requests and result.achieved_rps < MIN_THROUGHPUT_SHARE * result.offered_rps:
@@ -70,7 +54,7 @@ def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
         growth is not None
         and result.p50_ms is not None
         and growth > MAX_LATENCY_GROWTH
-        and growth * result.p50_ms > max(50.0, 20.0 * settings.interval_s)
+        and growth * result.p50_ms > max(50.0, 20.0 * settings.interval)
     ):
         reasons.append(f"latency still climbing: +{growth:.0%} within the step (queue building)")
     if result.pacing.late_share > MAX_LATE_SHARE:
@@ -90,7 +74,7 @@ class RampPlanner:
     def __init__(self, settings: RampSettings) -> None:
         self.settings = settings
         self.results: list[StepResult] = []
-        self.end_reason: EndReason = "slo"
+        self.end_reason: StopReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
         self._index = 0
         self._refine_steps = 0
@@ -105,7 +89,7 @@ class RampPlanner:
     def first_step(self) -> Step:
         return self._step(self.settings.start_users, "ramp")
 
-    def next_step(self, finished: Step, rows: Sequence[Sequence[object]]) -> Step | None:
+    def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
         assert finished.window_start is not None and finished.window_end is not None
         figures = self._figures(finished, rows, finished.window_end)
         result = judge_step(figures, self.settings)
@@ -113,7 +97,7 @@ class RampPlanner:
         return self._decide(result)
 
     def abandon_step(
-        self, step: Step, rows: Sequence[Sequence[object]], stopped_at: float, why: str
+        self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
     ) -> None:
         figures = self._figures(step, rows, min(stopped_at, step.window_end or stopped_at))
         judged = judge_step(figures, self.settings)
@@ -122,14 +106,14 @@ class RampPlanner:
         self._abandoned.add(step.index)
         self._current = None
 
-    def _figures(self, step: Step, rows: Sequence[Sequence[object]], end: float) -> StepResult:
+    def _figures(self, step: Step, rows: Sequence[RequestRecord], end: float) -> StepResult:
         assert step.window_start is not None
         frame = records_frame(rows)
         figures = step_figures(
             frame,
             index=step.index,
             users=step.users,
-            interval_s=self.settings.interval_s,
+            interval_s=self.settings.interval,
             window_start=step.window_start,
             window_end=end,
             phase="ramp" if step.phase == "hold" else step.phase,
@@ -153,7 +137,7 @@ class RampPlanner:
         last = self.results[-1]
         if last.passed or users >= last.users:
             return 0.0
-        worst_ms = last.p99_ms or last.avg_ms or self.settings.interval_s * 1000
+        worst_ms = last.p99_ms or last.avg_ms or self.settings.interval * 1000
         return worst_ms / 1000 * 1.5 + 1.0
 
     def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
@@ -162,10 +146,10 @@ class RampPlanner:
         self._current = Step(
             index=self._index,
             users=users,
-            hold_s=self.settings.step_duration_s,
+            hold_s=self.settings.step_duration,
             # Every user's first task starts within one interval of its spawn:
             # the step is measured once all of them are running.
-            settle_s=self.settings.interval_s,
+            settle_s=self.settings.interval,
             phase=phase,
             drain_s=self._drain_after(users),
         )
@@ -210,7 +194,7 @@ class RampPlanner:
         """
         if not failing.requests or failing.achieved_rps >= failing.offered_rps:
             return None
-        return math.floor(failing.achieved_rps * self.settings.interval_s)
+        return math.floor(failing.achieved_rps * self.settings.interval)
 
     def _refine_or_finish(self) -> Step | None:
         lo, hi = self._bracket()

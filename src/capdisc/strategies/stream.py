@@ -10,6 +10,7 @@ directory, whose measured rows are reused instead of run again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,16 +19,19 @@ from typing import Any, Literal
 
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
-from capdisc.metrics import compare_versions, measured_tasks, read_records, version_stats
-from capdisc.profiles import Profile, load_profile, plain_host_profile
-from capdisc.reports.summary import (
+from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.figures import measured_tasks, version_stats
+from capdisc.metrics.frame import read_records
+from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
+from capdisc.rundir import append_records, check_out_dir, create_out_dir
+from capdisc.schema import (
     CompareLoad,
     CompareSummary,
     StopReason,
     VersionStats,
     load_summary,
 )
-from capdisc.rundir import check_out_dir, create_out_dir
+from capdisc.settings import CompareSettings
 from capdisc.strategies.session import load_engine, open_target
 from capdisc.target import Target
 
@@ -52,19 +56,9 @@ class CompareRequest:
 
     a: VersionSource
     b: VersionSource
-    users: int
-    interval_s: float
-    duration_s: float
-    temperature: float
-    blocks: int
-    failure_threshold: int
+    settings: CompareSettings
     out_dir: Path
-    sequential: bool = False
-    seed: int = 0
-    fail_on_regression_pct: float | None = None
     stop_timeout_s: float = 5.0
-    workers: int = 0
-    expect_workers: int = 0
 
 
 @dataclass
@@ -79,8 +73,16 @@ class CompareOutcome:
     failure: RunFailed | None = None
 
 
-def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionSource:
-    """A profile name or path, a base URL, or a saved run directory."""
+def resolve_source(
+    spec: str,
+    side: Side,
+    profiles_dir: Path | None,
+    target_flags: Mapping[str, Any] | None = None,
+) -> VersionSource:
+    """A profile name or path, a base URL, or a saved run directory.
+
+    ``target_flags`` (``--model``, ``--api``, ...) apply to a live version.
+    """
     path = Path(spec)
     if path.is_dir():
         if not (path / "summary.json").is_file() or not (path / "requests.csv").is_file():
@@ -95,8 +97,9 @@ def resolve_source(spec: str, side: Side, profiles_dir: Path | None) -> VersionS
             raise UsageError(f"{side.upper()}: {spec} is not a compare stream run")
         return VersionSource(side=side, label=f"{path.name} (saved)", saved_dir=path)
     if spec.startswith(("http://", "https://")):
-        return VersionSource(side=side, label=spec, profile=plain_host_profile(spec))
-    profile = load_profile(spec, profiles_dir)
+        profile = with_target_overrides(plain_host_profile(spec), target_flags or {})
+        return VersionSource(side=side, label=spec, profile=profile)
+    profile = with_target_overrides(load_profile(spec, profiles_dir), target_flags or {})
     return VersionSource(side=side, label=profile.name, profile=profile)
 
 
@@ -129,10 +132,10 @@ class HoldPlanner:
         return f"{self.label} block {self.step.index}"
 
 
-def _block_order(request: CompareRequest, live: list[Side]) -> list[tuple[Side, int]]:
-    if request.sequential:
-        return [(side, n) for side in live for n in range(1, request.blocks + 1)]
-    return [(side, n) for n in range(1, request.blocks + 1) for side in live]
+def _block_order(settings: CompareSettings, live: list[Side]) -> list[tuple[Side, int]]:
+    if settings.sequential:
+        return [(side, n) for side in live for n in range(1, settings.blocks + 1)]
+    return [(side, n) for n in range(1, settings.blocks + 1) for side in live]
 
 
 def _saved_rows(
@@ -142,10 +145,11 @@ def _saved_rows(
     summary = load_summary(source.saved_dir / "summary.json")
     assert isinstance(summary, CompareSummary)  # checked by resolve_source
     load = summary.load
+    settings = request.settings
     if (load.users, load.interval_s, load.temperature) != (
-        request.users,
-        request.interval_s,
-        request.temperature,
+        settings.users,
+        settings.interval,
+        settings.temperature,
     ):
         warnings.append(
             f"{source.side.upper()} was measured under another load ({load.users} users every "
@@ -159,24 +163,16 @@ def _saved_rows(
     return rows, saved
 
 
-def _append_rows(rows: Any, side: str, path: Path, warnings: list[str]) -> None:
-    """Copy a saved version's measured rows into this run's requests.csv."""
-    try:
-        rows.assign(version=side).to_csv(path, mode="a", header=False, index=False)
-    except OSError as exc:
-        warnings.append(f"saved rows of {side.upper()} not copied to requests.csv: {exc.strerror}")
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_compare(request: CompareRequest, progress: ProgressSink | None) -> CompareOutcome:
     """Run (or reuse) both versions, compare them and write every output."""
+    settings = request.settings
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
-    warnings: list[str] = []
     sessions: dict[str, list[SessionResult]] = {"a": [], "b": []}
     windows: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": []}
     started = datetime.now(UTC).timestamp()
@@ -189,65 +185,48 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
             targets[side] = stack.enter_context(open_target(profile))
         load_engine()
         from capdisc.clients.preflight import preflight
-        from capdisc.loadgen.engine import (
-            RunControl,
-            ensure_file_limit,
-            run_session,
-            write_merged_report,
-        )
-        from capdisc.loadgen.recorder import RecordWriter
+        from capdisc.loadgen.context import RunContext
 
         for side in live:
             preflight(targets[side])
         out_dir = create_out_dir(request.out_dir)
-        if live:
-            limit = ensure_file_limit(request.users)
-            if limit:
-                warnings.append(limit)
-        control = RunControl(
-            failure_threshold=request.failure_threshold, stop_timeout=request.stop_timeout_s
-        )
-        handlers = control.install_signal_handlers()
-        writer = RecordWriter(out_dir / "requests.csv")
-        hold_s = request.duration_s / request.blocks
-        try:
-            for side, block in _block_order(request, live):
+        hold_s = settings.duration / settings.blocks
+        with RunContext(
+            out_dir,
+            failure_threshold=settings.failure_threshold,
+            users=settings.users if live else 0,
+            progress=progress,
+            stop_timeout=request.stop_timeout_s,
+            workers=settings.workers,
+            expect_workers=settings.expect_workers,
+        ) as run:
+            for side, block in _block_order(settings, live):
                 workload = Workload(
                     kind="stream",
                     target=targets[side],
-                    interval_s=request.interval_s,
-                    temperature=request.temperature,
-                    seed=request.seed,
+                    interval_s=settings.interval,
+                    temperature=settings.temperature,
+                    seed=settings.seed,
                     version=side,
                 )
                 planner = HoldPlanner(
                     block,
-                    request.users,
+                    settings.users,
                     hold_s,
-                    request.interval_s,
+                    settings.interval,
                     f"{side.upper()} ({sources[side].label})",
                 )
-                result = run_session(
-                    workload,
-                    planner,
-                    writer=writer,
-                    control=control,
-                    progress=progress,
-                    html_path=None,
-                )
+                result = run.run(workload, planner)
                 sessions[side].append(result)
                 if planner.window is not None:
                     windows[side].append((block, *planner.window))
-                if result.stop_reason != "completed":
+                if result.stop_reason is not None:
                     stop_reason = result.stop_reason
                     break
-        finally:
-            writer.close()
-            for handler in handlers:
-                handler.cancel()
         for side in live:
-            write_merged_report(sessions[side], out_dir / f"report-{side}.html")
+            run.write_report(f"report-{side}.html", sessions[side])
     finished = datetime.now(UTC).timestamp()
+    warnings = list(run.warnings)
     return _finish(request, out_dir, sources, windows, stop_reason, started, finished, warnings)
 
 
@@ -261,8 +240,9 @@ def _finish(
     finished: float,
     warnings: list[str],
 ) -> CompareOutcome:
-    from capdisc.reports.writers import write_compare_outputs
+    from capdisc.rundir import write_compare_outputs
 
+    settings = request.settings
     records = read_records(out_dir / "requests.csv")
     frames: dict[str, Any] = {}
     stats: dict[str, VersionStats] = {}
@@ -271,43 +251,44 @@ def _finish(
         if source.saved_dir is not None:
             rows, saved = _saved_rows(source, request, warnings)
             frames[side] = rows
-            base = version_stats(rows, source.label, request.interval_s)
+            base = version_stats(rows, source.label, settings.interval)
             stats[side] = base.model_copy(
                 update={"run_dir": str(source.saved_dir), "windows": saved.windows if saved else []}
             )
-            _append_rows(rows, side, out_dir / "requests.csv", warnings)
+            append_records(rows.assign(version=side), out_dir / "requests.csv", warnings, side)
         else:
             rows = measured_tasks(records, side, windows[side])
             frames[side] = rows
-            stats[side] = version_stats(rows, source.label, request.interval_s).model_copy(
+            stats[side] = version_stats(rows, source.label, settings.interval).model_copy(
                 update={"windows": windows[side]}
             )
     diff, verdict = compare_versions(
-        frames["a"], frames["b"], block_s=max(request.interval_s, 1.0), seed=request.seed
+        frames["a"], frames["b"], block_s=max(settings.interval, 1.0), seed=settings.seed
     )
+    limit = settings.fail_on_regression
     regression = bool(
-        request.fail_on_regression_pct is not None
+        limit is not None
         and verdict == "b_slower"
         and diff.p50_pct is not None
-        and diff.p50_pct > request.fail_on_regression_pct
+        and diff.p50_pct > limit
     )
     summary = CompareSummary(
         started_at=_iso(started),
         finished_at=_iso(finished),
         stop_reason=stop_reason,
         load=CompareLoad(
-            users=request.users,
-            interval_s=request.interval_s,
-            duration_s=request.duration_s,
-            temperature=request.temperature,
-            blocks=request.blocks,
-            order="sequential" if request.sequential else "alternating",
+            users=settings.users,
+            interval_s=settings.interval,
+            duration_s=settings.duration,
+            temperature=settings.temperature,
+            blocks=settings.blocks,
+            order="sequential" if settings.sequential else "alternating",
         ),
         a=stats["a"],
         b=stats["b"],
         diff=diff,
         verdict=verdict,
-        regression_limit_pct=request.fail_on_regression_pct,
+        regression_limit_pct=limit,
         regression=regression,
     )
     summary = write_compare_outputs(summary, frames["a"], frames["b"], out_dir, warnings)

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from capdisc.errors import UsageError
 from capdisc.loadgen.plan import ProgressSink
+from capdisc.settings import ToolsSettings
 from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
 
 __all__ = ["discover_tools"]
@@ -20,8 +21,6 @@ __all__ = ["discover_tools"]
 
 def discover_tools(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
     """Find how many paced users the target sustains with N-tool-call tasks."""
-    if request.tools is None:
+    if not isinstance(request.settings, ToolsSettings):
         raise UsageError("--tools: required for discover tools")
-    if request.tools.per_task < 0:
-        raise UsageError(f"--tools: must be 0 or more, got {request.tools.per_task}")
     return run_discovery(replace(request, strategy="tools"), progress)

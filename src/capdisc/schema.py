@@ -1,24 +1,37 @@
-"""``summary.json``: the result of a run, schema 1, validated by these models.
+"""The shared schema of capdisc's results: one request row and ``summary.json``.
 
-The field names are public API (see CONTRACT.md and the README); add fields freely,
-rename or remove them only with a schema bump and a CHANGELOG entry.
+Both ``metrics`` (which computes figures) and ``reports`` (which renders them)
+import this module; it imports nothing of capdisc's. It holds:
+
+- :class:`RequestRecord`, the named type of one row of ``requests.csv`` (the CSV
+  header is derived from it), written by the load engine and read by ``metrics``;
+- :data:`StopReason`, the one set of reasons a run can end with;
+- the ``summary.json`` models, schema 1, validated by pydantic.
+
+The field names are public API (see the README); add fields freely, rename or remove
+them only with a schema bump and a CHANGELOG entry. Times are Unix epoch seconds;
+durations are milliseconds measured by capdisc itself, never Locust's buckets.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "RECORD_COLUMNS",
+    "ROUND_PREFIX",
+    "SCHEMA",
     "AtStop",
     "Capacity",
     "CompareLoad",
     "CompareSummary",
     "DiscoverySummary",
     "Pacing",
+    "RequestRecord",
     "StepResult",
     "StopReason",
     "Summary",
@@ -28,12 +41,48 @@ __all__ = [
     "VersionDiff",
     "VersionStats",
     "dump_summary",
+    "is_round",
     "load_summary",
 ]
 
+
+class RequestRecord(NamedTuple):
+    """One row of ``requests.csv``: one request, one tool round or one whole tool task."""
+
+    ts_scheduled: float  # when constant pacing wanted the task to start
+    ts_start: float  # when it started (slip = ts_start - ts_scheduled)
+    ts_end: float
+    user: int  # user number within the run
+    step: int  # step (discovery) or block (comparison) number
+    version: str  # which target: the profile label, "a"/"b" of a comparison
+    name: str  # "batch", "stream", "tools" (a whole task) or "round K" (one tool round)
+    status: int  # HTTP status, 0 when no answer arrived
+    ok: int  # 1 success, 0 failure (per the strategy's definition of success)
+    duration_ms: float  # end to end, the whole body read
+    ttft_ms: float | str  # time to the first chunk (streams), "" otherwise
+    chunks: int | str  # chunks counted (streams), "" otherwise
+    tool_calls: int | str  # tool calls returned (tool rounds and tasks), "" otherwise
+    error: str  # short cause of a failure, empty on success
+
+
+RECORD_COLUMNS: tuple[str, ...] = RequestRecord._fields
+
+# Task rows are named after the strategy ("batch", "stream", "tools"); the rounds of a
+# tool task are named "round 1" .. "round N+1". Pacing, steps and capacity count tasks.
+ROUND_PREFIX = "round "
+
+
+def is_round(name: str) -> bool:
+    """True for the row of one tool round, False for a whole task."""
+    return name.startswith(ROUND_PREFIX)
+
+
 SCHEMA = 1
 
-StopReason = Literal["max_users", "failure_threshold", "slo", "interrupted", "duration"]
+# Why a run ended. "max_users" and "slo" end a discovery (every step passed up to
+# --max-users; a step failed its limits), "duration" a comparison; the failure
+# threshold and a signal (or a write error) can end either.
+StopReason = Literal["max_users", "slo", "duration", "failure_threshold", "interrupted"]
 Verdict = Literal["b_faster", "b_slower", "no_difference"]
 
 

@@ -1,0 +1,69 @@
+"""What the commands share: the profile a run targets, its run directory, progress, output."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from capdisc.cli.app import err, out
+
+if TYPE_CHECKING:
+    from capdisc.loadgen.plan import ProgressSink
+    from capdisc.profiles import Profile
+    from capdisc.schema import Summary
+    from capdisc.settings import Settings
+
+__all__ = ["out_dir_for", "print_summary", "progress_sink", "target_profile"]
+
+
+def target_profile(
+    settings: Settings, profile: str | None, target_flags: Mapping[str, Any]
+) -> Profile:
+    """The profile a run targets, with the target flags applied.
+
+    ``--host`` alone (no ``--profile``) is a plain OpenAI-compatible target; with a
+    profile it sends that profile's requests to the URL instead of its simulator.
+    """
+    from capdisc.profiles import load_profile, plain_host_profile, with_target_overrides
+
+    host = target_flags.get("host")
+    if profile is None and host is not None:
+        base = plain_host_profile(host)
+        target_flags = {k: v for k, v in target_flags.items() if k != "host"}
+    else:
+        base = load_profile(profile or settings.profile, settings.profiles_dir)
+    return with_target_overrides(base, target_flags)
+
+
+def out_dir_for(settings: Settings, out_opt: Path | None, command: str, name: str) -> Path:
+    """``--out``, or ``runs/<UTC timestamp>-<command>-<name>``."""
+    from capdisc.rundir import default_out_dir
+
+    return out_opt if out_opt is not None else default_out_dir(settings.runs_dir, command, name)
+
+
+def progress_sink(quiet: bool) -> AbstractContextManager[ProgressSink | None]:
+    """Live progress on stderr, or none with ``--quiet``."""
+    if quiet:
+        return nullcontext(None)
+    from capdisc.progress import ConsoleProgress
+
+    return ConsoleProgress(err)
+
+
+def print_summary(summary: Summary, out_dir: Path, json_out: bool, warnings: list[str]) -> None:
+    """The result on stdout (table or JSON), warnings on stderr."""
+    from capdisc.reports.terminal import render_summary
+    from capdisc.schema import dump_summary
+
+    if json_out:
+        sys.stdout.write(dump_summary(summary))
+        sys.stdout.flush()
+    else:
+        render_summary(summary, out)
+        out.print(f"Results in {out_dir}", highlight=False)
+    for warning in warnings:
+        err.print(f"warning: {warning}", style="yellow", highlight=False)

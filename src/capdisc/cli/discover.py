@@ -1,0 +1,108 @@
+"""``capdisc discover batch|tools``: build one discovery request, run it, render it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from capdisc.cli.app import discover_app
+from capdisc.cli.common import out_dir_for, print_summary, progress_sink, target_profile
+from capdisc.cli.options import (
+    JsonOpt,
+    OutOpt,
+    ProfileOpt,
+    QuietOpt,
+    model_flags,
+    settings_command,
+)
+from capdisc.settings import RampSettings, TargetConfig, ToolsSettings
+
+__all__ = ["discover_batch", "discover_tools"]
+
+
+def _discover(
+    strategy: Literal["batch", "tools"],
+    profile_name: str | None,
+    target: Mapping[str, Any],
+    ramp: Mapping[str, Any],
+    out_opt: Path | None,
+    json_out: bool,
+    quiet: bool,
+) -> None:
+    from capdisc.settings import load_settings, resolve
+    from capdisc.strategies.discovery import DiscoveryRequest
+
+    env = load_settings()
+    profile = target_profile(env, profile_name, target)
+    if strategy == "tools":
+        settings: RampSettings = resolve(ToolsSettings, profile.tools, env, ramp)
+    else:
+        settings = resolve(RampSettings, profile.batch, env, ramp)
+    request = DiscoveryRequest(
+        strategy=strategy,
+        profile=profile,
+        settings=settings,
+        out_dir=out_dir_for(env, out_opt, f"discover-{strategy}", profile.name),
+    )
+    if strategy == "tools":
+        from capdisc.strategies.tools import discover_tools as run
+    else:
+        from capdisc.strategies.batch import discover_batch as run
+    with progress_sink(quiet) as progress:
+        if progress is not None:
+            progress.message(
+                f"capdisc discover {strategy}: profile {profile.name}, results in {request.out_dir}"
+            )
+        outcome = run(request, progress)
+    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
+    if outcome.failure is not None:
+        raise outcome.failure
+
+
+@settings_command(
+    discover_app, "batch", target=model_flags(TargetConfig), ramp=model_flags(RampSettings)
+)
+def discover_batch(
+    profile: ProfileOpt = None,
+    out_dir: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    *,
+    target: Mapping[str, Any],
+    ramp: Mapping[str, Any],
+) -> None:
+    """Ramp users in steps with non-streaming requests and report the capacity.
+
+    Each step holds a number of paced users for --step-duration (measured after
+    all of them started). A step passes when its failure rate, p95 (with
+    --slo-p95), throughput (at least 90% of users / interval) and pacing hold.
+    The first failing step ends the climb; capacity is then refined by bisection
+    and confirmed. The failure threshold stops everything at once, like Ctrl+C,
+    and every report is still written.
+    """
+    _discover("batch", profile, target, ramp, out_dir, json_out, quiet)
+
+
+@settings_command(
+    discover_app, "tools", target=model_flags(TargetConfig), ramp=model_flags(ToolsSettings)
+)
+def discover_tools(
+    profile: ProfileOpt = None,
+    out_dir: OutOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    *,
+    target: Mapping[str, Any],
+    ramp: Mapping[str, Any],
+) -> None:
+    """Capacity discovery for tool-calling flows: every task makes exactly N tool calls.
+
+    Client-orchestrated by default: N rounds with tool_choice forcing a call, a
+    fake tool result appended each time, then one round with tool_choice "none"
+    for the answer; the task's duration is the whole conversation. A task with
+    another count fails ("expected 2 tool calls, got 3"). The spread of task
+    durations at the first step is reported: the strategy needs a deterministic
+    target. Ramp, verdicts and refinement are those of discover batch.
+    """
+    _discover("tools", profile, target, ramp, out_dir, json_out, quiet)

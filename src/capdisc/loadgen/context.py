@@ -1,0 +1,106 @@
+"""One command's load: the stop control, ``requests.csv``, signals, the sessions, the close.
+
+Every strategy (and every benchmark) runs its Locust sessions through a
+:class:`RunContext`, so the run set-up is written once: the failure threshold and
+Ctrl+C/SIGTERM handling are shared by all sessions of the command, every row goes to
+the run directory's ``requests.csv`` as it happens, and whatever stops the run, the
+file is flushed and closed and the signal handlers are removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from capdisc.loadgen.engine import RunControl, ensure_file_limit, html_report, run_session
+from capdisc.loadgen.plan import ProgressSink, SessionResult, StepPlanner, Workload
+from capdisc.rundir import RecordWriter, write_text
+
+__all__ = ["RunContext"]
+
+
+class RunContext:
+    """Sessions of one command against one run directory, stopped together.
+
+    ``users`` is the most users the command will run at once (to raise the
+    open-files limit); a limit that cannot be raised enough becomes a warning.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        failure_threshold: int,
+        users: int,
+        progress: ProgressSink | None = None,
+        stop_timeout: float = 5.0,
+        workers: int = 0,
+        expect_workers: int = 0,
+        records_name: str = "requests.csv",
+    ) -> None:
+        self.out_dir = out_dir
+        self.progress = progress
+        self.workers = workers
+        self.expect_workers = expect_workers
+        self.warnings: list[str] = []
+        self.sessions: list[SessionResult] = []
+        self.control = RunControl(failure_threshold=failure_threshold, stop_timeout=stop_timeout)
+        limit = ensure_file_limit(users)
+        if limit:
+            self._warn(limit)
+        self.writer = RecordWriter(out_dir / records_name)
+        self._handlers: list[Any] = []
+
+    def __enter__(self) -> Self:
+        self._handlers = self.control.install_signal_handlers()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.writer.close()
+        for handler in self._handlers:
+            handler.cancel()
+        self._handlers = []
+        if self.writer.error is not None:
+            self.warnings.append(f"requests.csv is incomplete: {self.writer.error.strerror}")
+
+    def _warn(self, note: str) -> None:
+        self.warnings.append(note)
+        if self.progress is not None:
+            self.progress.message(f"warning: {note}")
+
+    @property
+    def stopped(self) -> bool:
+        """True once the threshold, a signal or a write error asked the run to stop."""
+        return self.control.reason is not None
+
+    def run(self, workload: Workload, planner: StepPlanner) -> SessionResult:
+        """One Locust session until the planner, the threshold or a signal ends it."""
+        result = run_session(
+            workload,
+            planner,
+            writer=self.writer,
+            control=self.control,
+            progress=self.progress,
+            workers=self.workers,
+            expect_workers=self.expect_workers,
+        )
+        self.sessions.append(result)
+        self.warnings.extend(w for w in result.warnings if w not in self.warnings)
+        return result
+
+    def write_report(self, name: str, sessions: Sequence[SessionResult] | None = None) -> None:
+        """Locust's HTML report of ``sessions`` (default: all of them) as ``name``."""
+        html = html_report(self.sessions if sessions is None else sessions)
+        if html is None:
+            return
+        try:
+            write_text(self.out_dir / name, html)
+        except OSError as exc:
+            self.warnings.append(f"{name} not written: {exc.strerror}")
