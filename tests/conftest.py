@@ -7,6 +7,7 @@ the end of the test, whatever happens.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,11 @@ import pytest
 from capdisc.simulator import EmbeddedSimulator, SimulatorConfig
 
 StartSimulator = Callable[..., EmbeddedSimulator]
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core (the load tests mostly wait on sockets)."""
+    return 2 * len(os.sched_getaffinity(0))
 
 
 @pytest.fixture

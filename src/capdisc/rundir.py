@@ -130,6 +130,11 @@ class RecordWriter:
         except OSError as exc:
             self.error = exc
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._file is None
+
     def close(self) -> None:
         """Flush and close; safe to call twice."""
         if self._file is None:

@@ -63,10 +63,20 @@ class RunContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.writer.close()
+        self.close_records()
         for handler in self._handlers:
             handler.cancel()
         self._handlers = []
+
+    def close_records(self) -> None:
+        """Flush and close ``requests.csv`` (to read it back); safe to call twice.
+
+        The signal handlers stay until the context exits, so a Ctrl+C pressed while
+        the results are written cannot cut them short.
+        """
+        if self.writer.closed:
+            return
+        self.writer.close()
         if self.writer.error is not None:
             self.warnings.append(f"requests.csv is incomplete: {self.writer.error.strerror}")
 

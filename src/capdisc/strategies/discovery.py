@@ -94,8 +94,9 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             expect_workers=settings.expect_workers,
         ) as run:
             result = run.run(workload, planner)
-        run.write_report("report.html")
-    return _write_outputs(request, target.info(), planner, result, out_dir, run.warnings)
+            run.close_records()
+            run.write_report("report.html")
+            return _write_outputs(request, target.info(), planner, result, out_dir, run.warnings)
 
 
 def _write_outputs(

@@ -223,11 +223,13 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                 if result.stop_reason is not None:
                     stop_reason = result.stop_reason
                     break
-        for side in live:
-            run.write_report(f"report-{side}.html", sessions[side])
-    finished = datetime.now(UTC).timestamp()
-    warnings = list(run.warnings)
-    return _finish(request, out_dir, sources, windows, stop_reason, started, finished, warnings)
+            finished = datetime.now(UTC).timestamp()
+            run.close_records()
+            for side in live:
+                run.write_report(f"report-{side}.html", sessions[side])
+            return _finish(
+                request, out_dir, sources, windows, stop_reason, started, finished, run.warnings
+            )
 
 
 def _finish(

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,10 @@ CAPDISC = [sys.executable, "-m", "capdisc"]
 
 
 def run_capdisc(
-    *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    *args: str,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``capdisc ARGS`` in a subprocess, as a user runs it; output captured as text."""
     return subprocess.run(
@@ -22,6 +27,7 @@ def run_capdisc(
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
     )
 
@@ -44,11 +50,23 @@ def start_capdisc(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
+        time.sleep(0.1)
+
+
 def wait_for_file(path: Path, timeout: float = 30.0) -> None:
     """Wait until ``path`` exists (a run has started writing), at most ``timeout`` seconds."""
-    import time
+    wait_until(path.exists, f"{path} to appear", timeout)
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not path.exists():
-        time.sleep(0.2)
-    assert path.exists(), f"{path} did not appear within {timeout:g}s"
+
+def rows_so_far(run: Path) -> list[dict[str, str]]:
+    """The rows of a running run's requests.csv (a line still being written is skipped)."""
+    if not (run / "requests.csv").exists():
+        return []
+    text = (run / "requests.csv").read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(complete.splitlines()))

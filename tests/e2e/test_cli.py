@@ -5,27 +5,14 @@ Every test runs the real ``capdisc`` console script in a subprocess.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-CAPDISC = [sys.executable, "-m", "capdisc"]
-
-
-def run(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CAPDISC, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
+from tests.e2e.helpers import CAPDISC
+from tests.e2e.helpers import run_capdisc as run
 
 
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:

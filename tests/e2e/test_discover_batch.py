@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_capdisc
+from tests.e2e.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 

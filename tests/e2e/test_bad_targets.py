@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.badserver import bad_server
-from tests.helpers import run_capdisc
+from tests.e2e.badserver import bad_server
+from tests.e2e.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.helpers import rows_of, run_capdisc, start_capdisc, summary_of, wait_for_file
+from tests.e2e.helpers import (
+    rows_of,
+    rows_so_far,
+    run_capdisc,
+    start_capdisc,
+    summary_of,
+    wait_for_file,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -167,8 +175,8 @@ def test_ctrl_c_stops_cleanly_and_writes_every_report(
         str(out),
         "--quiet",
     )
-    wait_for_file(out / "requests.csv")
-    time.sleep(6)
+    # Ctrl+C once the second step runs: the first one has its verdict.
+    wait_until(lambda: any(row["step"] == "2" for row in rows_so_far(out)), "a row of step 2", 90)
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
@@ -275,11 +283,15 @@ def test_second_ctrl_c_forces_the_stop(start_simulator: StartSimulator, tmp_path
         "--quiet",
     )
     wait_for_file(out / "requests.csv")
-    time.sleep(2)
+    wait_until(lambda: sim.stats()["in_flight"] >= 4, "every user's first request in flight")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
     stopped = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    # Two signals sent at once may arrive as one: a user presses again until it stops.
+    for _ in range(20):
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert time.monotonic() - stopped < 30  # it ends by itself (reports take a moment)
     assert "Traceback" not in stderr

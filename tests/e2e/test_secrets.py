@@ -15,7 +15,7 @@ from typing import ClassVar
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.helpers import run_capdisc
+from tests.e2e.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.helpers import rows_of, run_capdisc, start_capdisc
+from tests.e2e.helpers import rows_of, run_capdisc, start_capdisc
 
 pytestmark = pytest.mark.slow
 

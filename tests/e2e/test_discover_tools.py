@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.helpers import run_capdisc
+from tests.e2e.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 

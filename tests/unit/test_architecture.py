@@ -1,0 +1,233 @@
+"""The structure the code promises (docs/ARCHITECTURE.md): who may import whom, and one
+source for every option (a settings field with a flag, a profile key and a README line).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from capdisc.settings import (
+    CompareSettings,
+    RampSettings,
+    TargetConfig,
+    ToolsSettings,
+    option_spec,
+)
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "capdisc"
+README = (SRC.parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def _area(module: str) -> str:
+    """``capdisc.loadgen.engine`` -> ``loadgen``; ``capdisc.schema`` -> ``schema``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _runtime_imports(tree: ast.Module) -> Iterator[str]:
+    """Modules imported anywhere in the file, except under ``if TYPE_CHECKING:``."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for child in node.body for n in ast.walk(child))
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            # "from capdisc.cli import compare" imports the submodule too
+            for alias in node.names:
+                sub = SRC.parent.joinpath(*node.module.split("."), alias.name)
+                if sub.with_suffix(".py").is_file() or sub.is_dir():
+                    yield f"{node.module}.{alias.name}"
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        graph[_module_name(path)] = set(_runtime_imports(tree))
+    return graph
+
+
+GRAPH = _graph()
+
+# What each area may import of capdisc (besides itself). Leaves first.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "durations": set(),
+    "schema": set(),
+    "simulator": {"errors"},
+    "settings": {"durations", "errors"},
+    "profiles": {"errors", "settings", "simulator"},
+    "target": {"errors", "profiles", "schema"},
+    "clients": {"errors", "target"},
+    "metrics": {"errors", "schema"},
+    "reports": {"durations", "metrics", "schema"},
+    "rundir": {"errors", "schema", "reports"},
+    "loadgen": {"clients", "errors", "rundir", "schema", "settings", "target"},
+    "progress": {"durations", "loadgen"},
+    "strategies": {
+        "clients",
+        "durations",
+        "errors",
+        "loadgen",
+        "metrics",
+        "profiles",
+        "rundir",
+        "schema",
+        "settings",
+        "simulator",
+        "target",
+    },
+    "cli": {
+        "",
+        "errors",
+        "loadgen",
+        "profiles",
+        "progress",
+        "reports",
+        "rundir",
+        "schema",
+        "settings",
+        "simulator",
+        "strategies",
+    },
+    "__main__": {"cli"},
+    "": set(),
+}
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_each_area_imports_only_what_it_may(module: str) -> None:
+    """The layers hold: e.g. metrics never imports reports, nothing imports the CLI."""
+    area = _area(module)
+    assert area in ALLOWED, f"{module}: area {area!r} has no rule in ALLOWED"
+    for imported in GRAPH[module]:
+        if imported.split(".")[0] != "capdisc":
+            continue
+        target = _area(imported)
+        if target == area:
+            continue
+        assert target in ALLOWED[area], f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_only_loadgen_touches_locust_and_only_metrics_and_reports_pandas(module: str) -> None:
+    """gevent's patching stays in loadgen; pandas (slow to import) in the figure makers."""
+    area = _area(module)
+    for imported in GRAPH[module]:
+        root = imported.split(".")[0]
+        if root in ("locust", "gevent", "geventhttpclient"):
+            assert area == "loadgen", f"{module} imports {imported}"
+        if root in ("pandas", "numpy", "scipy", "matplotlib"):
+            assert area in ("metrics", "reports"), f"{module} imports {imported}"
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m, p in GRAPH.items() if (SRC / "/".join(m.split(".")[1:])).is_dir())
+)
+def test_package_inits_import_no_siblings(module: str) -> None:
+    """Importing one module of a package never loads the rest of it (the CLI excepted)."""
+    if module in ("capdisc.cli",):
+        return  # the command line registers its command modules
+    siblings = [i for i in GRAPH[module] if i.startswith(module + ".")]
+    assert not siblings, f"{module}/__init__.py imports {siblings}"
+
+
+def test_light_modules_stay_light() -> None:
+    """The plain data of the engine and preflight load no renderer, simulator or pandas."""
+    code = (
+        "import sys\n"
+        "import capdisc.loadgen.plan, capdisc.clients.preflight, capdisc.profiles\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(result.stdout.split())
+    heavy = {
+        m
+        for m in loaded
+        if m.startswith(("capdisc.reports", "capdisc.simulator.server", "capdisc.metrics"))
+        or m.split(".")[0] in ("pandas", "locust", "gevent", "matplotlib")
+    }
+    assert not heavy
+
+
+# -- one source for every option ------------------------------------------------------
+
+COMMAND_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
+    "discover batch": (TargetConfig, RampSettings),
+    "discover tools": (TargetConfig, ToolsSettings),
+    "compare stream": (CompareSettings,),
+}
+PROFILE_TABLES: dict[type[BaseModel], str] = {
+    TargetConfig: "target",
+    RampSettings: "batch",
+    ToolsSettings: "tools",
+    CompareSettings: "stream",
+}
+
+
+def _command_flags(path: str) -> set[str]:
+    import typer
+
+    from capdisc.cli import app
+
+    command = typer.main.get_command(app)
+    for word in path.split():
+        command = command.commands[word]  # type: ignore[attr-defined]
+    return {opt for param in command.params for opt in param.opts}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODELS))
+def test_every_settings_field_has_a_flag_a_profile_key_and_a_readme_line(command: str) -> None:
+    """Adding an option is one field: its flag, profile key and README line must exist."""
+    flags = _command_flags(command)
+    for model in COMMAND_MODELS[command]:
+        assert model.model_fields, model
+        for name in model.model_fields:
+            spec = option_spec(model, name)
+            assert spec is not None, f"{model.__name__}.{name}: declare it with option()"
+            # The profile table is the same model: every field is a key of it.
+            table = PROFILE_TABLES[model]
+            assert name in model.model_fields, f"[{table}] {name}"
+            if spec.profile_only:
+                assert re.search(rf"\b{name}\b", README), f"README: profile key {name}"
+                continue
+            assert spec.flag in flags, f"{command}: no {spec.flag}"
+            assert re.search(rf"{re.escape(spec.flag)}\b", README), f"README: {spec.flag}"
+
+
+def test_an_unset_flag_keeps_the_profile_and_the_environment() -> None:
+    """defaults < profile < environment < flags, for every field."""
+    from capdisc.settings import Settings, resolve
+
+    profile = RampSettings(interval=5.0, failure_threshold=2)
+    env = Settings(LOAD_TEST_FAILURE_THRESHOLD=7)  # type: ignore[call-arg]
+    merged = resolve(RampSettings, profile, env, {"interval": None, "max_users": 30})
+    assert merged.interval == 5.0  # the profile's
+    assert merged.failure_threshold == 7  # the environment over the profile
+    assert merged.max_users == 30  # the flag
+    assert merged.start_users == RampSettings().start_users  # the built-in default
+    flagged = resolve(RampSettings, profile, env, {"failure_threshold": 0})
+    assert flagged.failure_threshold == 0  # a flag over the environment
