@@ -18,7 +18,7 @@ from capdisc.cli.options import (
 )
 from capdisc.settings import RampSettings, TargetConfig, ToolsSettings
 
-__all__ = ["discover_batch", "discover_tools"]
+__all__: list[str] = []  # the commands register themselves on discover_app
 
 
 def _discover(
@@ -60,18 +60,30 @@ def _discover(
         raise outcome.failure
 
 
-@settings_command(
-    discover_app, "batch", target=model_flags(TargetConfig), ramp=model_flags(RampSettings)
-)
-def discover_batch(
-    profile: ProfileOpt = None,
-    out_dir: OutOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    *,
-    target: Mapping[str, Any],
-    ramp: Mapping[str, Any],
-) -> None:
+def _register(strategy: Literal["batch", "tools"], model: type[RampSettings], doc: str) -> None:
+    """One ``discover`` command: the target flags and the flags of its settings model."""
+
+    def command(
+        profile: ProfileOpt = None,
+        out_dir: OutOpt = None,
+        json_out: JsonOpt = False,
+        quiet: QuietOpt = False,
+        *,
+        target: Mapping[str, Any],
+        ramp: Mapping[str, Any],
+    ) -> None:
+        _discover(strategy, profile, target, ramp, out_dir, json_out, quiet)
+
+    command.__doc__ = doc
+    command.__name__ = f"discover_{strategy}"
+    settings_command(
+        discover_app, strategy, target=model_flags(TargetConfig), ramp=model_flags(model)
+    )(command)
+
+
+_register(
+    "batch",
+    RampSettings,
     """Ramp users in steps with non-streaming requests and report the capacity.
 
     Each step holds a number of paced users for --step-duration (measured after
@@ -80,22 +92,11 @@ def discover_batch(
     The first failing step ends the climb; capacity is then refined by bisection
     and confirmed. The failure threshold stops everything at once, like Ctrl+C,
     and every report is still written.
-    """
-    _discover("batch", profile, target, ramp, out_dir, json_out, quiet)
-
-
-@settings_command(
-    discover_app, "tools", target=model_flags(TargetConfig), ramp=model_flags(ToolsSettings)
+    """,
 )
-def discover_tools(
-    profile: ProfileOpt = None,
-    out_dir: OutOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    *,
-    target: Mapping[str, Any],
-    ramp: Mapping[str, Any],
-) -> None:
+_register(
+    "tools",
+    ToolsSettings,
     """Capacity discovery for tool-calling flows: every task makes exactly N tool calls.
 
     Client-orchestrated by default: N rounds with tool_choice forcing a call, a
@@ -104,5 +105,5 @@ def discover_tools(
     another count fails ("expected 2 tool calls, got 3"). The spread of task
     durations at the first step is reported: the strategy needs a deterministic
     target. Ramp, verdicts and refinement are those of discover batch.
-    """
-    _discover("tools", profile, target, ramp, out_dir, json_out, quiet)
+    """,
+)

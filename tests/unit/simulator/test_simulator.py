@@ -438,9 +438,25 @@ def test_slowdown_per_slot_stretches_tokens(start_simulator: StartSimulator) -> 
 
 
 def test_queue_limit_rejects_with_503(start_simulator: StartSimulator, http: httpx.Client) -> None:
-    """slots=1, queue_limit=1: of 4 simultaneous requests 2 are served and 2 get 503 at once."""
-    sim = start_simulator(slots=1, queue_limit=1, prefill_ms=300, per_token_ms=0, output_tokens=1)
-    statuses = post_all(f"{sim.base_url}/v1/chat/completions", [chat_body()] * 4)
+    """slots=1, queue_limit=1: of 4 overlapping requests 2 are served and the 2 that find the queue full get 503 at once."""
+    # Sent all at once, a request held up on a busy machine could arrive after the first
+    # was served and find room. So each arrives in a state that /stats confirms first,
+    # and a long prefill keeps the slot busy and the queue full while the last two land.
+    sim = start_simulator(slots=1, queue_limit=1, prefill_ms=1000, per_token_ms=0, output_tokens=1)
+    url = f"{sim.base_url}/v1/chat/completions"
+
+    def gauges() -> tuple[int, int]:
+        stats = http.get(f"{sim.base_url}/stats").json()
+        return stats["active"], stats["queued"]
+
+    with ThreadPoolExecutor(2) as pool:
+        in_slot = pool.submit(post_all, url, [chat_body()])
+        assert wait_for(lambda: gauges() == (1, 0))
+        in_queue = pool.submit(post_all, url, [chat_body()])
+        assert wait_for(lambda: gauges() == (1, 1))
+        rejected = post_all(url, [chat_body()] * 2)
+        statuses = in_slot.result() + in_queue.result() + rejected
+    assert rejected == [503, 503]
     assert sorted(statuses) == [200, 200, 503, 503]
     stats = sim.stats()
     assert stats["rejected"] == 2
@@ -757,6 +773,22 @@ def test_module_entry_point_prints_ready_line_and_stops_on_sigint() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_config_import_leaves_server_unloaded() -> None:
+    """Importing capdisc.simulator.config (every CLI command does) loads neither the server nor the process module; the package's names still resolve."""
+    code = (
+        "import sys\n"
+        "import capdisc.simulator.config\n"
+        "heavy = ('capdisc.simulator.process', 'capdisc.simulator.server')\n"
+        "assert not [m for m in heavy if m in sys.modules], sorted(sys.modules)\n"
+        "import capdisc.simulator as package\n"
+        "assert package.EmbeddedSimulator.__module__ == 'capdisc.simulator.process'\n"
+        "assert set(package.__all__) <= set(dir(package))\n"
+        "from capdisc.simulator.server import (\n"
+        "    MAX_BODY_BYTES, SimulatorServer, StatsSnapshot, format_base_url, read_api_key)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
 
 def test_invalid_config_json_exits_2() -> None:

@@ -1,0 +1,48 @@
+"""What every API handler shares: one simulator's parts, and the gate of a generation.
+
+A handler gets a :class:`Context` instead of the server, so that it sees the capacity
+model, the faults, the API key and the text source, but not routing or sockets.
+"""
+
+from __future__ import annotations
+
+from capdisc.simulator.auth import ApiKey, read_api_key
+from capdisc.simulator.bodies import Chat
+from capdisc.simulator.capacity import Capacity
+from capdisc.simulator.config import SimulatorConfig
+from capdisc.simulator.faults import Faults
+from capdisc.simulator.protocol import Request
+from capdisc.simulator.stats import StatsSnapshot
+from capdisc.simulator.text import TextSource
+
+
+class Context:
+    """The parts of one simulator that its handlers work with.
+
+    Raises ``ValueError`` when ``config.api_key_env`` names an unset variable.
+    """
+
+    def __init__(self, config: SimulatorConfig, stats: StatsSnapshot) -> None:
+        self.config = config
+        self.stats = stats
+        self.auth = ApiKey(read_api_key(config))
+        self.faults = Faults(config.faults, config.seed)
+        self.capacity = Capacity(config, stats)
+        self.text = TextSource(config.seed)
+        # No fault and no key: the common case skips their checks on the hot path.
+        self._plain = not self.auth.required and not self.faults.gates_requests
+
+    async def enter_generation(self, request: Request) -> None:
+        """Count a generation request and apply the faults that act before any answer."""
+        self.stats.requests += 1
+        if self._plain:
+            return
+        await self.faults.before_answer()
+        self.auth.check(request)
+
+    def answer_tokens(self, chat: Chat) -> int:
+        """How many tokens the answer to ``chat`` has."""
+        count = self.config.output_tokens
+        if chat.max_tokens is not None:
+            count = min(count, chat.max_tokens)
+        return count
