@@ -172,7 +172,7 @@ def plain_host_profile(host: str) -> Profile:
     try:
         return Profile(target=TargetConfig(host=host), name="custom")
     except ValidationError as exc:
-        raise ProfileError(format_validation_error(exc, "--host")) from None
+        raise ProfileError(validation_message(exc, {"host": "--host"})) from None
 
 
 def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
