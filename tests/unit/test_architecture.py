@@ -231,3 +231,29 @@ def test_an_unset_flag_keeps_the_profile_and_the_environment() -> None:
     assert merged.start_users == RampSettings().start_users  # the built-in default
     flagged = resolve(RampSettings, profile, env, {"failure_threshold": 0})
     assert flagged.failure_threshold == 0  # a flag over the environment
+
+
+def test_no_module_needs_resource_at_import_time() -> None:
+    """Windows has no ``resource`` module: no capdisc module imports it at module level."""
+    for path in sorted(SRC.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                assert "resource" not in {a.name for a in node.names}, path
+            elif isinstance(node, ast.ImportFrom):
+                assert node.module != "resource", path
+
+
+def test_the_open_files_limit_is_skipped_where_there_is_none() -> None:
+    """Without ``resource`` (Windows), raising the limit is skipped, with no warning."""
+    code = (
+        "import sys\n"
+        "from capdisc.loadgen.engine import ensure_file_limit\n"
+        "sys.modules['resource'] = None  # as on Windows: import resource fails\n"
+        "print(ensure_file_limit(100_000))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"

@@ -18,7 +18,6 @@ import locust.stats  # isort: skip
 
 import logging
 import math
-import resource
 import signal
 import time
 from collections import deque
@@ -92,7 +91,15 @@ class RunControl:
 
 
 def ensure_file_limit(users: int) -> str | None:
-    """Raise the soft open-files limit for ``users``; a warning when the hard limit is too low."""
+    """Raise the soft open-files limit for ``users``; a warning when the hard limit is too low.
+
+    Windows has no such limit (its sockets are bounded by the system's free ports and
+    memory, not by a per-process count), so there this does nothing.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
     needed = users * 2 + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft >= needed or soft == resource.RLIM_INFINITY:
@@ -278,11 +285,13 @@ def run_session(
 
     env.events.spawning_complete.add_listener(lambda user_count: shape.mark_spawned())
     distributed = workers > 0 or expect_workers > 0
+    if distributed:
+        from capdisc.loadgen.master import notice_missing_workers, start_master, stop_master
     worker_processes: list[Any] = []
     warnings: list[str] = []
     runner: Any
     if distributed:
-        runner, worker_processes = _start_master(
+        runner, worker_processes = start_master(
             env, workload, shape, on_row, workers, expect_workers, control, progress
         )
         control.force_stop = lambda: gevent.spawn(runner.quit)
@@ -292,7 +301,8 @@ def run_session(
         control.force_stop = lambda: runner.user_greenlets.kill(block=False)
     history = gevent.spawn(locust.stats.stats_history, runner)
     started = time.time()
-    runner.start_shape()
+    if not (distributed and control.event.is_set()):  # stopped while workers connected
+        runner.start_shape()
     try:
         while not control.event.wait(timeout=0.5):
             writer.flush()
@@ -304,7 +314,7 @@ def run_session(
             if shape.done and runner.shape_greenlet is None:
                 break
             if distributed:
-                _notice_missing_workers(runner, warnings, progress)
+                notice_missing_workers(runner, warnings, progress, control, running=not shape.done)
             if progress is not None:
                 progress.update(
                     ProgressSnapshot(
@@ -324,7 +334,8 @@ def run_session(
         if control.reason is not None and progress is not None:
             progress.message(f"stopping: {control.detail}; letting requests in flight finish")
         if distributed:
-            _stop_master(runner, control.stop_timeout)
+            stop_master(runner, control.stop_timeout)
+            notice_missing_workers(runner, warnings, progress, control, running=False)
         runner.quit()
         history.kill(block=False)
         if worker_processes:
@@ -350,94 +361,6 @@ def run_session(
         locust_env=env,
         warnings=warnings,
     )
-
-
-_WORKER_WAIT_S = 60.0
-
-
-def _start_master(
-    env: Environment,
-    workload: Workload,
-    shape: PlannedShape,
-    on_row: Any,
-    workers: int,
-    expect_workers: int,
-    control: RunControl,
-    progress: ProgressSink | None,
-) -> tuple[Any, list[Any]]:
-    """A master runner with its workers connected and told the workload."""
-    from capdisc.errors import RunFailed
-    from capdisc.loadgen.distributed import (
-        DEFAULT_MASTER_PORT,
-        HELLO_MESSAGE,
-        ROWS_MESSAGE,
-        WORKLOAD_MESSAGE,
-        start_local_workers,
-        workload_to_dict,
-    )
-
-    remote = expect_workers > 0
-    runner = env.create_master_runner(
-        master_bind_host="*" if remote else "127.0.0.1",
-        master_bind_port=DEFAULT_MASTER_PORT if remote else 0,
-    )
-    port = runner.server.port
-    payload = workload_to_dict(workload)
-    configured: list[str] = []
-
-    def on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
-        if msg.node_id not in configured:
-            configured.append(msg.node_id)
-        data = {"workload": payload, "index": configured.index(msg.node_id) + 1}
-        runner.send_message(WORKLOAD_MESSAGE, data, client_id=msg.node_id)
-
-    def on_rows(environment: Any, msg: Any, **_kw: Any) -> None:
-        for data in msg.data:
-            row = RequestRecord(*data)
-            on_row(row._replace(step=shape.step_at(row.ts_start)))
-
-    runner.register_message(HELLO_MESSAGE, on_hello)
-    runner.register_message(ROWS_MESSAGE, on_rows)
-    processes = start_local_workers(workers, port)
-    wanted = workers + expect_workers
-    if progress is not None:
-        progress.message(f"master on port {port}: waiting for {wanted} worker(s)")
-    deadline = time.monotonic() + _WORKER_WAIT_S
-    while len(runner.clients.ready) < wanted or len(configured) < wanted:
-        if control.event.is_set() or time.monotonic() > deadline:
-            runner.quit()
-            from capdisc.loadgen.distributed import stop_local_workers
-
-            stop_local_workers(processes, grace_s=1.0)
-            raise RunFailed(
-                f"only {len(runner.clients.ready)} of {wanted} workers connected to port {port}"
-            )
-        gevent.sleep(0.2)
-    return runner, processes
-
-
-def _stop_master(runner: Any, stop_timeout: float) -> None:
-    """Stop the workers' users and wait until each has sent its last rows."""
-    from locust.runners import STATE_STOPPED
-
-    runner.stop()
-    deadline = time.monotonic() + stop_timeout + 10.0
-    while runner.state != STATE_STOPPED and time.monotonic() < deadline:
-        gevent.sleep(0.1)
-
-
-def _notice_missing_workers(
-    runner: Any, warnings: list[str], progress: ProgressSink | None
-) -> None:
-    from locust.runners import STATE_MISSING
-
-    for client in runner.clients.values():
-        if client.state == STATE_MISSING:
-            note = f"worker {client.id} stopped responding: its users are gone, its rows so far are kept"
-            if note not in warnings:
-                warnings.append(note)
-                if progress is not None:
-                    progress.message(f"warning: {note}")
 
 
 def html_report(sessions: Sequence[SessionResult]) -> str | None:
