@@ -22,6 +22,7 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "LATER_COLUMNS",
     "RECORD_COLUMNS",
     "ROUND_PREFIX",
     "SCHEMA",
@@ -29,6 +30,7 @@ __all__ = [
     "Capacity",
     "CompareLoad",
     "CompareSummary",
+    "Connections",
     "DiscoverySummary",
     "Pacing",
     "RequestRecord",
@@ -47,7 +49,12 @@ __all__ = [
 
 
 class RequestRecord(NamedTuple):
-    """One row of ``requests.csv``: one request, one tool round or one whole tool task."""
+    """One row of ``requests.csv``: one request, one tool round or one whole tool task.
+
+    Optional figures are ``""`` when they do not apply (a batch request has no first
+    token), so the CSV shows an empty field. Columns added after the first release
+    (:data:`LATER_COLUMNS`) may be missing from an older ``requests.csv``.
+    """
 
     ts_scheduled: float  # when constant pacing wanted the task to start
     ts_start: float  # when it started (slip = ts_start - ts_scheduled)
@@ -59,13 +66,18 @@ class RequestRecord(NamedTuple):
     status: int  # HTTP status, 0 when no answer arrived
     ok: int  # 1 success, 0 failure (per the strategy's definition of success)
     duration_ms: float  # end to end, the whole body read
-    ttft_ms: float | str  # time to the first chunk (streams), "" otherwise
-    chunks: int | str  # chunks counted (streams), "" otherwise
-    tool_calls: int | str  # tool calls returned (tool rounds and tasks), "" otherwise
-    error: str  # short cause of a failure, empty on success
+    connect_ms: float | str = ""  # time to open a new connection; 0 on a reused one
+    ttft_ms: float | str = ""  # time to the first chunk (streams), "" otherwise
+    chunks: int | str = ""  # chunks counted (streams), "" otherwise
+    tool_calls: int | str = ""  # tool calls returned (tool rounds and tasks), "" otherwise
+    reconnects: int | str = ""  # reused connections found closed and replaced (retries)
+    # Last, so that a row cut inside its (free) text by a crash keeps every figure.
+    error: str = ""  # short cause of a failure, empty on success
 
 
 RECORD_COLUMNS: tuple[str, ...] = RequestRecord._fields
+# Columns an older requests.csv may lack; they read as missing.
+LATER_COLUMNS: tuple[str, ...] = ("connect_ms", "reconnects")
 
 # Task rows are named after the strategy ("batch", "stream", "tools"); the rounds of a
 # tool task are named "round 1" .. "round N+1". Pacing, steps and capacity count tasks.
@@ -111,6 +123,19 @@ class Pacing(_Model):
     slip_max_ms: float = 0.0
 
 
+class Connections(_Model):
+    """What reaching the server cost: new connections and retries on closed ones.
+
+    A server that closes connections costs its users a connect per request: worth
+    seeing, never a failure (see ``reconnects`` in ``requests.csv``).
+    """
+
+    requests: int = 0  # requests (tasks) whose row says
+    new_share: float = 0.0  # share of them that opened a new connection
+    reconnects: int = 0  # reused connections found closed and replaced
+    connect_p50_ms: float | None = None  # median time to connect, over new connections
+
+
 class StepResult(_Model):
     """One step of a discovery ramp, measured after all its users started."""
 
@@ -129,6 +154,7 @@ class StepResult(_Model):
     p99_ms: float | None
     avg_ms: float | None
     pacing: Pacing = Field(default_factory=Pacing)
+    connections: Connections = Field(default_factory=Connections)
     duration_cv: float | None = None
     latency_growth: float | None = None
     round_p50_ms: list[float] = Field(default_factory=list)
@@ -216,6 +242,7 @@ class VersionStats(_Model):
     ttft_p95_ms: float | None
     chunks_p50: float | None
     pacing: Pacing = Field(default_factory=Pacing)
+    connections: Connections = Field(default_factory=Connections)
     stop_reason: StopReason = "duration"
     run_dir: str | None = None
     # Measured windows as [block, start, end] (Unix seconds), so a saved run can be reused.

@@ -9,7 +9,7 @@ import typer
 
 from capdisc.cli.app import err, simulator_app
 from capdisc.cli.options import model_flags, settings_command
-from capdisc.simulator.config import FaultConfig, SimulatorConfig
+from capdisc.simulator.config import ConnectionConfig, FaultConfig, SimulatorConfig
 
 __all__ = ["simulator_serve"]
 
@@ -19,6 +19,7 @@ __all__ = ["simulator_serve"]
     "serve",
     capacity=model_flags(SimulatorConfig, panel="Simulator"),
     faults=model_flags(FaultConfig, panel="Faults"),
+    connections=model_flags(ConnectionConfig, panel="Connections"),
 )
 def simulator_serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -35,6 +36,7 @@ def simulator_serve(
     *,
     capacity: Mapping[str, Any],
     faults: Mapping[str, Any],
+    connections: Mapping[str, Any],
 ) -> None:
     """Serve the embedded LLM simulator in the foreground until Ctrl+C.
 
@@ -56,6 +58,7 @@ def simulator_serve(
     data = base.model_dump()
     data.update({k: v for k, v in capacity.items() if v is not None})
     data["faults"].update({k: v for k, v in faults.items() if v is not None})
+    data["connections"].update({k: v for k, v in connections.items() if v is not None})
     try:
         config = SimulatorConfig.model_validate(data)
     except ValidationError as exc:

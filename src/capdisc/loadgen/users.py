@@ -22,13 +22,12 @@ import random
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import gevent
-from geventhttpclient import HTTPClient
 from locust import User, task
 
 from capdisc.clients.wire import Answer, WireFormat, wire_format
+from capdisc.loadgen.connection import Connection
 from capdisc.loadgen.plan import Workload
 from capdisc.schema import ROUND_PREFIX, RequestRecord
 
@@ -46,7 +45,16 @@ class _RequestTimeout(Exception):
 class Outcome:
     """What one request (or a whole tool task) came to, for its record."""
 
-    __slots__ = ("chunks", "error", "length", "status", "tool_calls", "ttft_ms")
+    __slots__ = (
+        "chunks",
+        "connect_ms",
+        "error",
+        "length",
+        "reconnects",
+        "status",
+        "tool_calls",
+        "ttft_ms",
+    )
 
     def __init__(self, *, tool_calls: int | None = None) -> None:
         self.status = 0
@@ -55,6 +63,10 @@ class Outcome:
         self.ttft_ms: float | None = None
         self.chunks: int | None = None
         self.tool_calls = tool_calls
+        # Time spent opening connections for this request (0 on a reused one), and
+        # how often a reused connection turned out closed and was replaced.
+        self.connect_ms: float | None = None
+        self.reconnects = 0
 
 
 class SessionState:
@@ -83,24 +95,25 @@ class PacedUser(User):
         self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
         self._next_start = 0.0
         self._first = True
-        self._client: HTTPClient | None = None
+        self._conn: Connection | None = None
         self._fire: Callable[..., Any] = environment.events.request.fire
         target = self.workload.target
         self._timeout = target.timeout_s
-        self._base_path = urlsplit(target.base_url).path.rstrip("/")
-        self._headers = {"Content-Type": "application/json", **target.auth_headers()}
 
     def wait_time(self) -> float:
         return max(0.0, self._next_start - time.time())
 
     def on_start(self) -> None:
-        self._open_client()
+        target = self.workload.target
+        self._conn = Connection(
+            target.base_url, timeout_s=self._timeout, headers=target.auth_headers()
+        )
         self._next_start = time.time() + self._rng.uniform(0.0, self.workload.interval_s)
 
     def on_stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     @task
     def paced_task(self) -> None:
@@ -136,10 +149,12 @@ class PacedUser(User):
             outcome.status,
             0 if error else 1,
             round(duration_ms, 3),
-            "" if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
-            "" if outcome.chunks is None else outcome.chunks,
-            "" if outcome.tool_calls is None else outcome.tool_calls,
-            error,
+            connect_ms="" if outcome.connect_ms is None else round(outcome.connect_ms, 3),
+            ttft_ms="" if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
+            chunks="" if outcome.chunks is None else outcome.chunks,
+            tool_calls="" if outcome.tool_calls is None else outcome.tool_calls,
+            reconnects=outcome.reconnects,
+            error=error,
         )
         self._fire(
             request_type="POST",
@@ -156,10 +171,8 @@ class PacedUser(User):
         """One request: HTTP 200 is handed to ``judge``, anything else is a failure with its cause."""
         outcome = Outcome()
         try:
-            outcome.status, body, first_s = self.post(path, payload, stream=stream)
+            body = self.post(path, payload, stream=stream, outcome=outcome)
             outcome.length = len(body)
-            if first_s is not None:
-                outcome.ttft_ms = first_s * 1000.0
             if outcome.status != 200:
                 outcome.error = f"HTTP {outcome.status}"
             else:
@@ -170,51 +183,39 @@ class PacedUser(User):
 
     # -- HTTP ------------------------------------------------------------
 
-    def post(self, path: str, payload: bytes, *, stream: bool) -> tuple[int, bytes, float | None]:
-        """POST and read the whole body; returns status, body and seconds to the first byte.
+    def post(self, path: str, payload: bytes, *, stream: bool, outcome: Outcome) -> bytes:
+        """POST and read the whole body; fills ``outcome``'s status and timings.
 
-        Raises ``RequestFailed`` for a timeout or a connection problem.
+        Time to the first byte (streams) counts from the moment a connection was
+        ready: the connecting is ``connect_ms``. Raises ``RequestFailed`` for a
+        timeout or a connection problem.
         """
-        client = self._client
-        if client is None:
+        conn = self._conn
+        if conn is None:
             raise RequestFailed("client not started")
         t0 = time.perf_counter()
         try:
             with gevent.Timeout(self._timeout, _RequestTimeout):
-                response = client.request(
-                    "POST", self._base_path + path, body=payload, headers=self._headers
-                )
-                status = response.status_code
-                first_s: float | None = None
+                exchange = conn.post(path, payload)
+                response = exchange.response
+                outcome.connect_ms = exchange.connect_s * 1000.0
+                outcome.reconnects = exchange.reconnects
+                outcome.status = status = response.status_code
                 if stream and status == 200:
                     first = response.read(1)
-                    first_s = time.perf_counter() - t0
+                    first_s = time.perf_counter() - t0 - exchange.connect_s
+                    outcome.ttft_ms = first_s * 1000.0
                     body = first + response.read()
                 else:
                     body = response.read()
                 response.release()
         except _RequestTimeout:
-            self._reset_client()
+            conn.discard()
             raise RequestFailed(f"timeout after {self._timeout:g}s") from None
         except Exception as exc:  # any socket or protocol error is one failed request
-            self._reset_client()
+            conn.discard()
             raise RequestFailed(_describe(exc)) from None
-        return status, body, first_s
-
-    def _reset_client(self) -> None:
-        # A connection left mid-response cannot be reused: start a fresh pool.
-        if self._client is not None:
-            self._client.close()
-            self._open_client()
-
-    def _open_client(self) -> None:
-        target = self.workload.target
-        self._client = HTTPClient.from_url(
-            target.base_url,
-            concurrency=1,
-            network_timeout=self._timeout,
-            connection_timeout=min(self._timeout, 10.0),
-        )
+        return body
 
     def chat_body(self, messages: list[dict[str, Any]], *, stream: bool, **kw: Any) -> bytes:
         w = self.workload
@@ -317,6 +318,8 @@ class ToolsUser(PacedUser):
             )
             task.status = outcome.status
             task.tool_calls = (task.tool_calls or 0) + (outcome.tool_calls or 0)
+            task.connect_ms = (task.connect_ms or 0.0) + (outcome.connect_ms or 0.0)
+            task.reconnects += outcome.reconnects
             if outcome.error:
                 task.error = outcome.error
                 break

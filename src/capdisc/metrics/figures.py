@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import rounds, tasks
-from capdisc.schema import ROUND_PREFIX, AtStop, Pacing, StepResult, VersionStats
+from capdisc.schema import ROUND_PREFIX, AtStop, Connections, Pacing, StepResult, VersionStats
 
 __all__ = [
     "LATE_FLOOR_MS",
     "LATE_SHARE_OF_INTERVAL",
     "at_stop",
+    "connection_stats",
     "pacing_stats",
     "percentile",
     "round_p50s",
@@ -72,6 +73,25 @@ def pacing_stats(tasks_df: pd.DataFrame, interval_s: float) -> Pacing:
         slip_p50_ms=float(np.percentile(slip, 50)),
         slip_p95_ms=float(np.percentile(slip, 95)),
         slip_max_ms=float(slip.max()),
+    )
+
+
+def connection_stats(tasks_df: pd.DataFrame) -> Connections:
+    """Share of tasks that opened a new connection, retries, and the median connect time.
+
+    Rows of an older ``requests.csv`` (no ``connect_ms``) are left out.
+    """
+    connect = tasks_df["connect_ms"].to_numpy(dtype="float64", na_value=np.nan)
+    known = ~np.isnan(connect)
+    if not known.any():
+        return Connections()
+    fresh = connect[known] > 0
+    reconnects = tasks_df["reconnects"].to_numpy(dtype="float64", na_value=np.nan)
+    return Connections(
+        requests=int(known.sum()),
+        new_share=float(fresh.mean()),
+        reconnects=int(np.nansum(reconnects)),
+        connect_p50_ms=float(np.median(connect[known][fresh])) if fresh.any() else None,
     )
 
 
@@ -146,6 +166,7 @@ def step_figures(
         p99_ms=percentile(durations, 99),
         avg_ms=_mean(durations),
         pacing=pacing_stats(task_rows, interval_s),
+        connections=connection_stats(task_rows),
         duration_cv=_cv(durations),
         round_p50_ms=round_p50s(rounds(window)),
         passed=False,
@@ -186,6 +207,7 @@ def version_stats(df: pd.DataFrame, label: str, interval_s: float) -> VersionSta
         ttft_p95_ms=percentile(good["ttft_ms"], 95),
         chunks_p50=percentile(chunks.to_numpy(dtype="float64", na_value=np.nan), 50),
         pacing=pacing_stats(task_rows, interval_s),
+        connections=connection_stats(task_rows),
     )
 
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import pandas as pd
 
 from capdisc.errors import RunFailed
-from capdisc.schema import RECORD_COLUMNS, RequestRecord, is_round
+from capdisc.schema import LATER_COLUMNS, RECORD_COLUMNS, RequestRecord, is_round
 
 __all__ = ["read_records", "records_frame", "rounds", "tasks"]
 
-_FLOAT_COLUMNS = ("ts_scheduled", "ts_start", "ts_end", "duration_ms", "ttft_ms")
+_FLOAT_COLUMNS = ("ts_scheduled", "ts_start", "ts_end", "duration_ms", "ttft_ms", "connect_ms")
 _INT_COLUMNS = ("user", "step", "status", "ok")
-_NULLABLE_INT_COLUMNS = ("chunks", "tool_calls")
+_NULLABLE_INT_COLUMNS = ("chunks", "tool_calls", "reconnects")
 _STR_COLUMNS = ("version", "name", "error")
 # A row without these is not a measurement (a line cut by a crash): it is dropped.
 _REQUIRED = ("ts_scheduled", "ts_start", "ts_end", "user", "step", "status", "ok", "duration_ms")
@@ -72,6 +72,9 @@ def read_records(path: Path | str) -> pd.DataFrame:
         raw = _read_with_csv_module(data)
     except pd.errors.EmptyDataError:
         return _empty()
+    for column in LATER_COLUMNS:
+        if column not in raw.columns:
+            raw[column] = pd.NA  # an older requests.csv
     missing = [c for c in RECORD_COLUMNS if c not in raw.columns]
     if missing:
         raise RunFailed(f"{path}: not a requests.csv, missing column(s) {', '.join(missing)}")
@@ -82,7 +85,9 @@ def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:
     """Build the typed records frame from in-memory rows in ``RECORD_COLUMNS`` order."""
     if not rows:
         return _empty()
-    raw = pd.DataFrame([list(r) for r in rows], columns=list(RECORD_COLUMNS), dtype=object)
+    # Plain tuples of the first release's columns get the later ones as missing.
+    records = [r if isinstance(r, RequestRecord) else RequestRecord(*r) for r in rows]
+    raw = pd.DataFrame(records, columns=list(RECORD_COLUMNS), dtype=object)
     return _typed(raw)
 
 

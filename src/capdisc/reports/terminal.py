@@ -183,6 +183,18 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
             markup=False,
             soft_wrap=True,
         )
+    counted = [step.connections for step in summary.steps if step.connections.requests]
+    if counted:
+        requests = sum(c.requests for c in counted)
+        fresh = sum(c.new_share * c.requests for c in counted)
+        reconnects = sum(c.reconnects for c in counted)
+        console.print(
+            f"Connections: {_share(fresh / requests)} of measured requests opened a new "
+            f"connection; {_int(reconnects)} were sent again on a new one after the server "
+            "had closed the kept one (per step in steps.csv)",
+            markup=False,
+            soft_wrap=True,
+        )
     if summary.tools is not None:
         tools = summary.tools
         cv = _MISSING if tools.duration_cv is None else f"{tools.duration_cv:.2f}"
@@ -281,6 +293,13 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
             _share(b.pacing.late_share),
             format_pct(late_diff, unit=" pt") if a.pacing.tasks and b.pacing.tasks else "",
         ),
+        (
+            "new conn %",
+            _share(a.connections.new_share) if a.connections.requests else _MISSING,
+            _share(b.connections.new_share) if b.connections.requests else _MISSING,
+            "",
+        ),
+        ("reconnects", _int(a.connections.reconnects), _int(b.connections.reconnects), ""),
     ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["FaultConfig", "SimulatorConfig"]
+__all__ = ["ConnectionConfig", "FaultConfig", "SimulatorConfig"]
 
 
 class FaultConfig(BaseModel):
@@ -29,6 +29,33 @@ class FaultConfig(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="Share of requests answered with HTTP 500."
     )
     hang: bool = Field(default=False, description="Accept requests and never answer them.")
+
+
+class ConnectionConfig(BaseModel):
+    """How the simulator closes connections, the way real servers do.
+
+    Closes are silent (no ``Connection: close``) and come ``close_delay_ms`` after the
+    answer: a client that sends its next request on that connection meanwhile gets it
+    dropped unread (counted in ``/stats`` as ``dropped``) and must reconnect, as
+    against llama.cpp's server, which closes after every streamed answer.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    close_after_stream: bool = Field(
+        default=False, description="Close the connection after each streamed answer."
+    )
+    requests_per_connection: int | None = Field(
+        default=None, ge=1, description="Close a connection after this many answers on it."
+    )
+    idle_timeout_ms: float | None = Field(
+        default=None, gt=0, description="Close a connection idle for this long."
+    )
+    close_delay_ms: float = Field(
+        default=20.0,
+        ge=0,
+        description="How long after the answer such a close comes (requests sent meanwhile are dropped).",
+    )
 
 
 class SimulatorConfig(BaseModel):
@@ -65,6 +92,7 @@ class SimulatorConfig(BaseModel):
         description="If set, requests must carry 'Authorization: Bearer <value of this variable>'.",
     )
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    connections: ConnectionConfig = Field(default_factory=ConnectionConfig)
 
     def service_time_s(self, tokens: int | None = None) -> float:
         """Mean time one request holds a slot when it is alone, in seconds."""

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from capdisc.simulator.config import ConnectionConfig
 from capdisc.simulator.errors import HttpError, error_body
 from capdisc.simulator.faults import Faults
 from capdisc.simulator.request_head import (
@@ -70,6 +71,9 @@ class Site(Protocol):
     def stats(self) -> StatsSnapshot: ...
 
     @property
+    def closing(self) -> ConnectionConfig: ...
+
+    @property
     def faults(self) -> Faults: ...
 
     async def dispatch(self, conn: Connection, request: Request) -> None: ...
@@ -100,6 +104,12 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.keep_alive = True
         self.response_started = False
+        # The closing policy's state: answers given, whether the last was streamed,
+        # a close already decided (requests arriving meanwhile are dropped), idle timer.
+        self._answered = 0
+        self._streamed = False
+        self._closing = False
+        self._idle: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------
 
@@ -117,6 +127,12 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._refused:
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._closing:
+            self._site.stats.dropped += data.count(b" HTTP/1.")
             return
         self._buf += data
         if self._task is None:
@@ -142,6 +158,8 @@ class Connection(asyncio.Protocol):
         self._closed = True
         if not self._refused:
             self._site.stats.open_connections -= 1
+        if self._idle is not None:
+            self._idle.cancel()
         if self._task is not None:
             self._task.cancel()
         self._wake_drain()
@@ -208,6 +226,7 @@ class Connection(asyncio.Protocol):
         """Headers of a streamed 200 response; chunks follow with ``write``."""
         connection = b"" if self.keep_alive else b"Connection: close\r\n"
         self.response_started = True
+        self._streamed = True
         self.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\n%s\r\n" % (content_type, connection)
@@ -294,6 +313,15 @@ class Connection(asyncio.Protocol):
         if not self.keep_alive:
             self._transport.close()
             return
+        self._answered += 1
+        policy = self._site.closing
+        streamed, self._streamed = self._streamed, False
+        if (policy.close_after_stream and streamed) or (
+            policy.requests_per_connection is not None
+            and self._answered >= policy.requests_per_connection
+        ):
+            self._close_soon(policy.close_delay_ms / 1000.0)
+            return
         if self._reading_paused:
             self._reading_paused = False
             self._transport.resume_reading()
@@ -305,3 +333,21 @@ class Connection(asyncio.Protocol):
                 self._fail(400, "malformed request")
         elif self._eof:
             self._transport.close()
+        elif policy.idle_timeout_ms is not None:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(policy.idle_timeout_ms / 1000.0, self._close_soon, 0.0)
+
+    def _close_soon(self, delay_s: float) -> None:
+        """Close silently after ``delay_s``; what the client sends meanwhile is dropped."""
+        self._closing = True
+        self._idle = None
+        if self._buf:  # a request already waiting: it is dropped with the connection
+            self._site.stats.dropped += bytes(self._buf).count(b" HTTP/1.")
+            self._buf.clear()
+            self._head = None
+        if self._transport is None:
+            return
+        if delay_s <= 0:
+            self._transport.close()
+        else:
+            asyncio.get_running_loop().call_later(delay_s, self._transport.close)

@@ -68,6 +68,7 @@ class SimulatorServer:
         self.stats = StatsSnapshot()
         ctx = Context(config, self.stats)
         self.faults: Faults = ctx.faults
+        self.closing = config.connections
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self.base_url = ""

@@ -20,7 +20,8 @@ class StatsSnapshot:
     ``cancelled`` lost their client before the answer was complete; ``chunks_sent``
     content or tool-call chunks streamed (not the final event nor ``[DONE]``);
     ``tool_calls`` tool calls answered (agent rounds included); ``connections``
-    accepted; ``connections_refused`` closed at once by ``max_connections``.
+    accepted; ``connections_refused`` closed at once by ``max_connections``;
+    ``dropped`` requests that arrived on a connection being closed (never read).
     Gauges (kept by a reset): ``in_flight`` generation requests holding a slot or
     queued for one, ``active`` busy slots, ``queued`` waiting requests,
     ``open_connections``; ``max_in_flight`` and ``max_active`` are the peaks since
@@ -43,6 +44,7 @@ class StatsSnapshot:
     connections: int = 0
     open_connections: int = 0
     connections_refused: int = 0
+    dropped: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every field by name."""

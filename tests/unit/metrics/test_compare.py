@@ -14,6 +14,7 @@ import pytest
 
 from capdisc.metrics.compare import MIN_SAMPLES, block_bootstrap_medians, compare_versions
 from capdisc.metrics.frame import records_frame
+from capdisc.schema import RequestRecord
 
 INTERVAL_S = 20.0
 BLOCK_S = INTERVAL_S  # what the stream strategy passes: one pacing cycle per block
@@ -47,7 +48,20 @@ def synthetic_run(
     ttft = duration * 0.2 if with_ttft else [None] * start.size
     user = np.arange(start.size) % users
     rows = [
-        (t0 + s, t0 + st, t0 + st + d / 1000, u, 0, "v", "stream", 200, 1, d, f, 40, None, "")
+        RequestRecord(
+            t0 + s,
+            t0 + st,
+            t0 + st + d / 1000,
+            u,
+            0,
+            "v",
+            "stream",
+            200,
+            1,
+            d,
+            ttft_ms="" if f is None else f,
+            chunks=40,
+        )
         for s, st, d, f, u in zip(scheduled, start, duration, ttft, user, strict=True)
     ]
     return records_frame(rows)

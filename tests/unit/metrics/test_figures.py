@@ -13,7 +13,7 @@ import pytest
 from capdisc.errors import RunFailed
 from capdisc.metrics.figures import at_stop, pacing_stats, step_figures, version_stats
 from capdisc.metrics.frame import read_records, records_frame, rounds, tasks
-from capdisc.schema import RECORD_COLUMNS
+from capdisc.schema import RECORD_COLUMNS, RequestRecord
 
 
 def row(
@@ -34,22 +34,24 @@ def row(
 ) -> list[object]:
     """One record in RECORD_COLUMNS order, consistent in its times."""
     ts_start = ts_end - duration_ms / 1000
-    return [
-        ts_start - slip_s,
-        ts_start,
-        ts_end,
-        user,
-        step,
-        version,
-        name,
-        (200 if ok else 500) if status is None else status,
-        ok,
-        duration_ms,
-        ttft_ms,
-        chunks,
-        tool_calls,
-        error if not ok else "",
-    ]
+    return list(
+        RequestRecord(
+            ts_scheduled=ts_start - slip_s,
+            ts_start=ts_start,
+            ts_end=ts_end,
+            user=user,
+            step=step,
+            version=version,
+            name=name,
+            status=(200 if ok else 500) if status is None else status,
+            ok=ok,
+            duration_ms=duration_ms,
+            ttft_ms="" if ttft_ms is None else ttft_ms,
+            chunks="" if chunks is None else chunks,
+            tool_calls="" if tool_calls is None else tool_calls,
+            error=error if not ok else "",
+        )
+    )
 
 
 def write_csv(path: Path, rows: list[list[object]]) -> None:
@@ -115,7 +117,7 @@ def test_read_records_survives_a_cut_inside_a_quoted_error(tmp_path: Path) -> No
     path = tmp_path / "requests.csv"
     write_csv(path, SAMPLE[:2])
     with path.open("a", encoding="utf-8") as handle:
-        handle.write('1.0,1.0,2.0,3,0,demo,stream,500,0,1000.0,,,,"connection reset\nby pe')
+        handle.write('1.0,1.0,2.0,3,0,demo,stream,500,0,1000.0,,,,,,"connection reset\nby pe')
     df = read_records(path)
     # The cut field is the last column: the row's figures are whole, so it is kept.
     assert df["duration_ms"].tolist() == [420.0, 510.5, 1000.0]
