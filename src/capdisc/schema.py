@@ -34,10 +34,12 @@ __all__ = [
     "DiscoverySummary",
     "Pacing",
     "RequestRecord",
+    "Spread",
     "StepResult",
     "StopReason",
     "Summary",
     "TargetInfo",
+    "TokenStats",
     "ToolsInfo",
     "Verdict",
     "VersionDiff",
@@ -67,8 +69,16 @@ class RequestRecord(NamedTuple):
     ok: int  # 1 success, 0 failure (per the strategy's definition of success)
     duration_ms: float  # end to end, the whole body read
     connect_ms: float | str = ""  # time to open a new connection; 0 on a reused one
-    ttft_ms: float | str = ""  # time to the first chunk (streams), "" otherwise
-    chunks: int | str = ""  # chunks counted (streams), "" otherwise
+    # Streams; times count from the moment a connection was ready.
+    ttfb_ms: float | str = ""  # the first byte of the body
+    ttft_ms: float | str = ""  # the first token: an event with content, reasoning or a tool call
+    tpot_ms: float | str = ""  # (end - first token) / (output tokens - 1)
+    itl_mean_ms: float | str = ""  # mean gap between content events
+    itl_max_ms: float | str = ""  # longest gap between content events
+    output_tokens: int | str = ""  # the server's usage, else (streams) content events
+    input_tokens: int | str = ""  # the server's usage, when it says
+    tokens_estimated: int | str = ""  # 1: output_tokens counts events (no usage sent)
+    chunks: int | str = ""  # content events counted (streams), "" otherwise
     tool_calls: int | str = ""  # tool calls returned (tool rounds and tasks), "" otherwise
     reconnects: int | str = ""  # reused connections found closed and replaced (retries)
     # Last, so that a row cut inside its (free) text by a crash keeps every figure.
@@ -77,7 +87,17 @@ class RequestRecord(NamedTuple):
 
 RECORD_COLUMNS: tuple[str, ...] = RequestRecord._fields
 # Columns an older requests.csv may lack; they read as missing.
-LATER_COLUMNS: tuple[str, ...] = ("connect_ms", "reconnects")
+LATER_COLUMNS: tuple[str, ...] = (
+    "connect_ms",
+    "ttfb_ms",
+    "tpot_ms",
+    "itl_mean_ms",
+    "itl_max_ms",
+    "output_tokens",
+    "input_tokens",
+    "tokens_estimated",
+    "reconnects",
+)
 
 # Task rows are named after the strategy ("batch", "stream", "tools"); the rounds of a
 # tool task are named "round 1" .. "round N+1". Pacing, steps and capacity count tasks.
@@ -136,6 +156,34 @@ class Connections(_Model):
     connect_p50_ms: float | None = None  # median time to connect, over new connections
 
 
+class Spread(_Model):
+    """p50, p95 and p99 of one figure over the successful requests, in ms."""
+
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+
+class TokenStats(_Model):
+    """Token-level figures of streamed requests (and token counts of any request).
+
+    ``ttfb``: first body byte; ``ttft``: first token; ``tpot``: time per output token
+    after the first; ``itl``: each request's mean gap between content events, and
+    ``itl_max`` its longest gap. Times count from a ready connection.
+    """
+
+    requests: int = 0  # successful requests counted
+    ttfb: Spread = Field(default_factory=Spread)
+    ttft: Spread = Field(default_factory=Spread)
+    tpot: Spread = Field(default_factory=Spread)
+    itl: Spread = Field(default_factory=Spread)
+    itl_max: Spread = Field(default_factory=Spread)
+    output_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens_per_s: float | None = None  # over the measured time
+    estimated: bool = False  # some output tokens are counted events (no usage sent)
+
+
 class StepResult(_Model):
     """One step of a discovery ramp, measured after all its users started."""
 
@@ -155,6 +203,7 @@ class StepResult(_Model):
     avg_ms: float | None
     pacing: Pacing = Field(default_factory=Pacing)
     connections: Connections = Field(default_factory=Connections)
+    tokens: TokenStats = Field(default_factory=TokenStats)
     duration_cv: float | None = None
     latency_growth: float | None = None
     round_p50_ms: list[float] = Field(default_factory=list)
@@ -243,6 +292,7 @@ class VersionStats(_Model):
     chunks_p50: float | None
     pacing: Pacing = Field(default_factory=Pacing)
     connections: Connections = Field(default_factory=Connections)
+    tokens: TokenStats = Field(default_factory=TokenStats)
     stop_reason: StopReason = "duration"
     run_dir: str | None = None
     # Measured windows as [block, start, end] (Unix seconds), so a saved run can be reused.
@@ -257,6 +307,7 @@ class VersionDiff(_Model):
     p95_pct: float | None
     p_value: float | None
     ttft_p50_pct: float | None = None
+    tpot_p50_pct: float | None = None
     method: str = "block bootstrap of the median difference; Mann-Whitney U"
 
 

@@ -15,19 +15,31 @@ GOOD_JSON = json.dumps(
     {"choices": [{"message": {"role": "assistant", "content": "ok"}}], "usage": {}}
 ).encode()
 
+
+def _token(text: bytes) -> bytes:
+    return b'{"choices":[{"delta":{"content":"%s"}}]}' % text
+
+
 MODES: dict[str, bytes] = {
-    # A valid SSE stream of 5 events with CRLF line endings: a success.
-    "crlf": b"".join(b'data: {"x": %d}\r\n\r\n' % i for i in range(5)) + b"data: [DONE]\r\n\r\n",
+    # A valid SSE stream of 5 content events with CRLF line endings: a success.
+    "crlf": b"".join(b"data: %s\r\n\r\n" % _token(b"t%d" % i) for i in range(5))
+    + b"data: [DONE]\r\n\r\n",
     # Random bytes, no events.
     "garbage": bytes(range(256)) * 4,
-    # One event, then the line is cut.
-    "partial": b'data: {"x": 1}\n\ndata: {"x',
-    # Invalid UTF-8 inside events: still counted as events.
-    "bad_utf8": b"".join(b"data: \xff\xfe\xfa%d\n\n" % i for i in range(4)),
-    # A single 2 MB line.
-    "huge_line": b"data: " + b"x" * 2_000_000 + b"\n\n",
+    # Two content events, then the line is cut.
+    "partial": b'data: %s\n\ndata: %s\n\ndata: {"x' % (_token(b"a"), _token(b"b")),
+    # Invalid UTF-8 inside the content text: the events still count (bytes, not text).
+    "bad_utf8": b"".join(b"data: %s\n\n" % _token(b"\xff\xfe\xfa%d" % i) for i in range(4)),
+    # A single 2 MB content event.
+    "huge_line": b"data: " + _token(b"x" * 2_000_000) + b"\n\n",
     # HTTP 200 carrying an error object.
     "error_json": b'{"error": {"message": "model overloaded"}}',
+    # A 200 stream with an error event after two tokens.
+    "error_event": b'data: %s\n\ndata: %s\n\ndata: {"error": {"message": "out of memory"}}\n\n'
+    % (_token(b"a"), _token(b"b")),
+    # Only a role event, the finish event and [DONE]: no token at all.
+    "zero_tokens": b'data: {"choices":[{"delta":{"role":"assistant","content":null}}]}\n\n'
+    b'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
 }
 
 

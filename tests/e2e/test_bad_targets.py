@@ -19,11 +19,13 @@ pytestmark = pytest.mark.slow
 # mode -> (ok expected, error text expected in failed rows)
 STREAM_CASES = {
     "crlf": (True, ""),
-    "garbage": (False, "only 0 chunks"),
-    "partial": (False, "only 2 chunks"),
+    "garbage": (False, "only 0 content chunks"),
+    "partial": (False, "only 2 content chunks"),
     "bad_utf8": (True, ""),
-    "huge_line": (False, "only 1 chunks"),
+    "huge_line": (False, "only 1 content chunks"),
     "close": (False, "connection closed"),
+    "error_event": (False, "error event in the stream: out of memory"),
+    "zero_tokens": (False, "only 0 content chunks"),
 }
 
 

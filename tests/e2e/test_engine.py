@@ -72,7 +72,7 @@ def test_batch_rows_equal_requests_served(start_simulator: StartSimulator, tmp_p
 def test_stream_rows_chunks_and_ground_truth(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """Streams: one row per request, chunks counted from bytes, capdisc's TTFT below e2e."""
+    """Streams: one row per request, content events counted on bytes, token figures in order."""
     sim = start_simulator(slots=16, prefill_ms=30, per_token_ms=3, output_tokens=12)
     out = tmp_path / "run"
     result = run_capdisc(
@@ -97,10 +97,16 @@ def test_stream_rows_chunks_and_ground_truth(
     rows = rows_of(out)
     stats = sim.stats()
     assert len(rows) == stats["served"] - 2  # two preflights, one per side
-    # Every SSE event counted: tokens plus the final event and [DONE].
-    assert {int(r["chunks"]) for r in rows} == {12 + 2}
+    # Content events only (not the role, finish and usage events nor [DONE]), and the
+    # server's own token counts from the usage event.
+    assert {int(r["chunks"]) for r in rows} == {12}
+    assert {int(r["output_tokens"]) for r in rows} == {12}
+    assert {r["tokens_estimated"] for r in rows} == {"0"}
+    assert all(int(r["input_tokens"]) > 0 for r in rows)
     for r in rows:
-        assert 30 <= float(r["ttft_ms"]) < float(r["duration_ms"])
+        assert float(r["ttfb_ms"]) <= float(r["ttft_ms"]) < float(r["duration_ms"])
+        assert float(r["ttft_ms"]) >= 30
+        assert float(r["tpot_ms"]) > 0 and 0 < float(r["itl_mean_ms"]) <= float(r["itl_max_ms"])
 
 
 def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_path: Path) -> None:

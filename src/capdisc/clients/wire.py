@@ -1,8 +1,9 @@
-"""OpenAI-compatible and Ollama-native chat: request bodies, answers, chunk counting.
+"""OpenAI-compatible and Ollama-native chat: request bodies and non-streamed answers.
 
-Chunk counting is the streaming hot path: it works on the raw body bytes with
-``bytes.count`` (C speed) and never parses JSON, as the cheap-client lesson asks.
-An SSE ``data:`` event or an NDJSON line is one chunk; CRLF and LF both work.
+Streamed answers are read by :mod:`capdisc.clients.stream` as they arrive; a
+format only says how its stream is framed (``sse``: SSE ``data:`` events, else
+NDJSON lines). A streamed OpenAI-compatible request asks for the usage
+(``stream_options.include_usage``), so output tokens are the server's count.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ __all__ = [
     "OllamaFormat",
     "OpenAIFormat",
     "WireFormat",
-    "count_ndjson_lines",
-    "count_sse_events",
     "wire_format",
 ]
 
@@ -39,29 +38,15 @@ LOOKUP_TOOL: dict[str, Any] = {
 FAKE_TOOL_RESULT = '{"result": "42"}'
 
 
-def count_sse_events(body: bytes) -> int:
-    """Number of SSE ``data:`` events in a body (each starts a line)."""
-    if not body:
-        return 0
-    return body.count(b"\ndata:") + (1 if body.startswith(b"data:") else 0)
-
-
-def count_ndjson_lines(body: bytes) -> int:
-    """Number of non-empty lines in an NDJSON body (a final line without newline counts)."""
-    if not body:
-        return 0
-    lines = body.count(b"\n") + (0 if body.endswith(b"\n") else 1)
-    # Blank lines (keep-alives, CRLF doubling) are not chunks.
-    blanks = body.count(b"\n\n") + body.count(b"\n\r\n") + (1 if body[:1] in (b"\n", b"\r") else 0)
-    return max(lines - blanks, 0)
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What a non-streaming answer said: its text and the tool calls it asked for."""
 
     content: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # The server's usage, when the answer has one.
+    output_tokens: int | None = None
+    input_tokens: int | None = None
 
     @property
     def has_completion(self) -> bool:
@@ -73,6 +58,7 @@ class WireFormat:
     """One API's conventions; subclasses fill in the details."""
 
     api: str = ""
+    sse: bool = True  # streams are SSE events (else NDJSON lines)
     chat_path: str = ""
     models_path: str = ""
 
@@ -89,10 +75,6 @@ class WireFormat:
         tool_choice: ToolChoice = None,
     ) -> dict[str, Any]:
         """The JSON body of one chat request."""
-        raise NotImplementedError
-
-    def count_chunks(self, body: bytes) -> int:
-        """Chunks in a streamed body."""
         raise NotImplementedError
 
     def parse_answer(self, body: bytes) -> Answer:
@@ -115,6 +97,11 @@ class WireFormat:
     def encode(body: dict[str, Any]) -> bytes:
         """Compact JSON bytes of a request body."""
         return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _count(value: Any) -> int | None:
+    """A token count from a usage block, None when absent or not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
@@ -157,6 +144,8 @@ class OpenAIFormat(WireFormat):
             "temperature": temperature,
             "stream": stream,
         }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
         if seed is not None:
             body["seed"] = seed
         if tools:
@@ -164,9 +153,6 @@ class OpenAIFormat(WireFormat):
             if tool_choice is not None:
                 body["tool_choice"] = tool_choice
         return body
-
-    def count_chunks(self, body: bytes) -> int:
-        return count_sse_events(body)
 
     def parse_answer(self, body: bytes) -> Answer:
         data = _load_object(body)
@@ -179,7 +165,14 @@ class OpenAIFormat(WireFormat):
         calls = message.get("tool_calls") or []
         if not isinstance(calls, list):
             raise ValueError("message.tool_calls is not a list")
-        return Answer(content=str(message.get("content") or ""), tool_calls=calls)
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        return Answer(
+            content=str(message.get("content") or ""),
+            tool_calls=calls,
+            output_tokens=_count(usage.get("completion_tokens")),
+            input_tokens=_count(usage.get("prompt_tokens")),
+        )
 
     def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -193,6 +186,7 @@ class OllamaFormat(WireFormat):
     """Ollama's native ``POST /api/chat``; streams are NDJSON lines."""
 
     api = "ollama"
+    sse = False
     chat_path = "/api/chat"
     models_path = "/api/tags"
 
@@ -223,9 +217,6 @@ class OllamaFormat(WireFormat):
             body["tools"] = [LOOKUP_TOOL]
         return body
 
-    def count_chunks(self, body: bytes) -> int:
-        return count_ndjson_lines(body)
-
     def parse_answer(self, body: bytes) -> Answer:
         data = _load_object(body)
         message = data.get("message")
@@ -234,7 +225,12 @@ class OllamaFormat(WireFormat):
         calls = message.get("tool_calls") or []
         if not isinstance(calls, list):
             raise ValueError("message.tool_calls is not a list")
-        return Answer(content=str(message.get("content") or ""), tool_calls=calls)
+        return Answer(
+            content=str(message.get("content") or ""),
+            tool_calls=calls,
+            output_tokens=_count(data.get("eval_count")),
+            input_tokens=_count(data.get("prompt_eval_count")),
+        )
 
     def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
         return {"role": "tool", "content": FAKE_TOOL_RESULT}

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPConnectionClosed, HTTPSocketPoolResponse
 
-__all__ = ["Connection", "Exchange"]
+__all__ = ["Connection", "Exchange", "Response"]
 
 # Errors of writing to a connection the server has closed.
 _CLOSED_WHILE_SENDING = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN)
@@ -58,12 +58,41 @@ class _TimedSSLPool(_Timed, SSLConnectionPool):
     pass
 
 
+class Response(HTTPSocketPoolResponse):
+    """geventhttpclient's response, read as the bytes arrive (for streams)."""
+
+    def read_some(self) -> bytes:
+        """The body received since the last call, after one socket read at most when
+        nothing is waiting; ``b""`` once the answer is complete.
+
+        Raises ``HTTPConnectionClosed`` when the server closes before the end.
+        """
+        buffer = self._body_buffer
+        if not buffer and not self.message_complete:
+            sock = self._sock
+            if sock is None:
+                raise HTTPConnectionClosed("connection closed before the end of the answer")
+            try:
+                data = sock.recv(self.block_size)
+                if not data:
+                    raise HTTPConnectionClosed("connection closed before the end of the answer")
+                self.feed(data)
+            except BaseException:
+                self.release()
+                raise
+        if not buffer:
+            return b""
+        data = bytes(buffer)
+        del buffer[:]
+        return data
+
+
 class Exchange:
     """The answer to one request, with what it cost to reach the server."""
 
     __slots__ = ("connect_s", "reconnects", "response")
 
-    def __init__(self, response: HTTPSocketPoolResponse, connect_s: float, reconnects: int):
+    def __init__(self, response: Response, connect_s: float, reconnects: int):
         self.response = response
         self.connect_s = connect_s
         self.reconnects = reconnects
@@ -129,7 +158,7 @@ class Connection:
                 reconnects += 1
                 continue
             try:
-                response = HTTPSocketPoolResponse(sock, pool, block_size=_BLOCK_SIZE, method="POST")
+                response = Response(sock, pool, block_size=_BLOCK_SIZE, method="POST")
             except HTTPConnectionClosed:
                 # Closed before the first byte of the answer (the response released
                 # the socket): on a reused connection, the server never saw it.

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import gevent
 from locust import User, task
 
+from capdisc.clients.stream import StreamScanner
 from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.connection import Connection
 from capdisc.loadgen.plan import Workload
@@ -43,16 +44,28 @@ class _RequestTimeout(Exception):
 
 
 class Outcome:
-    """What one request (or a whole tool task) came to, for its record."""
+    """What one request (or a whole tool task) came to, for its record.
+
+    Times are milliseconds; the stream figures count from the moment a connection
+    was ready (the connecting is ``connect_ms``). None leaves the column empty.
+    """
 
     __slots__ = (
         "chunks",
         "connect_ms",
         "error",
+        "event_error",
+        "input_tokens",
+        "itl_max_ms",
+        "itl_mean_ms",
         "length",
+        "output_tokens",
         "reconnects",
         "status",
+        "tokens_estimated",
         "tool_calls",
+        "tpot_ms",
+        "ttfb_ms",
         "ttft_ms",
     )
 
@@ -60,13 +73,64 @@ class Outcome:
         self.status = 0
         self.error = ""
         self.length = 0
-        self.ttft_ms: float | None = None
-        self.chunks: int | None = None
         self.tool_calls = tool_calls
         # Time spent opening connections for this request (0 on a reused one), and
         # how often a reused connection turned out closed and was replaced.
         self.connect_ms: float | None = None
         self.reconnects = 0
+        self.ttfb_ms: float | None = None
+        self.ttft_ms: float | None = None
+        self.tpot_ms: float | None = None
+        self.itl_mean_ms: float | None = None
+        self.itl_max_ms: float | None = None
+        self.output_tokens: int | None = None
+        self.input_tokens: int | None = None
+        self.tokens_estimated: bool | None = None
+        self.chunks: int | None = None
+        self.event_error = ""  # an error event inside a 200 stream
+
+    def add_stream(
+        self, scanner: StreamScanner, ready: float, first_byte: float, end: float
+    ) -> None:
+        """The figures of a streamed body read by ``scanner`` (perf_counter times)."""
+        self.ttfb_ms = (first_byte - ready) * 1000.0
+        self.chunks = scanner.content
+        self.event_error = scanner.error
+        tokens = self.output_tokens = scanner.tokens
+        self.input_tokens = scanner.input_tokens
+        self.tokens_estimated = scanner.estimated
+        first = scanner.first_t
+        if first is None:
+            return
+        self.ttft_ms = (first - ready) * 1000.0
+        if tokens > 1:
+            self.tpot_ms = (end - first) * 1000.0 / (tokens - 1)
+        if scanner.content > 1:
+            self.itl_mean_ms = (scanner.last_t - first) * 1000.0 / (scanner.content - 1)
+            self.itl_max_ms = scanner.max_gap * 1000.0
+
+    def add_tokens(self, part: Outcome) -> None:
+        """Add the tokens of one round to a whole task's."""
+        if part.output_tokens is not None:
+            self.output_tokens = (self.output_tokens or 0) + part.output_tokens
+            self.tokens_estimated = False
+        if part.input_tokens is not None:
+            self.input_tokens = (self.input_tokens or 0) + part.input_tokens
+
+    def add_usage(self, answer: Answer) -> None:
+        """Tokens of a non-streamed answer, as its ``usage`` says."""
+        if answer.output_tokens is not None:
+            self.output_tokens = answer.output_tokens
+            self.tokens_estimated = False
+        self.input_tokens = answer.input_tokens
+
+
+def _opt(value: float | None) -> float | str:
+    return "" if value is None else round(value, 3)
+
+
+def _count(value: int | bool | None) -> int | str:
+    return "" if value is None else int(value)
 
 
 class SessionState:
@@ -149,10 +213,17 @@ class PacedUser(User):
             outcome.status,
             0 if error else 1,
             round(duration_ms, 3),
-            connect_ms="" if outcome.connect_ms is None else round(outcome.connect_ms, 3),
-            ttft_ms="" if outcome.ttft_ms is None else round(outcome.ttft_ms, 3),
-            chunks="" if outcome.chunks is None else outcome.chunks,
-            tool_calls="" if outcome.tool_calls is None else outcome.tool_calls,
+            connect_ms=_opt(outcome.connect_ms),
+            ttfb_ms=_opt(outcome.ttfb_ms),
+            ttft_ms=_opt(outcome.ttft_ms),
+            tpot_ms=_opt(outcome.tpot_ms),
+            itl_mean_ms=_opt(outcome.itl_mean_ms),
+            itl_max_ms=_opt(outcome.itl_max_ms),
+            output_tokens=_count(outcome.output_tokens),
+            input_tokens=_count(outcome.input_tokens),
+            tokens_estimated=_count(outcome.tokens_estimated),
+            chunks=_count(outcome.chunks),
+            tool_calls=_count(outcome.tool_calls),
             reconnects=outcome.reconnects,
             error=error,
         )
@@ -172,7 +243,8 @@ class PacedUser(User):
         outcome = Outcome()
         try:
             body = self.post(path, payload, stream=stream, outcome=outcome)
-            outcome.length = len(body)
+            if not stream:
+                outcome.length = len(body)
             if outcome.status != 200:
                 outcome.error = f"HTTP {outcome.status}"
             else:
@@ -202,10 +274,22 @@ class PacedUser(User):
                 outcome.reconnects = exchange.reconnects
                 outcome.status = status = response.status_code
                 if stream and status == 200:
-                    first = response.read(1)
-                    first_s = time.perf_counter() - t0 - exchange.connect_s
-                    outcome.ttft_ms = first_s * 1000.0
-                    body = first + response.read()
+                    # The hot path: each read is timed and scanned as it arrives, and
+                    # the body is not kept.
+                    scanner = StreamScanner(sse=self.fmt.sse)
+                    read, clock = response.read_some, time.perf_counter
+                    data = read()
+                    first_byte = now = clock()
+                    length = 0
+                    while data:
+                        length += len(data)
+                        scanner.feed(data, now)
+                        data = read()
+                        now = clock()
+                    scanner.close(now)
+                    outcome.length = length
+                    outcome.add_stream(scanner, t0 + exchange.connect_s, first_byte, now)
+                    body = b""
                 else:
                     body = response.read()
                 response.release()
@@ -251,7 +335,9 @@ class BatchUser(PacedUser):
         self.report("batch", scheduled, started, time.perf_counter() - t0, outcome)
 
     def _judge(self, body: bytes, outcome: Outcome) -> None:
-        if not self.fmt.parse_answer(body).has_completion:
+        answer = self.fmt.parse_answer(body)
+        outcome.add_usage(answer)
+        if not answer.has_completion:
             outcome.error = "answer holds no completion"
 
 
@@ -273,10 +359,11 @@ class StreamUser(PacedUser):
         self.report("stream", scheduled, started, time.perf_counter() - t0, outcome)
 
     def _judge(self, body: bytes, outcome: Outcome) -> None:
-        # The hot path: count events on the raw bytes, never parse them.
-        chunks = outcome.chunks = self.fmt.count_chunks(body)
-        if chunks <= 2:
-            outcome.error = f"only {chunks} chunks"
+        # The stream was scanned as it arrived (post): content events, no JSON.
+        if outcome.event_error:
+            outcome.error = outcome.event_error
+        elif (outcome.chunks or 0) <= 2:
+            outcome.error = f"only {outcome.chunks or 0} content chunks"
 
 
 class ToolsUser(PacedUser):
@@ -320,6 +407,7 @@ class ToolsUser(PacedUser):
             task.tool_calls = (task.tool_calls or 0) + (outcome.tool_calls or 0)
             task.connect_ms = (task.connect_ms or 0.0) + (outcome.connect_ms or 0.0)
             task.reconnects += outcome.reconnects
+            task.add_tokens(outcome)
             if outcome.error:
                 task.error = outcome.error
                 break
@@ -336,6 +424,7 @@ class ToolsUser(PacedUser):
         """A forced round must return a tool call; the final round, the answer and no call."""
         answer = self.fmt.parse_answer(body)
         answers.append(answer)
+        outcome.add_usage(answer)
         outcome.tool_calls = len(answer.tool_calls)
         if final and not answer.tool_calls and not answer.content:
             outcome.error = "final round holds no answer"

@@ -137,7 +137,7 @@ def compare_versions(
     a_dur = a["duration_ms"].to_numpy(dtype="float64")
     b_dur = b["duration_ms"].to_numpy(dtype="float64")
 
-    p50_pct = p95_pct = ttft_pct = p_value = None
+    p50_pct = p95_pct = ttft_pct = tpot_pct = p_value = None
     ci: tuple[float, float] | None = None
     if a_dur.size and b_dur.size:
         p50_pct = _pct(float(np.median(b_dur)), float(np.median(a_dur)))
@@ -146,6 +146,10 @@ def compare_versions(
     b_ttft = b["ttft_ms"].dropna().to_numpy(dtype="float64")
     if a_ttft.size and b_ttft.size:
         ttft_pct = _pct(float(np.median(b_ttft)), float(np.median(a_ttft)))
+    a_tpot = a["tpot_ms"].dropna().to_numpy(dtype="float64")
+    b_tpot = b["tpot_ms"].dropna().to_numpy(dtype="float64")
+    if a_tpot.size and b_tpot.size:
+        tpot_pct = _pct(float(np.median(b_tpot)), float(np.median(a_tpot)))
 
     if a_dur.size >= MIN_SAMPLES and b_dur.size >= MIN_SAMPLES and p50_pct is not None:
         from scipy.stats import mannwhitneyu  # lazy: scipy costs CLI start-up time
@@ -178,5 +182,6 @@ def compare_versions(
         p95_pct=p95_pct,
         p_value=p_value,
         ttft_p50_pct=ttft_pct,
+        tpot_p50_pct=tpot_pct,
     )
     return diff, verdict

@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import rounds, tasks
-from capdisc.schema import ROUND_PREFIX, AtStop, Connections, Pacing, StepResult, VersionStats
+from capdisc.schema import (
+    ROUND_PREFIX,
+    AtStop,
+    Connections,
+    Pacing,
+    Spread,
+    StepResult,
+    TokenStats,
+    VersionStats,
+)
 
 __all__ = [
     "LATE_FLOOR_MS",
@@ -26,7 +35,9 @@ __all__ = [
     "pacing_stats",
     "percentile",
     "round_p50s",
+    "spread",
     "step_figures",
+    "token_stats",
     "version_stats",
 ]
 
@@ -92,6 +103,34 @@ def connection_stats(tasks_df: pd.DataFrame) -> Connections:
         new_share=float(fresh.mean()),
         reconnects=int(np.nansum(reconnects)),
         connect_p50_ms=float(np.median(connect[known][fresh])) if fresh.any() else None,
+    )
+
+
+def spread(values: pd.Series) -> Spread:
+    """p50/p95/p99 of the non-missing values."""
+    return Spread(
+        p50_ms=percentile(values, 50), p95_ms=percentile(values, 95), p99_ms=percentile(values, 99)
+    )
+
+
+def token_stats(tasks_df: pd.DataFrame, measured_s: float | None) -> TokenStats:
+    """Token figures of the successful tasks; output tokens per second over ``measured_s``."""
+    good = _ok(tasks_df)
+    out = good["output_tokens"].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+    inp = good["input_tokens"].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+    estimated = good["tokens_estimated"].astype("float64").to_numpy(dtype="float64", na_value=0.0)
+    output = int(np.nansum(out))
+    return TokenStats(
+        requests=len(good),
+        ttfb=spread(good["ttfb_ms"]),
+        ttft=spread(good["ttft_ms"]),
+        tpot=spread(good["tpot_ms"]),
+        itl=spread(good["itl_mean_ms"]),
+        itl_max=spread(good["itl_max_ms"]),
+        output_tokens=output,
+        input_tokens=int(np.nansum(inp)) if not np.isnan(inp).all() else None,
+        output_tokens_per_s=output / measured_s if measured_s and not np.isnan(out).all() else None,
+        estimated=bool(estimated.any()),
     )
 
 
@@ -167,6 +206,7 @@ def step_figures(
         avg_ms=_mean(durations),
         pacing=pacing_stats(task_rows, interval_s),
         connections=connection_stats(task_rows),
+        tokens=token_stats(task_rows, length),
         duration_cv=_cv(durations),
         round_p50_ms=round_p50s(rounds(window)),
         passed=False,
@@ -191,8 +231,13 @@ def at_stop(df: pd.DataFrame, users: int) -> AtStop:
     )
 
 
-def version_stats(df: pd.DataFrame, label: str, interval_s: float) -> VersionStats:
-    """The figures of one version of a comparison from its measured rows."""
+def version_stats(
+    df: pd.DataFrame, label: str, interval_s: float, measured_s: float | None = None
+) -> VersionStats:
+    """The figures of one version of a comparison from its measured rows.
+
+    ``measured_s`` (the measured windows' total length) gives output tokens per second.
+    """
     task_rows = tasks(df)
     good = _ok(task_rows)
     chunks = good["chunks"].astype("float64")
@@ -208,6 +253,7 @@ def version_stats(df: pd.DataFrame, label: str, interval_s: float) -> VersionSta
         chunks_p50=percentile(chunks.to_numpy(dtype="float64", na_value=np.nan), 50),
         pacing=pacing_stats(task_rows, interval_s),
         connections=connection_stats(task_rows),
+        tokens=token_stats(task_rows, measured_s),
     )
 
 

@@ -5,10 +5,12 @@ statistics. The reader is forgiving in the one way a crash requires (a half-writ
 last line is dropped) and strict about the columns (a file that is not a
 ``requests.csv`` is a :class:`~capdisc.errors.RunFailed`).
 
-Column types: ``ts_*``, ``duration_ms`` and ``ttft_ms`` are ``float64`` (a missing
-``ttft_ms`` is NaN); ``user``, ``step``, ``status`` and ``ok`` are ``int64``;
-``chunks`` and ``tool_calls`` are nullable ``Int64``; ``version``, ``name`` and
-``error`` are strings (empty, never missing).
+Column types: ``ts_*`` and the ``*_ms`` figures are ``float64`` (a missing one is
+NaN); ``user``, ``step``, ``status`` and ``ok`` are ``int64``; the counts (tokens,
+chunks, tool calls, reconnects) are nullable ``Int64``; ``version``, ``name`` and
+``error`` are strings (empty, never missing). A ``requests.csv`` written before some
+columns existed reads with them missing (its ``ttft_ms`` was the first byte: it
+becomes ``ttfb_ms`` too).
 """
 
 from __future__ import annotations
@@ -25,9 +27,27 @@ from capdisc.schema import LATER_COLUMNS, RECORD_COLUMNS, RequestRecord, is_roun
 
 __all__ = ["read_records", "records_frame", "rounds", "tasks"]
 
-_FLOAT_COLUMNS = ("ts_scheduled", "ts_start", "ts_end", "duration_ms", "ttft_ms", "connect_ms")
+_FLOAT_COLUMNS = (
+    "ts_scheduled",
+    "ts_start",
+    "ts_end",
+    "duration_ms",
+    "connect_ms",
+    "ttfb_ms",
+    "ttft_ms",
+    "tpot_ms",
+    "itl_mean_ms",
+    "itl_max_ms",
+)
 _INT_COLUMNS = ("user", "step", "status", "ok")
-_NULLABLE_INT_COLUMNS = ("chunks", "tool_calls", "reconnects")
+_NULLABLE_INT_COLUMNS = (
+    "output_tokens",
+    "input_tokens",
+    "tokens_estimated",
+    "chunks",
+    "tool_calls",
+    "reconnects",
+)
 _STR_COLUMNS = ("version", "name", "error")
 # A row without these is not a measurement (a line cut by a crash): it is dropped.
 _REQUIRED = ("ts_scheduled", "ts_start", "ts_end", "user", "step", "status", "ok", "duration_ms")
@@ -72,6 +92,9 @@ def read_records(path: Path | str) -> pd.DataFrame:
         raw = _read_with_csv_module(data)
     except pd.errors.EmptyDataError:
         return _empty()
+    if "ttfb_ms" not in raw.columns and "ttft_ms" in raw.columns:
+        # Before token figures, ttft_ms held the time to the first byte of the body.
+        raw["ttfb_ms"] = raw["ttft_ms"]
     for column in LATER_COLUMNS:
         if column not in raw.columns:
             raw[column] = pd.NA  # an older requests.csv

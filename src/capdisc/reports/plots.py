@@ -166,7 +166,7 @@ def plot_compare(
     figure = _figure(11, 4.5)
     e2e_ax, ttft_ax = figure.subplots(1, 2)
     e2e_ax.set_title("end-to-end time (successful requests)", fontsize=10)
-    ttft_ax.set_title("time to first chunk", fontsize=10)
+    ttft_ax.set_title("time to first token", fontsize=10)
     _ecdf_panel(
         e2e_ax,
         [

@@ -19,6 +19,7 @@ from capdisc.schema import (
     DiscoverySummary,
     StepResult,
     TargetInfo,
+    TokenStats,
     VersionStats,
 )
 
@@ -183,6 +184,24 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
             markup=False,
             soft_wrap=True,
         )
+    best = next(
+        (
+            s
+            for s in summary.steps
+            if summary.capacity and s.users == summary.capacity.users and s.passed
+        ),
+        None,
+    )
+    if best is not None and best.tokens.output_tokens_per_s is not None:
+        tokens = best.tokens
+        console.print(
+            f"Tokens at capacity: {_tps(tokens)} output tok/s"
+            + (f", ttft p95 {format_ms(tokens.ttft.p95_ms)}" if tokens.ttft.p95_ms else "")
+            + (f", tpot p95 {format_ms(tokens.tpot.p95_ms)}" if tokens.tpot.p95_ms else "")
+            + (" (~ counted from events: the server sent no usage)" if tokens.estimated else ""),
+            markup=False,
+            soft_wrap=True,
+        )
     counted = [step.connections for step in summary.steps if step.connections.requests]
     if counted:
         requests = sum(c.requests for c in counted)
@@ -278,6 +297,12 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
         latency("p95", a.p95_ms, b.p95_ms, diff.p95_pct),
         latency("p99", a.p99_ms, b.p99_ms, _diff_pct(a.p99_ms, b.p99_ms)),
         latency(
+            "ttfb p50",
+            a.tokens.ttfb.p50_ms,
+            b.tokens.ttfb.p50_ms,
+            _diff_pct(a.tokens.ttfb.p50_ms, b.tokens.ttfb.p50_ms),
+        ),
+        latency(
             "ttft p50",
             a.ttft_p50_ms,
             b.ttft_p50_ms,
@@ -286,6 +311,38 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
             else _diff_pct(a.ttft_p50_ms, b.ttft_p50_ms),
         ),
         latency("ttft p95", a.ttft_p95_ms, b.ttft_p95_ms, _diff_pct(a.ttft_p95_ms, b.ttft_p95_ms)),
+        latency(
+            "tpot p50",
+            a.tokens.tpot.p50_ms,
+            b.tokens.tpot.p50_ms,
+            diff.tpot_p50_pct
+            if diff.tpot_p50_pct is not None
+            else _diff_pct(a.tokens.tpot.p50_ms, b.tokens.tpot.p50_ms),
+        ),
+        latency(
+            "tpot p95",
+            a.tokens.tpot.p95_ms,
+            b.tokens.tpot.p95_ms,
+            _diff_pct(a.tokens.tpot.p95_ms, b.tokens.tpot.p95_ms),
+        ),
+        latency(
+            "itl p50",
+            a.tokens.itl.p50_ms,
+            b.tokens.itl.p50_ms,
+            _diff_pct(a.tokens.itl.p50_ms, b.tokens.itl.p50_ms),
+        ),
+        latency(
+            "itl max p95",
+            a.tokens.itl_max.p95_ms,
+            b.tokens.itl_max.p95_ms,
+            _diff_pct(a.tokens.itl_max.p95_ms, b.tokens.itl_max.p95_ms),
+        ),
+        (
+            "output tok/s",
+            _tps(a.tokens),
+            _tps(b.tokens),
+            format_pct(_diff_pct(a.tokens.output_tokens_per_s, b.tokens.output_tokens_per_s)),
+        ),
         ("chunks p50", chunks(a), chunks(b), ""),
         (
             "late %",
@@ -301,6 +358,14 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
         ),
         ("reconnects", _int(a.connections.reconnects), _int(b.connections.reconnects), ""),
     ]
+
+
+def _tps(tokens: TokenStats) -> str:
+    """Output tokens per second, marked ``~`` when counted from events (no usage sent)."""
+    value = tokens.output_tokens_per_s
+    if value is None:
+        return _MISSING
+    return f"{'~' if tokens.estimated else ''}{value:,.1f}"
 
 
 def render_compare(summary: CompareSummary, console: Console) -> None:

@@ -51,7 +51,8 @@ class AgentApi:
             tool_choice=None,
             include_usage=False,
         )
-        count = ctx.answer_tokens(chat)
+        # Each round thinks too: reasoning tokens take time but are not in the answer.
+        reasoning, count = ctx.answer_tokens(chat)
         ctx.faults.maybe_fail()
         capacity = ctx.capacity
         stats = ctx.stats
@@ -63,7 +64,7 @@ class AgentApi:
                     ticket = capacity.requeue(f"server overloaded during round {round_no + 1}")
                 await capacity.wait(ticket)
                 try:
-                    await capacity.serve(count, None, None)
+                    await capacity.serve(reasoning + count, None, None)
                 finally:
                     capacity.release()
                 if round_no < calls:
@@ -72,7 +73,7 @@ class AgentApi:
                 "model": model,
                 "tool_calls": calls,
                 "rounds": calls + 1,
-                "content": join_text(ctx.text.token_ids(chat, count)),
+                "content": join_text(ctx.text.token_ids(chat, reasoning + count)[reasoning:]),
             }
             conn.send(200, dumps(answer).encode())
             stats.served += 1

@@ -5,6 +5,15 @@ once, each takes ``prefill_ms + tokens * per_token_ms`` (times a seeded jitter
 factor, and slowed by ``slowdown_per_slot`` for every other active slot), and up to
 ``queue_limit`` more wait for a slot; beyond that the simulator answers 503. With a
 pacing interval P, the saturation point is ``U* = slots * P / service_time``.
+
+An answer's tokens are ``reasoning_tokens`` reasoning tokens, streamed first, then
+``output_tokens`` content (or tool-call) tokens, each costing ``per_token_ms``. A
+request's ``max_tokens``/``num_predict`` caps the total of both, reasoning first (as
+a reasoning model that runs out of tokens while thinking): with ``reasoning_tokens``
+8, ``output_tokens`` 32 and ``max_tokens`` 10 the answer has 8 reasoning tokens and
+2 content tokens; with ``max_tokens`` 5, 5 reasoning tokens and no content, no tool
+call, and finish reason ``length``. Usage counts (``completion_tokens``,
+``eval_count``) are reasoning plus content tokens.
 """
 
 from __future__ import annotations
@@ -71,7 +80,22 @@ class SimulatorConfig(BaseModel):
     prefill_ms: float = Field(default=50.0, ge=0, description="Time before the first token.")
     per_token_ms: float = Field(default=10.0, ge=0, description="Time per output token.")
     output_tokens: int = Field(
-        default=32, ge=1, description="Tokens per answer, capped by max_tokens/num_predict."
+        default=32,
+        ge=1,
+        description="Content (or tool-call) tokens per answer; max_tokens/num_predict cap "
+        "them together with the reasoning tokens.",
+    )
+    reasoning_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Reasoning tokens streamed before the content (reasoning_content / "
+        "Ollama thinking), per_token_ms each; max_tokens caps reasoning + content, "
+        "reasoning first.",
+    )
+    early_role_event: bool = Field(
+        default=False,
+        description="Send the OpenAI stream's role-only event as soon as a slot is free, "
+        "before the prefill (as gateways do), not with the first token (as llama.cpp does).",
     )
     slowdown_per_slot: float = Field(
         default=0.0,
@@ -94,7 +118,22 @@ class SimulatorConfig(BaseModel):
     faults: FaultConfig = Field(default_factory=FaultConfig)
     connections: ConnectionConfig = Field(default_factory=ConnectionConfig)
 
+    def answer_tokens(self, max_tokens: int | None = None) -> tuple[int, int]:
+        """Reasoning and content tokens of an answer to a request with ``max_tokens``.
+
+        The cap covers both, reasoning first: the content gets what is left of it.
+        """
+        reasoning, content = self.reasoning_tokens, self.output_tokens
+        if max_tokens is not None:
+            reasoning = min(reasoning, max_tokens)
+            content = min(content, max_tokens - reasoning)
+        return reasoning, content
+
     def service_time_s(self, tokens: int | None = None) -> float:
-        """Mean time one request holds a slot when it is alone, in seconds."""
-        count = self.output_tokens if tokens is None else min(tokens, self.output_tokens)
-        return (self.prefill_ms + count * self.per_token_ms) / 1000.0
+        """Mean time one request holds a slot when it is alone, in seconds.
+
+        ``tokens`` is the request's ``max_tokens`` (None: no cap); it caps reasoning
+        and content tokens together, as :meth:`answer_tokens` says.
+        """
+        reasoning, content = self.answer_tokens(tokens)
+        return (self.prefill_ms + (reasoning + content) * self.per_token_ms) / 1000.0

@@ -40,9 +40,6 @@ class Context:
         await self.faults.before_answer()
         self.auth.check(request)
 
-    def answer_tokens(self, chat: Chat) -> int:
-        """How many tokens the answer to ``chat`` has."""
-        count = self.config.output_tokens
-        if chat.max_tokens is not None:
-            count = min(count, chat.max_tokens)
-        return count
+    def answer_tokens(self, chat: Chat) -> tuple[int, int]:
+        """How many reasoning and content tokens the answer to ``chat`` has."""
+        return self.config.answer_tokens(chat.max_tokens)

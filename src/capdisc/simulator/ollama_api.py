@@ -1,8 +1,10 @@
 """Ollama's native chat API: ``POST /api/chat``, NDJSON stream (its default) or JSON.
 
 Streams one line per token, then a ``done`` line with Ollama's counts and nanosecond
-durations (``load_duration`` is the time spent queued for a slot). A tool call is not
-streamed token by token: as in Ollama, it arrives as one message when it is complete.
+durations (``load_duration`` is the time spent queued for a slot). Reasoning tokens
+come first, as lines whose message has ``"content":""`` and ``"thinking":"word"``;
+``eval_count`` counts them with the content tokens. A tool call is not streamed
+token by token: as in Ollama, it arrives as one message when it is complete.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from capdisc.simulator.bodies import (
     opt_str,
     tool_names,
 )
+from capdisc.simulator.capacity import Emit
 from capdisc.simulator.context import Context
 from capdisc.simulator.errors import bad
 from capdisc.simulator.protocol import Connection, Request
-from capdisc.simulator.streaming import content_emitter
+from capdisc.simulator.streaming import content_emitter, split_emitter
 from capdisc.simulator.text import count_prompt_tokens, join_text, word_pieces
 
 # Built once, so that a streamed token costs one join and one write.
@@ -50,10 +53,11 @@ class OllamaApi:
         received = asyncio.get_running_loop().time()
         config = ctx.config
         chat = parse_ollama(json_object(request.body), config.model)
-        tool = chat.tool_names[0] if chat.tool_names else None
-        count = ctx.answer_tokens(chat)
+        reasoning, count = ctx.answer_tokens(chat)
+        # Out of tokens while reasoning: no room left for a tool call either.
+        tool = chat.tool_names[0] if chat.tool_names and count else None
         done_reason = "length" if tool is None and count < config.output_tokens else "stop"
-        ids = ctx.text.token_ids(chat, count)
+        ids = ctx.text.token_ids(chat, reasoning + count)  # reasoning first
         prompt_tokens = count_prompt_tokens(chat.messages)
         ctx.faults.maybe_fail()
         capacity = ctx.capacity
@@ -69,19 +73,23 @@ class OllamaApi:
                 conn.start_chunked(b"application/x-ndjson")
             await capacity.wait(ticket)
             try:
-                if chat.stream and tool is None:
-                    timing = await self._stream(conn, ids, model_json, created_at)
+                if chat.stream and (tool is None or reasoning):
+                    timing = await self._stream(
+                        conn, ids, reasoning, tool is None, model_json, created_at
+                    )
                 else:
-                    timing = await capacity.serve(count, None, None)
+                    timing = await capacity.serve(len(ids), None, None)
             finally:
                 capacity.release()
             message: dict[str, Any] = {"role": "assistant", "content": ""}
             if tool is not None:
                 message["tool_calls"] = [
-                    {"function": {"name": tool, "arguments": {"q": join_text(ids)}}}
+                    {"function": {"name": tool, "arguments": {"q": join_text(ids[reasoning:])}}}
                 ]
             elif not chat.stream:
-                message["content"] = join_text(ids)
+                message["content"] = join_text(ids[reasoning:])
+            if reasoning and not chat.stream:
+                message["thinking"] = join_text(ids[:reasoning])
             start, prefilled, end = timing
             final = {
                 "model": chat.model,
@@ -93,7 +101,7 @@ class OllamaApi:
                 "load_duration": _ns(start - received),  # time queued for a slot
                 "prompt_eval_count": prompt_tokens,
                 "prompt_eval_duration": _ns(prefilled - start),
-                "eval_count": len(ids),
+                "eval_count": len(ids),  # reasoning and content tokens
                 "eval_duration": _ns(end - prefilled),
             }
             if not chat.stream:
@@ -123,15 +131,33 @@ class OllamaApi:
             capacity.leave()
 
     async def _stream(
-        self, conn: Connection, ids: list[int], model_json: bytes, created_at: str
+        self,
+        conn: Connection,
+        ids: list[int],
+        reasoning: int,
+        content: bool,
+        model_json: bytes,
+        created_at: str,
     ) -> tuple[float, float, float]:
+        """Stream the reasoning lines, then the content lines (``content`` False: a
+        tool call, sent whole afterwards)."""
         # One timestamp per answer: formatting a clock per token would cost more than
         # the rest of the chunk, and no client reads it.
         prefix = b'{"model":%b,"created_at":"%b","message":{"role":"assistant","content":"' % (
             model_json,
             created_at.encode(),
         )
-        emit = content_emitter(conn, self._ctx.stats, ids, prefix, prefix, _PIECES)
+        stats = self._ctx.stats
+        emit: Emit | None = None
+        if content:
+            emit = content_emitter(conn, stats, ids[reasoning:], prefix, prefix, _PIECES)
+        if reasoning:
+            # Ollama's order: the empty content, then the thinking.
+            think = prefix + b'","thinking":"'
+            thinking = content_emitter(
+                conn, stats, ids[:reasoning], think, think, _PIECES, reasoning=True
+            )
+            emit = split_emitter(reasoning, thinking, emit)
         return await self._ctx.capacity.serve(len(ids), emit, conn)
 
 

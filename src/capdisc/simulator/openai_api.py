@@ -3,8 +3,13 @@
 Enough of the API for capdisc to load-test the simulator exactly as it would a real
 server: content and tool-call answers, ``max_tokens``/``max_completion_tokens``,
 ``tool_choice``, ``stream_options.include_usage``, and a usage block that adds up.
-A streamed answer is one SSE event per token (the role rides on the first), then a
-finish event, the optional usage event and ``[DONE]``, in one final HTTP chunk.
+A streamed answer is, as llama.cpp sends it: a role-only event
+(``"delta":{"role":"assistant","content":null}``), one SSE event per token (reasoning
+tokens first, as ``reasoning_content`` deltas, then content or tool-call deltas), a
+finish event with an empty delta, the optional usage event and ``[DONE]``, the last
+three in one final HTTP chunk. The role event rides in the first token's HTTP chunk
+(one write), or with ``early_role_event`` goes out alone as soon as a slot is free,
+before the prefill, as gateways send it.
 """
 
 from __future__ import annotations
@@ -12,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from capdisc.simulator.bodies import (
@@ -28,10 +32,12 @@ from capdisc.simulator.bodies import (
     opt_str,
     tool_names,
 )
+from capdisc.simulator.capacity import Emit
 from capdisc.simulator.context import Context
 from capdisc.simulator.errors import bad
 from capdisc.simulator.protocol import Connection, Request
-from capdisc.simulator.streaming import content_emitter
+from capdisc.simulator.stats import StatsSnapshot
+from capdisc.simulator.streaming import chunk, content_emitter, split_emitter
 from capdisc.simulator.text import (
     CLOSE_ARGS,
     OPEN_ARGS,
@@ -57,8 +63,9 @@ class OpenAIApi:
         await ctx.enter_generation(request)
         config = ctx.config
         chat = parse_openai(json_object(request.body), config.model)
-        tool = openai_tool(chat, config.auto_tool_calls)
-        count = ctx.answer_tokens(chat)
+        reasoning, count = ctx.answer_tokens(chat)
+        # Out of tokens while reasoning: no room left for a tool call either.
+        tool = openai_tool(chat, config.auto_tool_calls) if count else None
         finish = (
             "tool_calls"
             if tool is not None
@@ -66,7 +73,7 @@ class OpenAIApi:
             if count < config.output_tokens
             else "stop"
         )
-        ids = ctx.text.token_ids(chat, count)
+        ids = ctx.text.token_ids(chat, reasoning + count)  # reasoning first
         prompt_tokens = count_prompt_tokens(chat.messages)
         ctx.faults.maybe_fail()
         capacity = ctx.capacity
@@ -77,16 +84,16 @@ class OpenAIApi:
                 conn.start_chunked(b"text/event-stream")
                 await capacity.wait(ticket)
                 try:
-                    await self._stream(conn, chat, ids, tool, finish, prompt_tokens)
+                    await self._stream(conn, chat, ids, reasoning, tool, finish, prompt_tokens)
                 finally:
                     capacity.release()
             else:
                 await capacity.wait(ticket)
                 try:
-                    await capacity.serve(count, None, None)
+                    await capacity.serve(len(ids), None, None)
                 finally:
                     capacity.release()
-                conn.send(200, self._body(chat, ids, tool, finish, prompt_tokens))
+                conn.send(200, self._body(chat, ids, reasoning, tool, finish, prompt_tokens))
             if tool is not None:
                 stats.tool_calls += 1
             stats.served += 1
@@ -97,18 +104,27 @@ class OpenAIApi:
             capacity.leave()
 
     def _body(
-        self, chat: Chat, ids: list[int], tool: str | None, finish: str, prompt_tokens: int
+        self,
+        chat: Chat,
+        ids: list[int],
+        reasoning: int,
+        tool: str | None,
+        finish: str,
+        prompt_tokens: int,
     ) -> bytes:
         text = self._ctx.text
         message: dict[str, Any] = {"role": "assistant", "content": None}
+        if reasoning:
+            message["reasoning_content"] = join_text(ids[:reasoning])
+        words = join_text(ids[reasoning:])
         if tool is None:
-            message["content"] = join_text(ids)
+            message["content"] = words
         else:
             message["tool_calls"] = [
                 {
                     "id": text.next_tool_id(),
                     "type": "function",
-                    "function": {"name": tool, "arguments": json.dumps({"q": join_text(ids)})},
+                    "function": {"name": tool, "arguments": json.dumps({"q": words})},
                 }
             ]
         body = {
@@ -119,11 +135,7 @@ class OpenAIApi:
             "choices": [
                 {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
             ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(ids),
-                "total_tokens": prompt_tokens + len(ids),
-            },
+            "usage": _usage(prompt_tokens, len(ids), reasoning),
         }
         return dumps(body).encode()
 
@@ -132,6 +144,7 @@ class OpenAIApi:
         conn: Connection,
         chat: Chat,
         ids: list[int],
+        reasoning: int,
         tool: str | None,
         finish: str,
         prompt_tokens: int,
@@ -147,48 +160,91 @@ class OpenAIApi:
             )
         )
         common = meta + b'"choices":[{"index":0,'
-        emit: Callable[[int, int], None]
+        role = common + _ROLE_TAIL
+        if ctx.config.early_role_event:
+            conn.write(chunk(role))  # before the prefill, well before the first token
+            role = b""
+        # The role event rides in the first token's chunk: reasoning's if any.
+        content_ids = ids[reasoning:]
+        first_role = b"" if reasoning else role
+        emit: Emit
         if tool is None:
-            emit = content_emitter(
-                conn,
-                stats,
-                ids,
-                common + b'"delta":{"role":"assistant","content":"',
-                common + b'"delta":{"content":"',
-                _PIECES,
-            )
+            opening = common + b'"delta":{"content":"'
+            emit = content_emitter(conn, stats, content_ids, first_role + opening, opening, _PIECES)
         else:
             call_id = ctx.text.next_tool_id().encode()
-            first_prefix = common + (
-                b'"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,'
-                b'"id":"%b","type":"function","function":{"name":%b,"arguments":"'
-                % (call_id, dumps(tool).encode())
+            emit = _tool_emitter(conn, stats, common, first_role, content_ids, tool, call_id)
+        if reasoning:
+            opening = common + b'"delta":{"reasoning_content":"'
+            thinking = content_emitter(
+                conn, stats, ids[:reasoning], role + opening, opening, _PIECES, reasoning=True
             )
-            prefix = common + b'"delta":{"tool_calls":[{"index":0,"function":{"arguments":"'
-            suffix = b'"}}]},"logprobs":null,"finish_reason":null}]}\n\n\r\n'
-            last = len(ids) - 1
-
-            def emit(begin: int, end: int) -> None:
-                for i in range(begin, end):
-                    piece = OPEN_ARGS + WORD_BYTES[ids[0]] if i == 0 else SPACED_WORD_BYTES[ids[i]]
-                    if i == last:
-                        piece += CLOSE_ARGS
-                    head = first_prefix if i == 0 else prefix
-                    size = len(head) + len(piece) + len(suffix) - 2
-                    conn.write(b"%x\r\n%b%b%b" % (size, head, piece, suffix))
-                stats.chunks_sent += end - begin
+            emit = split_emitter(reasoning, thinking, emit)
 
         await ctx.capacity.serve(len(ids), emit, conn)
         tail = common + b'"delta":{},"logprobs":null,"finish_reason":"%b"}]}\n\n' % finish.encode()
         if chat.include_usage:
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(ids),
-                "total_tokens": prompt_tokens + len(ids),
-            }
+            usage = _usage(prompt_tokens, len(ids), reasoning)
             tail += meta + b'"choices":[],"usage":%b}\n\n' % dumps(usage).encode()
         tail += b"data: [DONE]\n\n"
         conn.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(tail), tail))
+
+
+_ROLE_TAIL = (
+    b'"delta":{"role":"assistant","content":null},"logprobs":null,"finish_reason":null}]}\n\n'
+)
+"""The end of the role-only event that opens every stream, after its choice's index."""
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict[str, Any]:
+    """The usage block: completion tokens count reasoning and content (or tool-call) tokens."""
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    return usage
+
+
+def _tool_emitter(
+    conn: Connection,
+    stats: StatsSnapshot,
+    common: bytes,
+    first_role: bytes,
+    ids: list[int],
+    tool: str,
+    call_id: bytes,
+) -> Emit:
+    """``emit`` for a tool call streamed as ``tool_calls`` deltas, its arguments a word each.
+
+    ``first_role`` (the role event, or nothing) rides in the first delta's chunk.
+    """
+    first_prefix = (
+        first_role
+        + common
+        + (
+            b'"delta":{"tool_calls":[{"index":0,'
+            b'"id":"%b","type":"function","function":{"name":%b,"arguments":"'
+            % (call_id, dumps(tool).encode())
+        )
+    )
+    prefix = common + b'"delta":{"tool_calls":[{"index":0,"function":{"arguments":"'
+    suffix = b'"}}]},"logprobs":null,"finish_reason":null}]}\n\n\r\n'
+    last = len(ids) - 1
+
+    def emit(begin: int, end: int) -> None:
+        for i in range(begin, end):
+            piece = OPEN_ARGS + WORD_BYTES[ids[0]] if i == 0 else SPACED_WORD_BYTES[ids[i]]
+            if i == last:
+                piece += CLOSE_ARGS
+            head = first_prefix if i == 0 else prefix
+            size = len(head) + len(piece) + len(suffix) - 2
+            conn.write(b"%x\r\n%b%b%b" % (size, head, piece, suffix))
+        stats.chunks_sent += end - begin
+
+    return emit
 
 
 def parse_openai(body: dict[str, Any], default_model: str) -> Chat:

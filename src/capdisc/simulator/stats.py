@@ -18,7 +18,10 @@ class StatsSnapshot:
     endpoint; ``served`` were answered 200 in full; ``rejected`` got 503 (queue full);
     ``errors`` got an injected 500; ``bad_requests`` got a 4xx (any path);
     ``cancelled`` lost their client before the answer was complete; ``chunks_sent``
-    content or tool-call chunks streamed (not the final event nor ``[DONE]``);
+    content or tool-call chunks streamed (not the role-only event, the reasoning
+    events, the finish or usage event nor ``[DONE]``); ``reasoning_sent`` reasoning
+    events streamed (``reasoning_content`` deltas, Ollama ``thinking`` lines), so
+    that ``chunks_sent + reasoning_sent`` are the events that carry output tokens;
     ``tool_calls`` tool calls answered (agent rounds included); ``connections``
     accepted; ``connections_refused`` closed at once by ``max_connections``;
     ``dropped`` requests that arrived on a connection being closed (never read).
@@ -40,6 +43,7 @@ class StatsSnapshot:
     max_active: int = 0
     queued: int = 0
     chunks_sent: int = 0
+    reasoning_sent: int = 0
     tool_calls: int = 0
     connections: int = 0
     open_connections: int = 0

@@ -232,6 +232,12 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
             )
 
 
+def _measured_s(windows: list[tuple[int, float, float]]) -> float | None:
+    """The measured time of a version: its windows added up."""
+    total = sum(end - start for _, start, end in windows)
+    return total if total > 0 else None
+
+
 def _finish(
     request: CompareRequest,
     out_dir: Path,
@@ -253,7 +259,8 @@ def _finish(
         if source.saved_dir is not None:
             rows, saved = _saved_rows(source, request, warnings)
             frames[side] = rows
-            base = version_stats(rows, source.label, settings.interval)
+            saved_windows = [(int(w[0]), w[1], w[2]) for w in saved.windows] if saved else []
+            base = version_stats(rows, source.label, settings.interval, _measured_s(saved_windows))
             stats[side] = base.model_copy(
                 update={"run_dir": str(source.saved_dir), "windows": saved.windows if saved else []}
             )
@@ -261,7 +268,8 @@ def _finish(
         else:
             rows = measured_tasks(records, side, windows[side])
             frames[side] = rows
-            stats[side] = version_stats(rows, source.label, settings.interval).model_copy(
+            measured = _measured_s(windows[side])
+            stats[side] = version_stats(rows, source.label, settings.interval, measured).model_copy(
                 update={"windows": windows[side]}
             )
     diff, verdict = compare_versions(

@@ -117,7 +117,9 @@ def test_read_records_survives_a_cut_inside_a_quoted_error(tmp_path: Path) -> No
     path = tmp_path / "requests.csv"
     write_csv(path, SAMPLE[:2])
     with path.open("a", encoding="utf-8") as handle:
-        handle.write('1.0,1.0,2.0,3,0,demo,stream,500,0,1000.0,,,,,,"connection reset\nby pe')
+        figures = "1.0,1.0,2.0,3,0,demo,stream,500,0,1000.0"
+        empty = "," * (len(RECORD_COLUMNS) - 11)  # every optional column, then error
+        handle.write(f'{figures}{empty},"connection reset\nby pe')
     df = read_records(path)
     # The cut field is the last column: the row's figures are whole, so it is kept.
     assert df["duration_ms"].tolist() == [420.0, 510.5, 1000.0]

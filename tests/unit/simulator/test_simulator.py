@@ -128,6 +128,7 @@ def test_health_stats_and_model_lists(sim: EmbeddedSimulator, http: httpx.Client
         "max_in_flight",
         "max_active",
         "chunks_sent",
+        "reasoning_sent",
         "tool_calls",
         "connections",
         "connections_refused",
@@ -154,7 +155,7 @@ def test_openai_json_completion(sim: EmbeddedSimulator, http: httpx.Client) -> N
 
 
 def test_openai_sse_stream(sim: EmbeddedSimulator, http: httpx.Client) -> None:
-    """A stream has one SSE event per token (role on the first), a finish event, then [DONE]; no CR anywhere."""
+    """A stream has a role-only event, one SSE event per token, a finish event, then [DONE]; no CR anywhere."""
     before = sim.stats()
     response = stream_bytes(http, f"{sim.base_url}/v1/chat/completions", chat_body(stream=True))
     assert response.status_code == 200
@@ -163,12 +164,13 @@ def test_openai_sse_stream(sim: EmbeddedSimulator, http: httpx.Client) -> None:
     events = sse_events(response.content)
     assert events[-1] == b"[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    tokens, final = chunks[:-1], chunks[-1]
+    role, tokens, final = chunks[0], chunks[1:-1], chunks[-1]
     assert len(tokens) == TOKENS
-    assert tokens[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    assert all(set(c["choices"][0]["delta"]) == {"content"} for c in tokens)
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
-    assert all(c["choices"][0]["finish_reason"] is None for c in tokens)
+    assert all(c["choices"][0]["finish_reason"] is None for c in [role, *tokens])
     assert final["choices"][0] == {
         "index": 0,
         "delta": {},
@@ -189,7 +191,7 @@ def test_openai_stream_include_usage(sim: EmbeddedSimulator, http: httpx.Client)
     usage_event = json.loads(events[-2])
     assert usage_event["choices"] == []
     assert usage_event["usage"]["completion_tokens"] == TOKENS
-    assert len(events) == TOKENS + 3
+    assert len(events) == TOKENS + 4  # role, tokens, finish, usage, [DONE]
 
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
@@ -200,7 +202,7 @@ def test_max_tokens_caps_output(sim: EmbeddedSimulator, http: httpx.Client, fiel
     assert data["usage"]["completion_tokens"] == 3
     assert data["choices"][0]["finish_reason"] == "length"
     events = sse_events(stream_bytes(http, url, chat_body(stream=True, **{field: 3})).content)
-    assert len(events) == 3 + 2
+    assert len(events) == 1 + 3 + 2  # role, tokens, finish, [DONE]
     assert json.loads(events[-2])["choices"][0]["finish_reason"] == "length"
     big = http.post(url, json=chat_body(**{field: 1000})).json()
     assert big["usage"]["completion_tokens"] == TOKENS
@@ -321,7 +323,8 @@ def test_streamed_tool_call(sim: EmbeddedSimulator, http: httpx.Client) -> None:
     events = sse_events(stream_bytes(http, f"{sim.base_url}/v1/chat/completions", body).content)
     assert events[-1] == b"[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
-    deltas = [c["choices"][0]["delta"] for c in chunks[:-1]]
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": None}
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:-1]]
     assert len(deltas) == TOKENS
     first = deltas[0]["tool_calls"][0]
     assert first["id"].startswith("call_") and first["function"]["name"] == "search"
