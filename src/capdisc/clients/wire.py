@@ -47,11 +47,13 @@ class Answer:
     # The server's usage, when the answer has one.
     output_tokens: int | None = None
     input_tokens: int | None = None
+    # What a reasoning model thought before answering (it may run out of tokens there).
+    reasoning: str = ""
 
     @property
     def has_completion(self) -> bool:
-        """True when the answer holds text or at least one tool call."""
-        return bool(self.content) or bool(self.tool_calls)
+        """True when the answer holds text, reasoning or at least one tool call."""
+        return bool(self.content) or bool(self.tool_calls) or bool(self.reasoning)
 
 
 class WireFormat:
@@ -172,6 +174,7 @@ class OpenAIFormat(WireFormat):
             tool_calls=calls,
             output_tokens=_count(usage.get("completion_tokens")),
             input_tokens=_count(usage.get("prompt_tokens")),
+            reasoning=str(message.get("reasoning_content") or message.get("reasoning") or ""),
         )
 
     def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
@@ -230,6 +233,7 @@ class OllamaFormat(WireFormat):
             tool_calls=calls,
             output_tokens=_count(data.get("eval_count")),
             input_tokens=_count(data.get("prompt_eval_count")),
+            reasoning=str(message.get("thinking") or ""),
         )
 
     def tool_result_message(self, call: dict[str, Any]) -> dict[str, Any]:
