@@ -82,15 +82,14 @@ class StreamScanner:
             if sse:
                 if not line.startswith(b"data:"):
                     continue  # comments, keep-alives, event: and id: fields, blank lines
-                payload = line[5:]
-            else:
-                payload = line
-                if not line or line == b"\r":
-                    continue
-            if _CONTENT(payload):
+            elif not line or line == b"\r":
+                continue
+            # Compact JSON text first (one C substring search), the full pattern after.
+            at = line.find(b'"content":"')
+            if (at >= 0 and line[at + 11 : at + 12] != b'"') or _CONTENT(line):
                 content += 1
             else:
-                self._other(payload)
+                self._other(line[5:] if sse else line)
         if content:
             if self.first_t is None:
                 self.first_t = now
