@@ -144,6 +144,7 @@ def main() -> int:
     # The engine imports locust, which patches the standard library through gevent:
     # import it before anything opens a connection or starts a process.
     import capdisc.loadgen.engine  # noqa: F401
+    from capdisc.settings import TargetConfig
     from capdisc.simulator.config import SimulatorConfig
     from capdisc.simulator.process import EmbeddedSimulator
     from capdisc.target import Target
@@ -179,11 +180,12 @@ def main() -> int:
     ):
         target = Target(
             base_url=simulator.base_url,
-            api="openai",
-            model="sim-llm",
-            timeout_s=30.0,
-            prompt="How much load does this server take?",
-            max_tokens=tokens,
+            config=TargetConfig(
+                model="sim-llm",
+                timeout=30.0,
+                prompt="How much load does this server take?",
+                max_tokens=tokens,
+            ),
             label="bench",
         )
         run_no = 0

@@ -104,6 +104,7 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
 
     from capdisc.loadgen.context import RunContext
     from capdisc.loadgen.plan import ProgressSnapshot, Workload
+    from capdisc.settings import TargetConfig
     from capdisc.strategies.stream import HoldPlanner
     from capdisc.target import Target
 
@@ -118,11 +119,7 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
 
     target = Target(
         base_url=args.url,
-        api="openai",
-        model="sim-llm",
-        timeout_s=30.0,
-        prompt=PROMPT,
-        max_tokens=args.tokens,
+        config=TargetConfig(model="sim-llm", timeout=30.0, prompt=PROMPT, max_tokens=args.tokens),
         label="bench",
     )
     workload = Workload(kind="stream", target=target, interval_s=args.interval, version="bench")

@@ -14,24 +14,48 @@ from pydantic import SecretStr
 from capdisc.errors import UsageError
 from capdisc.profiles import Profile
 from capdisc.schema import TargetInfo
+from capdisc.settings import TargetConfig
 
-__all__ = ["Target", "target_from_profile"]
+__all__ = ["Target", "read_api_key", "target_from_profile"]
 
 
 @dataclass(frozen=True)
 class Target:
-    """Everything a user of the load generator needs to send one request."""
+    """Everything a user of the load generator needs to send one request.
+
+    ``config`` is the profile's ``[target]`` table with the flags applied (the one
+    settings model); the target adds where it runs now and the key.
+    """
 
     base_url: str
-    api: str
-    model: str
-    timeout_s: float
-    prompt: str
-    max_tokens: int
+    config: TargetConfig
     label: str
     embedded: bool = False
     api_key: SecretStr | None = None
-    api_key_env: str | None = None
+
+    @property
+    def api(self) -> str:
+        return self.config.api
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    @property
+    def timeout_s(self) -> float:
+        return self.config.timeout
+
+    @property
+    def prompt(self) -> str:
+        return self.config.prompt
+
+    @property
+    def max_tokens(self) -> int:
+        return self.config.max_tokens
+
+    @property
+    def api_key_env(self) -> str | None:
+        return self.config.api_key_env
 
     def info(self) -> TargetInfo:
         """What reports may show of the target: never the key."""
@@ -54,26 +78,22 @@ class Target:
         return replace(self, base_url=base_url.rstrip("/"))
 
 
+def read_api_key(config: TargetConfig) -> SecretStr | None:
+    """The key from the variable ``api_key_env`` names (None when unnamed or unset)."""
+    value = os.environ.get(config.api_key_env) if config.api_key_env else None
+    return SecretStr(value) if value else None
+
+
 def target_from_profile(profile: Profile, base_url: str | None = None) -> Target:
     """Resolve a profile to a target; ``base_url`` is given for embedded simulators."""
     config = profile.target
     url = base_url or config.host
     if url is None:
         raise UsageError(f"profile {profile.name}: no host to load (target.host)")
-    key: SecretStr | None = None
-    if config.api_key_env:
-        value = os.environ.get(config.api_key_env)
-        if value:
-            key = SecretStr(value)
     return Target(
         base_url=url.rstrip("/"),
-        api=config.api,
-        model=config.model,
-        timeout_s=config.timeout,
-        prompt=config.prompt,
-        max_tokens=config.max_tokens,
+        config=config,
         label=profile.name,
         embedded=profile.embedded,
-        api_key=key,
-        api_key_env=config.api_key_env,
+        api_key=read_api_key(config),
     )

@@ -78,7 +78,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": {"errors"},
     "settings": {"durations", "errors"},
     "profiles": {"errors", "settings", "simulator"},
-    "target": {"errors", "profiles", "schema"},
+    "target": {"errors", "profiles", "schema", "settings"},
     "clients": {"errors", "target"},
     "metrics": {"errors", "schema"},
     "reports": {"durations", "metrics", "schema"},

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import subprocess
 import sys
 import time
@@ -23,13 +22,12 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
-from pydantic import SecretStr
 
 from capdisc.errors import UsageError
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
-from capdisc.settings import ToolsSettings
-from capdisc.target import Target
+from capdisc.settings import TargetConfig, ToolsSettings
+from capdisc.target import Target, read_api_key
 
 __all__ = [
     "HELLO_MESSAGE",
@@ -55,18 +53,23 @@ DEFAULT_MASTER_PORT = 5557
 
 def workload_to_dict(workload: Workload) -> dict[str, Any]:
     """The workload as plain data for a worker, without the API key."""
-    data = dataclasses.asdict(workload)
-    data["target"].pop("api_key", None)
-    data["tools"] = workload.tools.model_dump() if workload.tools is not None else None
+    data = {f.name: getattr(workload, f.name) for f in dataclasses.fields(workload)}
+    target = workload.target
+    data["target"] = {
+        "base_url": target.base_url,
+        "config": target.config.model_dump(mode="json"),
+        "label": target.label,
+        "embedded": target.embedded,
+    }
+    data["tools"] = workload.tools.model_dump(mode="json") if workload.tools is not None else None
     return data
 
 
 def workload_from_dict(data: dict[str, Any]) -> Workload:
     """Rebuild a workload on a worker; the key comes from this machine's environment."""
     target_data = dict(data["target"])
-    env_name = target_data.get("api_key_env")
-    value = os.environ.get(env_name) if env_name else None
-    target = Target(**target_data, api_key=SecretStr(value) if value else None)
+    config = TargetConfig.model_validate(target_data.pop("config"))
+    target = Target(**target_data, config=config, api_key=read_api_key(config))
     tools = ToolsSettings.model_validate(data["tools"]) if data.get("tools") else None
     return Workload(**{**data, "target": target, "tools": tools})
 
@@ -117,15 +120,7 @@ def run_worker(master_host: str, master_port: int) -> None:
     state = SessionState()
     placeholder = Workload(
         kind="batch",
-        target=Target(
-            base_url="http://127.0.0.1",
-            api="openai",
-            model="-",
-            timeout_s=1.0,
-            prompt="-",
-            max_tokens=1,
-            label="-",
-        ),
+        target=Target(base_url="http://127.0.0.1", config=TargetConfig(), label="-"),
         interval_s=1.0,
     )
     classes = {
