@@ -28,6 +28,7 @@ from capdisc.settings import (
     RampSettings,
     TargetConfig,
     ToolsSettings,
+    WorkloadSettings,
     flag_of,
     validation_message,
 )
@@ -55,6 +56,7 @@ class Profile(_Strict):
     description: str = ""
     target: TargetConfig = Field(default_factory=TargetConfig)
     simulator: SimulatorConfig | None = None
+    workload: WorkloadSettings = Field(default_factory=WorkloadSettings)
     batch: RampSettings = Field(default_factory=RampSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     stream: CompareSettings = Field(default_factory=CompareSettings)

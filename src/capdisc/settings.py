@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -48,7 +48,9 @@ __all__ = [
     "Seconds",
     "Settings",
     "TargetConfig",
+    "TokenCount",
     "ToolsSettings",
+    "WorkloadSettings",
     "flag_of",
     "load_settings",
     "option",
@@ -71,7 +73,7 @@ def _seconds(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
-Panel = Literal["Target", "Ramp", "Load", "Run", "Output", "Simulator", "Faults"]
+Panel = Literal["Target", "Workload", "Ramp", "Load", "Run", "Output", "Simulator", "Faults"]
 
 
 class OptionSpec(BaseModel):
@@ -171,6 +173,12 @@ class TargetConfig(_Section):
         help="Prompt of every request.",
     )
     max_tokens: int = option(64, ge=1, panel="Target", help="Output tokens asked for.")
+    output_control: Literal["max_tokens", "min_tokens", "ignore_eos"] = option(
+        "max_tokens",
+        panel="Target",
+        help="How to ask for exactly the output length: max_tokens alone (hosted APIs, "
+        "Ollama's num_predict), plus min_tokens (vLLM) or plus ignore_eos (llama.cpp, vLLM).",
+    )
 
     @field_validator("host")
     @classmethod
@@ -184,6 +192,60 @@ class TargetConfig(_Section):
 
 
 _THRESHOLD_ENV = ("LOAD_TEST_FAILURE_THRESHOLD", "CAPDISC_FAILURE_THRESHOLD")
+
+
+class TokenCount(NamedTuple):
+    """A token count drawn per request: ``mean`` with a standard deviation ``sd``."""
+
+    mean: int
+    sd: float = 0.0
+
+
+def _token_count(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = TokenCount(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*(?::\s*(\d+(?:\.\d+)?)\s*)?", value)
+        if match is None:
+            raise ValueError(f"{value!r} is not N or N:SD (tokens, e.g. 512 or 512:64)")
+        value = TokenCount(int(match.group(1)), float(match.group(2) or 0))
+    if isinstance(value, tuple | list) and len(value) in (1, 2):
+        count = TokenCount(*value)
+        if count.mean < 1 or count.sd < 0:
+            raise ValueError("needs at least 1 token and a standard deviation of 0 or more")
+        return count
+    return value
+
+
+Tokens = Annotated[TokenCount, BeforeValidator(_token_count)]
+
+
+class WorkloadSettings(_Section):
+    """What the requests carry (profile table ``[workload]``): one prompt, synthetic ones, or a dataset."""
+
+    prompt_tokens: Tokens | None = option(
+        None,
+        panel="Workload",
+        help="Synthetic prompts of about N[:SD] tokens, seeded, each unique from its first "
+        "token (no prefix cache can serve it).",
+    )
+    output_tokens: Tokens | None = option(
+        None,
+        panel="Workload",
+        help="Ask for N[:SD] output tokens per request (see --output-control).",
+    )
+    dataset: str | None = option(
+        None,
+        panel="Workload",
+        help="Prompts from a JSONL file (a prompt or messages per line, optional "
+        "output_tokens), in a seeded order; 'sample' is capdisc's own.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkloadSettings:
+        if self.prompt_tokens is not None and self.dataset is not None:
+            raise ValueError("prompt_tokens and dataset: choose one source of prompts")
+        return self
 
 
 class _RunOptions(_Section):

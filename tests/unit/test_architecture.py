@@ -19,6 +19,7 @@ from capdisc.settings import (
     RampSettings,
     TargetConfig,
     ToolsSettings,
+    WorkloadSettings,
     option_spec,
 )
 
@@ -79,7 +80,7 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"durations", "errors"},
     "profiles": {"errors", "settings", "simulator"},
     "target": {"errors", "profiles", "schema", "settings"},
-    "clients": {"errors", "target"},
+    "clients": {"errors", "settings", "target"},
     "metrics": {"errors", "schema"},
     "reports": {"durations", "metrics", "schema"},
     "rundir": {"errors", "schema", "reports"},
@@ -176,12 +177,13 @@ def test_light_modules_stay_light() -> None:
 # -- one source for every option ------------------------------------------------------
 
 COMMAND_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
-    "discover batch": (TargetConfig, RampSettings),
-    "discover tools": (TargetConfig, ToolsSettings),
-    "compare stream": (CompareSettings,),
+    "discover batch": (TargetConfig, WorkloadSettings, RampSettings),
+    "discover tools": (TargetConfig, WorkloadSettings, ToolsSettings),
+    "compare stream": (WorkloadSettings, CompareSettings),
 }
 PROFILE_TABLES: dict[type[BaseModel], str] = {
     TargetConfig: "target",
+    WorkloadSettings: "workload",
     RampSettings: "batch",
     ToolsSettings: "tools",
     CompareSettings: "stream",

@@ -10,7 +10,7 @@ import typer
 from capdisc.cli.app import compare_app
 from capdisc.cli.common import out_dir_for, print_summary, progress_sink
 from capdisc.cli.options import JsonOpt, OutOpt, QuietOpt, model_flags, settings_command
-from capdisc.settings import CompareSettings, TargetConfig
+from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 
 __all__ = ["compare_stream"]
 
@@ -19,6 +19,7 @@ __all__ = ["compare_stream"]
     compare_app,
     "stream",
     target=model_flags(TargetConfig, exclude=["host"]),
+    workload=model_flags(WorkloadSettings),
     load=model_flags(CompareSettings),
 )
 def compare_stream(
@@ -32,6 +33,7 @@ def compare_stream(
     quiet: QuietOpt = False,
     *,
     target: Mapping[str, Any],
+    workload: Mapping[str, Any],
     load: Mapping[str, Any],
 ) -> None:
     """Compare streaming latency of two versions under the same fixed load.
@@ -52,11 +54,13 @@ def compare_stream(
     # Load defaults come from the first live side's profile (the shipped v1/v2 set short ones).
     live = [s.profile for s in (source_a, source_b) if s.profile is not None]
     settings = resolve(CompareSettings, live[0].stream if live else None, env, load)
+    prompts = resolve(WorkloadSettings, live[0].workload if live else None, env, workload)
     names = "-vs-".join(s.profile.name if s.profile else "saved" for s in (source_a, source_b))
     request = CompareRequest(
         a=source_a,
         b=source_b,
         settings=settings,
+        workload=prompts,
         out_dir=out_dir_for(env, out_dir, "compare-stream", names),
     )
     with progress_sink(quiet) as progress:

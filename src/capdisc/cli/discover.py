@@ -16,7 +16,7 @@ from capdisc.cli.options import (
     model_flags,
     settings_command,
 )
-from capdisc.settings import RampSettings, TargetConfig, ToolsSettings
+from capdisc.settings import RampSettings, TargetConfig, ToolsSettings, WorkloadSettings
 
 __all__: list[str] = []  # the commands register themselves on discover_app
 
@@ -25,6 +25,7 @@ def _discover(
     strategy: Literal["batch", "tools"],
     profile_name: str | None,
     target: Mapping[str, Any],
+    workload: Mapping[str, Any],
     ramp: Mapping[str, Any],
     out_opt: Path | None,
     json_out: bool,
@@ -43,6 +44,7 @@ def _discover(
         strategy=strategy,
         profile=profile,
         settings=settings,
+        workload=resolve(WorkloadSettings, profile.workload, env, workload),
         out_dir=out_dir_for(env, out_opt, f"discover-{strategy}", profile.name),
     )
     if strategy == "tools":
@@ -70,14 +72,19 @@ def _register(strategy: Literal["batch", "tools"], model: type[RampSettings], do
         quiet: QuietOpt = False,
         *,
         target: Mapping[str, Any],
+        workload: Mapping[str, Any],
         ramp: Mapping[str, Any],
     ) -> None:
-        _discover(strategy, profile, target, ramp, out_dir, json_out, quiet)
+        _discover(strategy, profile, target, workload, ramp, out_dir, json_out, quiet)
 
     command.__doc__ = doc
     command.__name__ = f"discover_{strategy}"
     settings_command(
-        discover_app, strategy, target=model_flags(TargetConfig), ramp=model_flags(model)
+        discover_app,
+        strategy,
+        target=model_flags(TargetConfig),
+        workload=model_flags(WorkloadSettings),
+        ramp=model_flags(model),
     )(command)
 
 

@@ -75,8 +75,13 @@ class WireFormat:
         seed: int | None = None,
         tools: bool = False,
         tool_choice: ToolChoice = None,
+        exact: str = "max_tokens",
     ) -> dict[str, Any]:
-        """The JSON body of one chat request."""
+        """The JSON body of one chat request.
+
+        ``exact`` asks for exactly ``max_tokens`` where the server can: ``min_tokens``
+        (vLLM) or ``ignore_eos`` (llama.cpp, vLLM); ``max_tokens`` only caps.
+        """
         raise NotImplementedError
 
     def parse_answer(self, body: bytes) -> Answer:
@@ -138,6 +143,7 @@ class OpenAIFormat(WireFormat):
         seed: int | None = None,
         tools: bool = False,
         tool_choice: ToolChoice = None,
+        exact: str = "max_tokens",
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model,
@@ -148,6 +154,10 @@ class OpenAIFormat(WireFormat):
         }
         if stream:
             body["stream_options"] = {"include_usage": True}
+        if exact == "min_tokens":
+            body["min_tokens"] = max_tokens
+        elif exact == "ignore_eos":
+            body["ignore_eos"] = True
         if seed is not None:
             body["seed"] = seed
         if tools:
@@ -204,6 +214,7 @@ class OllamaFormat(WireFormat):
         seed: int | None = None,
         tools: bool = False,
         tool_choice: ToolChoice = None,
+        exact: str = "max_tokens",
     ) -> dict[str, Any]:
         options: dict[str, Any] = {"num_predict": max_tokens, "temperature": temperature}
         if seed is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import subprocess
 import sys
 import time
@@ -23,10 +24,11 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
+from capdisc.clients.prompts import DatasetEntry, PromptSource
 from capdisc.errors import UsageError
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
-from capdisc.settings import TargetConfig, ToolsSettings
+from capdisc.settings import TargetConfig, TokenCount, ToolsSettings
 from capdisc.target import Target, read_api_key
 
 __all__ = [
@@ -62,6 +64,7 @@ def workload_to_dict(workload: Workload) -> dict[str, Any]:
         "embedded": target.embedded,
     }
     data["tools"] = workload.tools.model_dump(mode="json") if workload.tools is not None else None
+    data["prompts"] = dataclasses.asdict(workload.prompts) if workload.prompts is not None else None
     return data
 
 
@@ -71,7 +74,21 @@ def workload_from_dict(data: dict[str, Any]) -> Workload:
     config = TargetConfig.model_validate(target_data.pop("config"))
     target = Target(**target_data, config=config, api_key=read_api_key(config))
     tools = ToolsSettings.model_validate(data["tools"]) if data.get("tools") else None
-    return Workload(**{**data, "target": target, "tools": tools})
+    prompts = _prompts_from_dict(data["prompts"]) if data.get("prompts") else None
+    return Workload(**{**data, "target": target, "tools": tools, "prompts": prompts})
+
+
+def _prompts_from_dict(data: dict[str, Any]) -> PromptSource:
+    counts = {
+        name: TokenCount(*data[name]) if data.get(name) is not None else None
+        for name in ("prompt_tokens", "output_tokens")
+    }
+    entries = tuple(
+        DatasetEntry(tuple(e["messages"]), e.get("output_tokens")) for e in data.get("entries", ())
+    )
+    return PromptSource(
+        **{**data, **counts, "entries": entries, "_order": tuple(data.get("_order", ()))}
+    )
 
 
 def parse_master(value: str) -> tuple[str, int]:
@@ -150,6 +167,8 @@ def run_worker(master_host: str, master_port: int) -> None:
         user_class: type[PacedUser] = classes[workload.kind]
         user_class.workload = workload
         user_class.number_offset = int(msg.data["index"]) * USER_BLOCK
+        # A new session: this worker's requests take their prompts from its own block.
+        state.requests = itertools.count(int(msg.data["index"]) * USER_BLOCK)
 
     env.events.request.add_listener(on_request)
     env.events.test_stop.add_listener(flush)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from capdisc.clients.prompts import PromptSource
 from capdisc.schema import RequestRecord, StopReason
 from capdisc.settings import ToolsSettings
 from capdisc.target import Target
@@ -41,6 +42,8 @@ class Workload:
     version: str = ""
     # How a tool task is made (tools workloads only): the settings the user gave.
     tools: ToolsSettings | None = None
+    # What each request asks (None: the target's one prompt and max_tokens).
+    prompts: PromptSource | None = None
 
 
 @dataclass

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import gevent
 from locust import User, task
 
+from capdisc.clients.prompts import PromptSource
 from capdisc.clients.stream import StreamScanner
 from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.connection import Connection
@@ -134,10 +135,12 @@ def _count(value: int | bool | None) -> int | str:
 
 
 class SessionState:
-    """What users share with the engine: the current step number."""
+    """What users share with the engine: the current step number, and the place of the
+    next request in the session (which picks its prompt)."""
 
-    def __init__(self) -> None:
+    def __init__(self, first_request: int = 0) -> None:
         self.step = 0
+        self.requests = itertools.count(first_request)
 
 
 _numbers = itertools.count(1)
@@ -156,6 +159,10 @@ class PacedUser(User):
         super().__init__(environment)
         self.number = self.number_offset + next(_numbers)
         self.fmt: WireFormat = wire_format(self.workload.target.api)
+        target = self.workload.target
+        self._prompts = self.workload.prompts or PromptSource(
+            prompt=target.prompt, max_tokens=target.max_tokens
+        )
         self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
         self._next_start = 0.0
         self._first = True
@@ -301,16 +308,23 @@ class PacedUser(User):
             raise RequestFailed(_describe(exc)) from None
         return body
 
-    def chat_body(self, messages: list[dict[str, Any]], *, stream: bool, **kw: Any) -> bytes:
+    def next_request(self) -> tuple[list[dict[str, Any]], int]:
+        """The messages and max tokens of the session's next request."""
+        return self._prompts.request(next(self.session.requests))
+
+    def chat_body(
+        self, messages: list[dict[str, Any]], max_tokens: int, *, stream: bool, **kw: Any
+    ) -> bytes:
         w = self.workload
         return self.fmt.encode(
             self.fmt.body(
                 model=w.target.model,
                 messages=messages,
-                max_tokens=w.target.max_tokens,
+                max_tokens=max_tokens,
                 temperature=w.temperature,
                 stream=stream,
                 seed=w.seed,
+                exact=w.target.config.output_control,
                 **kw,
             )
         )
@@ -327,9 +341,8 @@ class BatchUser(PacedUser):
     abstract = True
 
     def run_task(self, scheduled: float, started: float) -> None:
-        payload = self.chat_body(
-            [{"role": "user", "content": self.workload.target.prompt}], stream=False
-        )
+        messages, max_tokens = self.next_request()
+        payload = self.chat_body(messages, max_tokens, stream=False)
         t0 = time.perf_counter()
         outcome = self.exchange(self.fmt.chat_path, payload, stream=False, judge=self._judge)
         self.report("batch", scheduled, started, time.perf_counter() - t0, outcome)
@@ -348,14 +361,15 @@ class StreamUser(PacedUser):
 
     def on_start(self) -> None:
         super().on_start()
-        # The body is the same for every task of a run (temperature 0, same prompt).
-        self._payload = self.chat_body(
-            [{"role": "user", "content": self.workload.target.prompt}], stream=True
-        )
+        # With one prompt, the body is the same for every task (temperature 0): built once.
+        self._payload: bytes | None = None
+        if self._prompts.fixed:
+            self._payload = self.chat_body(*self._prompts.request(0), stream=True)
 
     def run_task(self, scheduled: float, started: float) -> None:
+        payload = self._payload or self.chat_body(*self.next_request(), stream=True)
         t0 = time.perf_counter()
-        outcome = self.exchange(self.fmt.chat_path, self._payload, stream=True, judge=self._judge)
+        outcome = self.exchange(self.fmt.chat_path, payload, stream=True, judge=self._judge)
         self.report("stream", scheduled, started, time.perf_counter() - t0, outcome)
 
     def _judge(self, body: bytes, outcome: Outcome) -> None:
@@ -386,13 +400,17 @@ class ToolsUser(PacedUser):
 
     def _client_task(self, scheduled: float, started: float) -> None:
         expected = self._tools.tools
-        messages: list[dict[str, Any]] = [{"role": "user", "content": self.workload.target.prompt}]
+        messages, max_tokens = self.next_request()
         t0 = time.perf_counter()
         task = Outcome(tool_calls=0)
         for round_no in range(1, expected + 2):
             final = round_no == expected + 1
             payload = self.chat_body(
-                messages, stream=False, tools=True, tool_choice="none" if final else "required"
+                messages,
+                max_tokens,
+                stream=False,
+                tools=True,
+                tool_choice="none" if final else "required",
             )
             answers: list[Answer] = []
             judge = functools.partial(
@@ -436,9 +454,11 @@ class ToolsUser(PacedUser):
         w = self.workload
         tools = self._tools
         expected = tools.tools
+        messages, _ = self.next_request()
+        prompt = str(messages[-1].get("content", ""))
         payload = (
             tools.server_body.replace("{model}", json.dumps(w.target.model)[1:-1])
-            .replace("{prompt}", json.dumps(w.target.prompt)[1:-1])
+            .replace("{prompt}", json.dumps(prompt)[1:-1])
             .replace("{tools}", str(expected))
             .encode()
         )

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from capdisc.clients.prompts import prompt_source
 from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
@@ -20,7 +21,7 @@ from capdisc.metrics.frame import read_records, tasks
 from capdisc.profiles import Profile
 from capdisc.rundir import write_discovery_outputs
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
-from capdisc.settings import RampSettings, ToolsSettings
+from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings
 from capdisc.strategies.ramp import RampPlanner
 from capdisc.strategies.session import open_target, prepare_run
 
@@ -40,6 +41,7 @@ class DiscoveryRequest:
     # ToolsSettings for discover tools: the same model the flags and the profile filled.
     settings: RampSettings
     out_dir: Path
+    workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     temperature: float = 0.0
     seed: int = 0
     stop_timeout_s: float = 5.0
@@ -70,6 +72,8 @@ def _iso(ts: float) -> str:
 def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
     """Run a discovery to the end and write its outputs; raise ``RunFailed`` if no step completed."""
     settings = request.settings
+    config = request.profile.target
+    prompts = prompt_source(request.workload, config.prompt, config.max_tokens, request.seed)
     with open_target(request.profile) as target:
         out_dir = prepare_run(target, request.out_dir)
         from capdisc.loadgen.context import RunContext
@@ -82,6 +86,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             seed=request.seed,
             version=target.label,
             tools=request.tools,
+            prompts=prompts,
         )
         planner = RampPlanner(settings)
         with RunContext(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from capdisc.clients.prompts import PromptSource, prompt_source
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
 from capdisc.metrics.compare import compare_versions
@@ -31,7 +32,7 @@ from capdisc.schema import (
     VersionStats,
     load_summary,
 )
-from capdisc.settings import CompareSettings
+from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 from capdisc.strategies.session import load_engine, open_target
 from capdisc.target import Target
 
@@ -59,6 +60,17 @@ class CompareRequest:
     settings: CompareSettings
     out_dir: Path
     stop_timeout_s: float = 5.0
+    # Synthetic prompts or a dataset: both versions get the same ones, in the same order.
+    workload: WorkloadSettings = field(default_factory=WorkloadSettings)
+
+    def prompts(self) -> PromptSource | None:
+        """One prompt source for both sides (None: each side's own profile prompt)."""
+        workload = self.workload
+        if workload == WorkloadSettings():
+            return None
+        live = [s.profile for s in (self.a, self.b) if s.profile is not None]
+        config = live[0].target if live else TargetConfig()
+        return prompt_source(workload, config.prompt, config.max_tokens, self.settings.seed)
 
 
 @dataclass
@@ -170,6 +182,7 @@ def _iso(ts: float) -> str:
 def run_compare(request: CompareRequest, progress: ProgressSink | None) -> CompareOutcome:
     """Run (or reuse) both versions, compare them and write every output."""
     settings = request.settings
+    prompts = request.prompts()  # a bad dataset is refused before anything starts
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
@@ -208,6 +221,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                     temperature=settings.temperature,
                     seed=settings.seed,
                     version=side,
+                    prompts=prompts,
                 )
                 planner = HoldPlanner(
                     block,
