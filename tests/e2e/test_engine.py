@@ -106,7 +106,9 @@ def test_stream_rows_chunks_and_ground_truth(
     for r in rows:
         assert float(r["ttfb_ms"]) <= float(r["ttft_ms"]) < float(r["duration_ms"])
         assert float(r["ttft_ms"]) >= 30
-        assert float(r["tpot_ms"]) > 0 and 0 < float(r["itl_mean_ms"]) <= float(r["itl_max_ms"])
+        # A busy client may read every token at once: gaps can be 0, never negative.
+        assert float(r["tpot_ms"]) >= 0
+        assert 0 <= float(r["itl_mean_ms"]) <= float(r["itl_max_ms"])
 
 
 def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_path: Path) -> None:
