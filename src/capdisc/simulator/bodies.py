@@ -29,6 +29,8 @@ class Chat:
     tool_names: list[str]
     tool_choice: str | None
     include_usage: bool
+    # At least this many output tokens (min_tokens; ignore_eos asks for max_tokens).
+    min_tokens: int | None = None
 
 
 # --- JSON -----------------------------------------------------------------------------

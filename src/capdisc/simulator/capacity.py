@@ -5,15 +5,17 @@ how long each one holds its slot.
 arrival order; a request that finds the queue full is answered 503 at once. A served
 request holds its slot for ``prefill_ms``, then ``per_token_ms`` per output token
 (stretched by ``slowdown_per_slot`` for every other busy slot), all scaled by one
-seeded jitter factor drawn per request. :meth:`Capacity.service_times` decides a
-request's times; :meth:`Capacity.serve` spends them, handing tokens to an ``emit``
-callback as they are generated. Handlers own the answer's format, never its timing.
+seeded jitter factor drawn per request and by ``1 + drift_per_min x minutes since
+the start``. :meth:`Capacity.service_times` decides a request's times;
+:meth:`Capacity.serve` spends them, handing tokens to an ``emit`` callback as they
+are generated. Handlers own the answer's format, never its timing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -96,6 +98,8 @@ class Capacity:
         self._stats = stats
         self._slots = _Slots(config.slots, config.queue_limit)
         self._jitter_rng = random.Random(config.seed)
+        # Drift counts from here: the simulator's start.
+        self._started = time.monotonic()
 
     # --- slots and queue --------------------------------------------------------
 
@@ -153,32 +157,42 @@ class Capacity:
 
     # --- service time -----------------------------------------------------------
 
-    def service_times(self) -> tuple[float, float]:
+    def service_times(self, prompt_tokens: int | None = 0) -> tuple[float, float]:
         """Prefill seconds and per-token seconds of the request about to be served.
 
-        Drawn when its service starts (one jitter factor per request); the stretch
-        for other busy slots is applied per token by :meth:`serve`, since it changes
-        while the request runs.
+        The prefill is ``prefill_ms`` plus ``prefill_per_token_ms`` per prompt token,
+        none at all for a cached prompt (``prompt_tokens`` None). Drawn when its
+        service starts (one jitter factor per request); the stretch for other busy
+        slots is applied per token by :meth:`serve`, since it changes while the
+        request runs.
         """
         cfg = self._config
         j = cfg.jitter
         factor = self._jitter_rng.uniform(1.0 - j, 1.0 + j) if j > 0 else 1.0
-        return cfg.prefill_ms / 1000.0 * factor, cfg.per_token_ms / 1000.0 * factor
+        if cfg.drift_per_min:
+            factor *= 1.0 + cfg.drift_per_min * (time.monotonic() - self._started) / 60.0
+        prefill_ms = (
+            0.0
+            if prompt_tokens is None
+            else cfg.prefill_ms + prompt_tokens * cfg.prefill_per_token_ms
+        )
+        return prefill_ms / 1000.0 * factor, cfg.per_token_ms / 1000.0 * factor
 
     async def serve(
         self,
         tokens: int,
         emit: Emit | None,
         conn: Connection | None,
+        prompt_tokens: int | None = 0,
     ) -> tuple[float, float, float]:
         """Hold the (already acquired) slot for one service time.
 
         ``emit(start, stop)`` writes tokens ``start`` to ``stop - 1`` once they are
-        generated. Returns the loop times of the start, of the end of prefill and of
-        the end.
+        generated; ``prompt_tokens`` sets the prefill (see :meth:`service_times`).
+        Returns the loop times of the start, of the end of prefill and of the end.
         """
         loop = asyncio.get_running_loop()
-        prefill, per_token = self.service_times()
+        prefill, per_token = self.service_times(prompt_tokens)
         start = loop.time()
         deadline = start + prefill
         if deadline > start:

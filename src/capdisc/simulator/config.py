@@ -2,7 +2,8 @@
 
 The capacity model is meant to be reasoned about: ``slots`` requests are served at
 once, each takes ``prefill_ms + tokens * per_token_ms`` (times a seeded jitter
-factor, and slowed by ``slowdown_per_slot`` for every other active slot), and up to
+factor, and slowed by ``slowdown_per_slot`` for every other active slot; with
+``drift_per_min`` it also grows linearly with the time since the start), and up to
 ``queue_limit`` more wait for a slot; beyond that the simulator answers 503. With a
 pacing interval P, the saturation point is ``U* = slots * P / service_time``.
 
@@ -85,6 +86,15 @@ class SimulatorConfig(BaseModel):
         description="Content (or tool-call) tokens per answer; max_tokens/num_predict cap "
         "them together with the reasoning tokens.",
     )
+    prefill_per_token_ms: float = Field(
+        default=0.0,
+        ge=0,
+        description="Extra prefill time per prompt token (prompt words), as real prefill grows with the prompt.",
+    )
+    prompt_cache: bool = Field(
+        default=False,
+        description="A prompt seen before (the same messages) skips its prefill, like llama.cpp's cache.",
+    )
     reasoning_tokens: int = Field(
         default=0,
         ge=0,
@@ -105,6 +115,12 @@ class SimulatorConfig(BaseModel):
     jitter: float = Field(
         default=0.0, ge=0, le=0.9, description="Service time varies uniformly by +/- this share."
     )
+    drift_per_min: float = Field(
+        default=0.0,
+        ge=0,
+        description="Service time grows by this share per minute since the start "
+        "(0.05 = +5% after one minute, +10% after two), as a server that slows down.",
+    )
     seed: int = Field(default=0, description="Seed for jitter, errors and text.")
     auto_tool_calls: int = Field(
         default=1,
@@ -118,12 +134,18 @@ class SimulatorConfig(BaseModel):
     faults: FaultConfig = Field(default_factory=FaultConfig)
     connections: ConnectionConfig = Field(default_factory=ConnectionConfig)
 
-    def answer_tokens(self, max_tokens: int | None = None) -> tuple[int, int]:
+    def answer_tokens(
+        self, max_tokens: int | None = None, min_tokens: int | None = None
+    ) -> tuple[int, int]:
         """Reasoning and content tokens of an answer to a request with ``max_tokens``.
 
         The cap covers both, reasoning first: the content gets what is left of it.
+        ``min_tokens`` (or ``ignore_eos``, which asks for ``max_tokens``) makes the
+        answer at least that long, as vLLM and llama.cpp do.
         """
         reasoning, content = self.reasoning_tokens, self.output_tokens
+        if min_tokens is not None:
+            content = max(content, min_tokens - reasoning)
         if max_tokens is not None:
             reasoning = min(reasoning, max_tokens)
             content = min(content, max_tokens - reasoning)

@@ -6,14 +6,20 @@ model, the faults, the API key and the text source, but not routing or sockets.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 from capdisc.simulator.auth import ApiKey, read_api_key
-from capdisc.simulator.bodies import Chat
+from capdisc.simulator.bodies import Chat, dumps
 from capdisc.simulator.capacity import Capacity
 from capdisc.simulator.config import SimulatorConfig
 from capdisc.simulator.faults import Faults
 from capdisc.simulator.protocol import Request
 from capdisc.simulator.stats import StatsSnapshot
 from capdisc.simulator.text import TextSource
+
+# Prompts a simulator remembers for its prompt cache (least recently used dropped).
+_PROMPT_CACHE_SIZE = 4096
 
 
 class Context:
@@ -29,6 +35,7 @@ class Context:
         self.faults = Faults(config.faults, config.seed)
         self.capacity = Capacity(config, stats)
         self.text = TextSource(config.seed)
+        self._prompts: OrderedDict[bytes, None] = OrderedDict()
         # No fault and no key: the common case skips their checks on the hot path.
         self._plain = not self.auth.required and not self.faults.gates_requests
 
@@ -42,4 +49,20 @@ class Context:
 
     def answer_tokens(self, chat: Chat) -> tuple[int, int]:
         """How many reasoning and content tokens the answer to ``chat`` has."""
-        return self.config.answer_tokens(chat.max_tokens)
+        return self.config.answer_tokens(chat.max_tokens, chat.min_tokens)
+
+    def prefill_tokens(self, chat: Chat, prompt_tokens: int) -> int | None:
+        """The prompt tokens to process before the first token; None when the prompt
+        cache (``prompt_cache``) has seen this exact prompt (the prefill is skipped)."""
+        if not self.config.prompt_cache:
+            return prompt_tokens
+        key = hashlib.blake2b(dumps(chat.messages).encode(), digest_size=16).digest()
+        cache = self._prompts
+        if key in cache:
+            cache.move_to_end(key)
+            self.stats.prompt_cache_hits += 1
+            return None
+        cache[key] = None
+        if len(cache) > _PROMPT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return prompt_tokens

@@ -59,6 +59,7 @@ class OllamaApi:
         done_reason = "length" if tool is None and count < config.output_tokens else "stop"
         ids = ctx.text.token_ids(chat, reasoning + count)  # reasoning first
         prompt_tokens = count_prompt_tokens(chat.messages)
+        prefill = ctx.prefill_tokens(chat, prompt_tokens)
         ctx.faults.maybe_fail()
         capacity = ctx.capacity
         stats = ctx.stats
@@ -75,10 +76,10 @@ class OllamaApi:
             try:
                 if chat.stream and (tool is None or reasoning):
                     timing = await self._stream(
-                        conn, ids, reasoning, tool is None, model_json, created_at
+                        conn, ids, reasoning, tool is None, model_json, created_at, prefill
                     )
                 else:
-                    timing = await capacity.serve(len(ids), None, None)
+                    timing = await capacity.serve(len(ids), None, None, prefill)
             finally:
                 capacity.release()
             message: dict[str, Any] = {"role": "assistant", "content": ""}
@@ -138,6 +139,7 @@ class OllamaApi:
         content: bool,
         model_json: bytes,
         created_at: str,
+        prefill: int | None,
     ) -> tuple[float, float, float]:
         """Stream the reasoning lines, then the content lines (``content`` False: a
         tool call, sent whole afterwards)."""
@@ -158,7 +160,7 @@ class OllamaApi:
                 conn, stats, ids[:reasoning], think, think, _PIECES, reasoning=True
             )
             emit = split_emitter(reasoning, thinking, emit)
-        return await self._ctx.capacity.serve(len(ids), emit, conn)
+        return await self._ctx.capacity.serve(len(ids), emit, conn, prefill)
 
 
 def parse_ollama(body: dict[str, Any], default_model: str) -> Chat:

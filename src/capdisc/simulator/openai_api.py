@@ -75,6 +75,7 @@ class OpenAIApi:
         )
         ids = ctx.text.token_ids(chat, reasoning + count)  # reasoning first
         prompt_tokens = count_prompt_tokens(chat.messages)
+        prefill = ctx.prefill_tokens(chat, prompt_tokens)
         ctx.faults.maybe_fail()
         capacity = ctx.capacity
         stats = ctx.stats
@@ -84,13 +85,15 @@ class OpenAIApi:
                 conn.start_chunked(b"text/event-stream")
                 await capacity.wait(ticket)
                 try:
-                    await self._stream(conn, chat, ids, reasoning, tool, finish, prompt_tokens)
+                    await self._stream(
+                        conn, chat, ids, reasoning, tool, finish, prompt_tokens, prefill
+                    )
                 finally:
                     capacity.release()
             else:
                 await capacity.wait(ticket)
                 try:
-                    await capacity.serve(len(ids), None, None)
+                    await capacity.serve(len(ids), None, None, prefill)
                 finally:
                     capacity.release()
                 conn.send(200, self._body(chat, ids, reasoning, tool, finish, prompt_tokens))
@@ -148,6 +151,7 @@ class OpenAIApi:
         tool: str | None,
         finish: str,
         prompt_tokens: int,
+        prefill: int | None,
     ) -> None:
         ctx = self._ctx
         stats = ctx.stats
@@ -181,7 +185,7 @@ class OpenAIApi:
             )
             emit = split_emitter(reasoning, thinking, emit)
 
-        await ctx.capacity.serve(len(ids), emit, conn)
+        await ctx.capacity.serve(len(ids), emit, conn, prefill)
         tail = common + b'"delta":{},"logprobs":null,"finish_reason":"%b"}]}\n\n' % finish.encode()
         if chat.include_usage:
             usage = _usage(prompt_tokens, len(ids), reasoning)
@@ -292,6 +296,9 @@ def parse_openai(body: dict[str, Any], default_model: str) -> Chat:
         tool_names=names,
         tool_choice=tool_choice,
         include_usage=include_usage,
+        min_tokens=max_tokens
+        if opt_bool(body, "ignore_eos", False)
+        else opt_positive_int(body, "min_tokens"),
     )
 
 

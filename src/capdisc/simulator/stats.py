@@ -24,7 +24,8 @@ class StatsSnapshot:
     that ``chunks_sent + reasoning_sent`` are the events that carry output tokens;
     ``tool_calls`` tool calls answered (agent rounds included); ``connections``
     accepted; ``connections_refused`` closed at once by ``max_connections``;
-    ``dropped`` requests that arrived on a connection being closed (never read).
+    ``dropped`` requests that arrived on a connection being closed (never read);
+    ``prompt_cache_hits`` requests whose prompt the prompt cache had seen.
     Gauges (kept by a reset): ``in_flight`` generation requests holding a slot or
     queued for one, ``active`` busy slots, ``queued`` waiting requests,
     ``open_connections``; ``max_in_flight`` and ``max_active`` are the peaks since
@@ -49,6 +50,7 @@ class StatsSnapshot:
     open_connections: int = 0
     connections_refused: int = 0
     dropped: int = 0
+    prompt_cache_hits: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every field by name."""
