@@ -94,7 +94,14 @@ def create_out_dir(path: Path) -> Path:
 class RecordWriter:
     """Append-only CSV of raw records with a bounded flush delay."""
 
-    def __init__(self, path: Path, *, flush_every_s: float = 1.0, append: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_every_s: float = 1.0,
+        append: bool = False,
+        columns: Sequence[str] = RECORD_COLUMNS,
+    ) -> None:
         self.path = path
         self.rows = 0
         self.error: OSError | None = None
@@ -104,7 +111,7 @@ class RecordWriter:
         self._file: IO[str] | None = path.open("a" if append else "w", newline="", encoding="utf-8")
         self._csv = csv.writer(self._file)
         if not exists:
-            self._csv.writerow(RECORD_COLUMNS)
+            self._csv.writerow(columns)
 
     def write(self, row: Sequence[object]) -> None:
         """Append one row; flush when the last flush is older than the flush delay."""
@@ -172,6 +179,9 @@ STEP_COLUMNS = (
     "reconnects",
     "duration_cv",
     "round_p50_ms",
+    "client_cpu_p50",
+    "client_lag_p95_ms",
+    "client_bound",
     "passed",
     "reasons",
 )
@@ -235,6 +245,9 @@ def _write_steps(summary: DiscoverySummary, path: Path) -> None:
                     s.connections.reconnects,
                     _num(s.duration_cv),
                     " ".join(f"{v:.1f}" for v in s.round_p50_ms),
+                    _num(s.client.cpu_p50 if s.client else None),
+                    _num(s.client.lag_p95_ms if s.client else None),
+                    int(s.client_bound),
                     int(s.passed),
                     "; ".join(s.reasons),
                 )
@@ -265,7 +278,8 @@ def write_discovery_outputs(
             plot_capacity(summary, out_dir / "capacity.png")
         except Exception as exc:  # a plot must never cost the result
             warnings.append(f"capacity.png not written: {exc}")
-    files = _existing(out_dir, ["requests.csv", "steps.csv", "report.html", "capacity.png"])
+    names = ["requests.csv", "client.csv", "steps.csv", "report.html", "capacity.png"]
+    files = _existing(out_dir, names)
     files["summary"] = "summary.json"
     summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
     write_summary(summary, out_dir)
@@ -291,7 +305,14 @@ def write_compare_outputs(
         write_text(out_dir / "compare.md", compare_markdown(summary))
     except OSError as exc:
         warnings.append(f"compare.md not written: {exc.strerror}")
-    names = ["requests.csv", "report-a.html", "report-b.html", "compare.png", "compare.md"]
+    names = [
+        "requests.csv",
+        "client.csv",
+        "report-a.html",
+        "report-b.html",
+        "compare.png",
+        "compare.md",
+    ]
     files = _existing(out_dir, names)
     files["summary"] = "summary.json"
     summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})

@@ -6,7 +6,8 @@ import this module; it imports nothing of capdisc's. It holds:
 - :class:`RequestRecord`, the named type of one row of ``requests.csv`` (the CSV
   header is derived from it), written by the load engine and read by ``metrics``;
 - :data:`StopReason`, the one set of reasons a run can end with;
-- the ``summary.json`` models, schema 1, validated by pydantic.
+- the ``summary.json`` models, validated by pydantic: schema 1, and schema 2 for a
+  comparison (:data:`COMPARE_SCHEMA`; schema-1 comparisons still read).
 
 The field names are public API (see the README); add fields freely, rename or remove
 them only with a schema bump and a CHANGELOG entry. Times are Unix epoch seconds;
@@ -22,16 +23,22 @@ from typing import Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "COMPARE_SCHEMA",
     "LATER_COLUMNS",
     "RECORD_COLUMNS",
     "ROUND_PREFIX",
     "SCHEMA",
     "AtStop",
     "Capacity",
+    "ClientCeiling",
+    "ClientInfo",
+    "ClientLoad",
+    "ClientSample",
     "CompareLoad",
     "CompareSummary",
     "Connections",
     "DiscoverySummary",
+    "LegacyVerdict",
     "Pacing",
     "RequestRecord",
     "Spread",
@@ -44,6 +51,7 @@ __all__ = [
     "Verdict",
     "VersionDiff",
     "VersionStats",
+    "WorkloadCeiling",
     "dump_summary",
     "is_round",
     "load_summary",
@@ -109,13 +117,30 @@ def is_round(name: str) -> bool:
     return name.startswith(ROUND_PREFIX)
 
 
+class ClientSample(NamedTuple):
+    """One second of one load process (a row of ``client.csv``): its CPU and loop lag."""
+
+    ts: float  # end of the second it covers (Unix seconds)
+    process: str  # "capdisc" (no workers), "master", "worker N"
+    cpu: float  # CPU time / wall time over that second: 1.0 is one whole core
+    lags_ms: tuple[float, ...]  # how late each 100 ms event-loop timer fired in it
+
+
 SCHEMA = 1
 
 # Why a run ended. "max_users" and "slo" end a discovery (every step passed up to
 # --max-users; a step failed its limits), "duration" a comparison; the failure
 # threshold and a signal (or a write error) can end either.
-StopReason = Literal["max_users", "slo", "duration", "failure_threshold", "interrupted"]
-Verdict = Literal["b_faster", "b_slower", "no_difference"]
+# "client_bound": a step showed capdisc itself at its limit (never a server verdict).
+StopReason = Literal[
+    "max_users", "slo", "duration", "failure_threshold", "interrupted", "client_bound"
+]
+# The verdict of a comparison (schema 2). Schema-1 summaries said "no_difference" instead
+# of "equivalent"/"inconclusive"; they still read (:data:`LegacyVerdict`).
+Verdict = Literal["b_faster", "b_slower", "equivalent", "inconclusive"]
+LegacyVerdict = Literal["no_difference"]
+# The comparison summary's schema: 2 since the paired design and its four verdicts.
+COMPARE_SCHEMA = 2
 
 
 class _Model(BaseModel):
@@ -184,6 +209,24 @@ class TokenStats(_Model):
     estimated: bool = False  # some output tokens are counted events (no usage sent)
 
 
+class ClientLoad(_Model):
+    """How hard capdisc's own load processes worked over a window (a step, a block).
+
+    From the processes' per-second samples: CPU of the busiest process (1.0 = one core)
+    and event-loop lag (how late a 100 ms timer fired) of the most lagging one.
+    """
+
+    processes: int
+    seconds: int  # samples of the process with the most of them
+    busiest: str
+    cpu_p50: float  # median of the busiest process's per-second CPU
+    cpu_mean: float
+    cpu_max: float
+    lagging: str
+    lag_p95_ms: float  # over every timer of the most lagging process
+    lag_max_ms: float
+
+
 class StepResult(_Model):
     """One step of a discovery ramp, measured after all its users started."""
 
@@ -209,6 +252,9 @@ class StepResult(_Model):
     round_p50_ms: list[float] = Field(default_factory=list)
     passed: bool
     reasons: list[str] = Field(default_factory=list)
+    client: ClientLoad | None = None
+    # capdisc itself was the limit: not a server verdict, and no capacity is reported.
+    client_bound: bool = False
 
 
 class Capacity(_Model):
@@ -243,6 +289,49 @@ class ToolsInfo(_Model):
     round_p50_ms: list[float] = Field(default_factory=list)
 
 
+class WorkloadCeiling(_Model):
+    """What one capdisc process drives of one workload on this machine (calibration)."""
+
+    unit: str  # "req/s" (batch), "chunks/s" (stream), "rounds/s" (tools)
+    rate: float  # per process, at one whole core
+    tasks_per_s: float  # the same in requests, streams or tool tasks per second
+    achieved: float  # what the calibration drove, in ``unit``
+    cpu: float  # the CPU share it used doing so (1.0 = one core)
+    saturated: bool  # the client reached its limits (else extrapolated from ``cpu``)
+
+
+class ClientCeiling(_Model):
+    """The calibration of one machine and capdisc version (the cached JSON file)."""
+
+    capdisc: str
+    machine: dict[str, str | int]
+    key: str
+    measured_at: str
+    duration_s: float
+    workloads: dict[str, WorkloadCeiling] = Field(default_factory=dict)
+
+
+class ClientInfo(_Model):
+    """``summary.json`` ``client``: capdisc's own ceiling, the share used, steps it bound."""
+
+    unit: str
+    ceiling: float | None  # one process, from the calibration (None: not calibrated)
+    calibrated_at: str | None = None
+    cache: str | None = None
+    processes: int = 1  # processes generating the load (1, or the workers)
+    workers_needed: int | None = None  # --workers the planned peak needs (ceiling-based)
+    planned_peak: float = 0.0  # in ``unit``
+    planned_share: float | None = None  # planned_peak / (ceiling x processes)
+    peak: float | None = None  # the most a step (block) achieved, in ``unit``
+    peak_share: float | None = None
+    cpu_max: float | None = None  # highest step (block) cpu_p50
+    lag_p95_max_ms: float | None = None
+    limits: dict[str, float] = Field(default_factory=dict)
+    # Client-bound steps ("3") or blocks ("a1"), and each block's load (comparison).
+    bound: list[str] = Field(default_factory=list)
+    blocks: dict[str, ClientLoad] = Field(default_factory=dict)
+
+
 class DiscoverySummary(_Model):
     """Result of ``discover batch`` and ``discover tools``."""
 
@@ -260,6 +349,7 @@ class DiscoverySummary(_Model):
     steps: list[StepResult]
     pacing: Pacing = Field(default_factory=Pacing)
     tools: ToolsInfo | None = None
+    client: ClientInfo | None = None
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
@@ -297,24 +387,45 @@ class VersionStats(_Model):
     run_dir: str | None = None
     # Measured windows as [block, start, end] (Unix seconds), so a saved run can be reused.
     windows: list[tuple[int, float, float]] = Field(default_factory=list)
+    # The load it got: users / interval, and measured tasks per measured second.
+    offered_rps: float | None = None
+    achieved_rps: float | None = None
 
 
 class VersionDiff(_Model):
-    """B against A, in percent of A (negative = B faster)."""
+    """B against A, in percent of A (negative = B faster), with 95% intervals.
+
+    Schema 2: the latency figures come from block pairs (the geometric mean of B's to
+    A's per-block ratio, failures ranked slower than every success); a schema-1
+    summary has only the first fields.
+    """
 
     p50_pct: float | None
     p50_ci95_pct: tuple[float, float] | None
     p95_pct: float | None
-    p_value: float | None
+    p_value: float | None  # request-level Mann-Whitney U: information, not the verdict
     ttft_p50_pct: float | None = None
     tpot_p50_pct: float | None = None
     method: str = "block bootstrap of the median difference; Mann-Whitney U"
+    p95_ci95_pct: tuple[float, float] | None = None
+    ttft_p50_ci95_pct: tuple[float, float] | None = None
+    tpot_p50_ci95_pct: tuple[float, float] | None = None
+    # Failure rates (B minus A), in percentage points.
+    failure_rate_pts: float | None = None
+    failure_rate_ci95_pts: tuple[float, float] | None = None
+    design: Literal["paired", "unpaired"] | None = None
+    pairs: int = 0
+    blocks_a: int = 0
+    blocks_b: int = 0
+    # The smallest change of the median this run detects with 80% power, in percent.
+    mde_pct: float | None = None
+    margin_pct: float | None = None
 
 
 class CompareSummary(_Model):
     """Result of ``compare stream``."""
 
-    schema_: int = Field(default=SCHEMA, alias="schema")
+    schema_: int = Field(default=COMPARE_SCHEMA, alias="schema")
     strategy: Literal["stream"] = "stream"
     started_at: str
     finished_at: str
@@ -323,9 +434,15 @@ class CompareSummary(_Model):
     a: VersionStats
     b: VersionStats
     diff: VersionDiff
-    verdict: Verdict
+    verdict: Verdict | LegacyVerdict
+    verdict_reason: str = ""
+    # Why the load was not the one asked for (then there is no verdict); empty when it was.
+    load_reasons: list[str] = Field(default_factory=list)
     regression_limit_pct: float | None = None
     regression: bool = False
+    # With --fail-on-regression: pass (exit 0), regression (exit 1), inconclusive (exit 5).
+    gate: Literal["pass", "regression", "inconclusive"] | None = None
+    client: ClientInfo | None = None
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

@@ -50,6 +50,7 @@ __all__ = [
     "TargetConfig",
     "TokenCount",
     "ToolsSettings",
+    "Workers",
     "WorkloadSettings",
     "flag_of",
     "load_settings",
@@ -88,6 +89,8 @@ class OptionSpec(BaseModel):
     profile_only: bool = False
     # Environment variables read for this field, first found wins.
     env: tuple[str, ...] = ()
+    # How the flag's value shows in --help (DUR for durations).
+    metavar: str | None = None
 
 
 def option(
@@ -99,11 +102,12 @@ def option(
     duration: bool = False,
     profile_only: bool = False,
     env: tuple[str, ...] = (),
+    metavar: str | None = None,
     **constraints: Any,
 ) -> Any:
     """A settings field with its command-line flag (``--field-name`` unless ``flag``)."""
     info: FieldInfo = Field(default, description=help, **constraints)
-    spec = _Spec(flag=flag, panel=panel, duration=duration, profile_only=profile_only, env=env)
+    spec = _Spec(flag, panel, duration, profile_only, env, metavar)
     info.metadata.append(spec)
     return info
 
@@ -116,6 +120,7 @@ class _Spec:
     duration: bool
     profile_only: bool
     env: tuple[str, ...]
+    metavar: str | None
 
 
 def option_spec(model: type[BaseModel], name: str) -> OptionSpec | None:
@@ -248,6 +253,30 @@ class WorkloadSettings(_Section):
         return self
 
 
+def _workers(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a number of workers (0 or more) or auto, got {value!r}")
+    return value
+
+
+# A number of local worker processes, or "auto" (resolved from the client ceiling).
+Workers = Annotated[int | Literal["auto"], BeforeValidator(_workers)]
+
+
+def _host_port(value: Any) -> Any:
+    host, _, port = str(value).rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT (e.g. 0.0.0.0:5557), got {value!r}")
+    return f"{host}:{int(port)}"
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+
 class _RunOptions(_Section):
     """What every load command shares: when to stop, and where the users run."""
 
@@ -259,18 +288,27 @@ class _RunOptions(_Section):
         help="Stop the run after this many failed requests "
         "(default 5, 0 = never; env LOAD_TEST_FAILURE_THRESHOLD).",
     )
-    workers: int = option(
+    workers: Workers = option(
         0,
-        ge=0,
         panel="Run",
-        help="Local Locust worker processes, capdisc being the master (0 = users run here).",
+        metavar="N|auto",
+        help="Local Locust worker processes, capdisc being the master (0 = users run here; "
+        "auto = as many as the planned peak needs, from the calibrated client ceiling).",
     )
     expect_workers: int = option(
         0,
         ge=0,
         panel="Run",
         help="Wait for this many 'capdisc worker' processes from other machines "
-        "(the master listens on port 5557).",
+        "(the master listens on --master-bind).",
+    )
+    master_bind: HostPort = option(
+        "127.0.0.1:5557",
+        panel="Run",
+        metavar="HOST:PORT",
+        help="HOST:PORT the master listens on for --expect-workers (default 127.0.0.1:5557, "
+        "this machine only; 0.0.0.0:5557 for other machines: the protocol has no "
+        "authentication).",
     )
 
 
@@ -358,23 +396,31 @@ class CompareSettings(_RunOptions):
     temperature: float = option(
         0.0, ge=0, le=2, panel="Load", help="Sampling temperature (default 0)."
     )
-    blocks: int = option(2, ge=1, panel="Load", help="Alternating A/B blocks per version.")
-    sequential: bool = option(False, panel="Load", help="Run all of A, then all of B.")
-    seed: int = option(0, panel="Load", help="Seed of the request bodies and the bootstrap.")
+    blocks: int = option(
+        4,
+        ge=1,
+        panel="Load",
+        help="Blocks per version, run as A B B A pairs (default 4 pairs; 2+ for an interval).",
+    )
+    sequential: bool = option(
+        False,
+        panel="Load",
+        help="Run all of A, then all of B (no pairs: drift between them is not cancelled).",
+    )
+    seed: int = option(0, panel="Load", help="Seed of the request bodies and the users' phases.")
+    margin: float = option(
+        2.0,
+        ge=0,
+        panel="Load",
+        help="Equivalent when B's change lies within +/- this many percent (default 2).",
+    )
     fail_on_regression: float | None = option(
         None,
         ge=0,
         panel="Load",
-        help="Exit 1 when B is significantly slower by more than PCT percent.",
+        help="Exit 1 when the interval shows B slower by more than PCT percent, 0 when it "
+        "shows B at most PCT slower, else 5 (inconclusive: run longer).",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _one_block_when_sequential(cls, data: Any) -> Any:
-        # Sequential means all of A, then all of B: one block each unless asked otherwise.
-        if isinstance(data, Mapping) and data.get("sequential") and "blocks" not in data:
-            return {**data, "blocks": 1}
-        return data
 
 
 class Settings(BaseSettings):
@@ -391,6 +437,10 @@ class Settings(BaseSettings):
     profile: str = Field(default="demo", description="Profile used when none is given.")
     profiles_dir: Path | None = Field(default=None, description="Extra directory of profiles.")
     runs_dir: Path = Field(default=Path("runs"), description="Where run directories are made.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where the client ceiling is cached (default: the user's cache directory).",
+    )
 
 
 def load_settings() -> Settings:

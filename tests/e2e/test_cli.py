@@ -50,6 +50,7 @@ def test_every_contract_command_has_help() -> None:
         ["profiles", "validate"],
         ["report"],
         ["worker"],
+        ["calibrate"],
     ):
         result = run(*command, "--help")
         assert result.returncode == 0, (command, result.stderr)
@@ -86,6 +87,10 @@ def test_version() -> None:
         (["report", "/nonexistent/run"], "RUN_DIR"),
         (["worker", "--master", "127.0.0.1:notaport"], "--master"),
         (["discover", "batch", "--workers", "-1"], "--workers"),
+        (["discover", "batch", "--workers", "x"], "--workers"),
+        (["compare", "stream", "v1", "v2", "--workers", "some"], "--workers"),
+        (["discover", "batch", "--master-bind", "0.0.0.0"], "--master-bind"),
+        (["calibrate", "--workload", "chat"], "--workload"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(args: list[str], needle: str) -> None:
@@ -93,6 +98,16 @@ def test_bad_input_is_one_line_naming_the_flag(args: list[str], needle: str) -> 
     result = run(*args)
     assert result.returncode == 2, result.stderr
     assert needle in one_error_line(result)
+
+
+def test_calibrate_says_where_its_cache_is(tmp_path: Path) -> None:
+    """--show with nothing cached names the cache file and what to run (exit 2)."""
+    result = run("calibrate", "--show", env={"CAPDISC_CACHE_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "--show" in line and str(tmp_path / "client-ceiling-") in line
+    assert "capdisc calibrate" in line
+    assert "--workers auto" in run("calibrate", "--help").stdout
 
 
 def test_bad_environment_setting_is_named() -> None:

@@ -1,7 +1,9 @@
-"""``compare stream`` end to end at small scale: a faster B is found, A/A is not a difference.
+"""``compare stream`` end to end at small scale: verdicts, drift, overload and the gate.
 
-Each version is an embedded simulator profile written to a temporary directory;
-the command runs in a subprocess, as a user would run it.
+Each version is an embedded simulator profile written to a temporary directory, or
+one simulator started by the test and named by its URL on both sides (A/A); the
+command runs in a subprocess, as a user would run it. Every comparison is 4 A B B A
+block pairs of about a second each.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import StartSimulator
 from tests.e2e.helpers import run_capdisc
 
 pytestmark = pytest.mark.slow
 
-LOAD = ["--users", "12", "--interval", "0.5s", "--duration", "8s", "--blocks", "2"]
+LOAD = ["--users", "12", "--interval", "0.5s", "--duration", "4s", "--blocks", "4"]
 
 
 def profile(tmp_path: Path, name: str, per_token_ms: float, seed: int) -> Path:
@@ -45,21 +48,26 @@ def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
         "compare", "stream", a, b, *LOAD, "--out", str(out), "--quiet", *extra, timeout=240
     )
     path = out / "summary.json"
-    return result.returncode, json.loads(path.read_text()) if path.exists() else {}, result.stderr
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    return result.returncode, summary, result.stdout + result.stderr
 
 
 def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
-    """B with 30% less time per token is b_faster, with a CI below zero."""
+    """B with 30% less time per token is b_faster, from 4 pairs run A B B A A B B A."""
     a = profile(tmp_path, "slow", per_token_ms=10, seed=1)
     b = profile(tmp_path, "fast", per_token_ms=7, seed=2)
-    code, summary, stderr = compare(str(a), str(b), tmp_path / "run")
-    assert code == 0, stderr
+    code, summary, output = compare(str(a), str(b), tmp_path / "run")
+    assert code == 0, output
+    assert summary["schema"] == 2
     assert summary["verdict"] == "b_faster", summary["diff"]
-    lo, hi = summary["diff"]["p50_ci95_pct"]
-    assert lo < hi < 0 and summary["diff"]["p_value"] < 0.05
+    diff = summary["diff"]
+    lo, hi = diff["p50_ci95_pct"]
+    assert lo < hi < 0 and diff["design"] == "paired" and diff["pairs"] == 4
+    assert diff["mde_pct"] > 0 and diff["margin_pct"] == 2
+    assert summary["load_reasons"] == []
     assert summary["a"]["label"] == "slow" and summary["b"]["label"] == "fast"
     assert summary["a"]["chunks_p50"] > 2 and summary["a"]["ttft_p50_ms"] is not None
-    assert summary["load"]["users"] == 12 and summary["load"]["blocks"] == 2
+    assert summary["load"]["users"] == 12 and summary["load"]["order"] == "abba"
     run = tmp_path / "run"
     for name in (
         "summary.json",
@@ -71,32 +79,87 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     ):
         assert (run / name).stat().st_size > 0, name
     with (run / "requests.csv").open() as handle:
-        versions = {row["version"] for row in csv.DictReader(handle)}
-    assert versions == {"a", "b"}
-    assert (
-        "B is faster" in (run / "compare.md").read_text()
-        or "faster" in (run / "compare.md").read_text()
-    )
+        rows = list(csv.DictReader(handle))
+    # Blocks ran A B | B A | A B | B A: the first request of each block, in time order.
+    firsts: dict[tuple[str, str], float] = {}
+    for row in rows:
+        key = (row["version"], row["step"])
+        firsts[key] = min(firsts.get(key, float("inf")), float(row["ts_start"]))
+    order = [key for key, _ in sorted(firsts.items(), key=lambda item: item[1])]
+    assert " ".join("".join(key).upper() for key in order) == "A1 B1 B2 A2 A3 B3 B4 A4"
+    markdown = (run / "compare.md").read_text()
+    assert "**Verdict: B is faster.**" in markdown and "minimum detectable effect" in markdown
 
 
-def test_same_target_twice_is_no_difference(tmp_path: Path) -> None:
-    """A/A: the same configuration on both sides gives no_difference."""
+def test_same_target_twice_is_never_a_difference(tmp_path: Path) -> None:
+    """A/A: the same configuration on both sides is equivalent within 10% (or inconclusive)."""
     a = profile(tmp_path, "same", per_token_ms=8, seed=5)
-    code, summary, stderr = compare(str(a), str(a), tmp_path / "run")
-    assert code == 0, stderr
-    assert summary["verdict"] == "no_difference", summary["diff"]
+    code, summary, output = compare(str(a), str(a), tmp_path / "run", "--margin", "10")
+    assert code == 0, output
+    assert summary["verdict"] in ("equivalent", "inconclusive"), summary["diff"]
+
+
+def test_drift_is_no_difference(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    """Case 2 (issue 13): A/A on one server slowing down +200% a minute.
+
+    In A B A B order B always ran later and was called slower; in A B B A pairs the
+    drift cancels and only widens the interval.
+    """
+    sim = start_simulator(
+        slots=16, prefill_ms=20, per_token_ms=8, output_tokens=20, jitter=0.1, drift_per_min=2.0
+    )
+    code, summary, output = compare(sim.base_url, sim.base_url, tmp_path / "run")
+    assert code == 0, output
+    assert summary["verdict"] not in ("b_faster", "b_slower"), summary["diff"]
+    a, b = summary["a"]["p50_ms"], summary["b"]["p50_ms"]
+    assert abs(b - a) / a < 0.05  # each side saw the drift alike
+
+
+def test_overload_gives_no_verdict_and_the_gate_says_inconclusive(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Cases 4 and 5 (issue 13): a server that cannot keep up on both sides (A/A).
+
+    8 users every 0.5 s offer 16 req/s to one slot of 100 ms (10 req/s): each side
+    achieves about 10 and starts its tasks late. No verdict, the reason says why, and
+    --fail-on-regression exits 5 instead of judging a load that was not the one asked.
+    """
+    sim = start_simulator(slots=1, prefill_ms=20, per_token_ms=4, output_tokens=20)
+    result = run_capdisc(
+        "compare",
+        "stream",
+        sim.base_url,
+        sim.base_url,
+        *("--users", "8", "--interval", "0.5s", "--duration", "8s", "--blocks", "2"),
+        *("--fail-on-regression", "5", "--out", str(tmp_path / "run"), "--quiet"),
+        timeout=240,
+    )
+    assert result.returncode == 5, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["verdict"] == "inconclusive"
+    assert summary["gate"] == "inconclusive" and summary["regression"] is False
+    assert summary["verdict_reason"].startswith("unequal load:")
+    reasons = " ".join(summary["load_reasons"])
+    assert "A achieved" in reasons and "B achieved" in reasons and "late" in reasons
+    assert summary["a"]["achieved_rps"] < 0.9 * summary["a"]["offered_rps"]
+    assert "Inconclusive (exit 5): the load was unequal: run longer" in result.stdout
 
 
 def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:
-    """A saved run is reused as A without rerunning it; a slower B beyond the limit exits 1."""
+    """A saved run is reused as A without rerunning it; a slower B beyond the limit exits 1.
+
+    A saved side has no pairs: its blocks and B's compare as two groups, with a warning.
+    """
     fast = profile(tmp_path, "fast", per_token_ms=7, seed=2)
     slow = profile(tmp_path, "slow", per_token_ms=10, seed=1)
-    code, first, stderr = compare(str(fast), str(fast), tmp_path / "first")
-    assert code == 0, stderr
-    code, second, stderr = compare(
+    code, first, output = compare(str(fast), str(fast), tmp_path / "first")
+    assert code == 0, output
+    code, second, output = compare(
         str(tmp_path / "first"), str(slow), tmp_path / "second", "--fail-on-regression", "5"
     )
-    assert code == 1, stderr
+    assert code == 1, output
     assert second["verdict"] == "b_slower" and second["regression"] is True
+    assert second["gate"] == "regression" and second["diff"]["design"] == "unpaired"
+    assert any("not measured in alternating pairs" in w for w in second["warnings"])
     assert second["a"]["requests"] == first["a"]["requests"]
     assert second["a"]["run_dir"] == str(tmp_path / "first")

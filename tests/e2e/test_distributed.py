@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -92,7 +93,9 @@ def test_batch_and_tools_with_two_workers_match_ground_truth(
 def test_stream_with_two_workers_matches_ground_truth(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """A comparison on workers: every stream the target served is one row."""
+    """A comparison on workers: every stream the target served is one row, and the
+    users of both versions ran on both workers (case 1 of issue 13: users numbered
+    from 1,000,000 x the worker's index, never 1..N in the master)."""
     sim = start_simulator(slots=16, prefill_ms=10, per_token_ms=2, output_tokens=10)
     result = run_capdisc(
         "compare",
@@ -118,6 +121,49 @@ def test_stream_with_two_workers_matches_ground_truth(
     rows = rows_of(tmp_path / "s")
     assert len(rows) == sim.stats()["served"] - 2
     assert all(int(r["chunks"]) > 2 for r in rows)
+    for version in ("a", "b"):
+        assert workers_seen([r for r in rows if r["version"] == version]) == {1, 2}, version
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_compare_on_expected_workers_runs_every_block_on_them(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """--expect-workers: workers started by hand serve every block of a comparison.
+
+    Each block is a session with its own master on the same port; the workers stay
+    connected and are told the next block's workload when they are ready again.
+    """
+    sim = start_simulator(slots=16, prefill_ms=10, per_token_ms=2, output_tokens=10)
+    port = free_port()
+    workers = [
+        start_logged(tmp_path / f"worker{i}.txt", "worker", "--master", f"127.0.0.1:{port}")
+        for i in (1, 2)
+    ]
+    try:
+        result = run_capdisc(
+            "compare",
+            "stream",
+            sim.base_url,
+            sim.base_url,
+            *("--users", "4", "--interval", "0.5s", "--duration", "2s", "--blocks", "1"),
+            *("--expect-workers", "2", "--master-bind", f"127.0.0.1:{port}"),
+            *("--quiet", "--out", str(tmp_path / "s")),
+            timeout=RUN_TIMEOUT_S,
+        )
+    finally:
+        for proc in workers:
+            proc.kill()
+            proc.wait()
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(tmp_path / "s")
+    for version in ("a", "b"):
+        assert workers_seen([r for r in rows if r["version"] == version]) == {1, 2}, version
 
 
 def test_threshold_counts_failures_across_workers(

@@ -1,11 +1,11 @@
 """The ``capdisc`` command line: parse, build the settings, call one function, render, exit.
 
-One module per command group (:mod:`.discover`, :mod:`.compare`, :mod:`.simulator`,
-:mod:`.profiles`, :mod:`.run`); options are declared once (:mod:`.options`), most of
-them generated from the settings models. Heavy imports (locust, pandas, matplotlib)
-happen inside commands, so ``capdisc --help`` stays fast and never patches the
-standard library. Every :class:`~capdisc.errors.CapdiscError` becomes one line on
-stderr and its exit code.
+One module per command group (:mod:`.discover`, :mod:`.compare`, :mod:`.calibrate`,
+:mod:`.simulator`, :mod:`.profiles`, :mod:`.run`); options are declared once
+(:mod:`.options`), most of them generated from the settings models. Heavy imports
+(locust, pandas, matplotlib) happen inside commands, so ``capdisc --help`` stays fast
+and never patches the standard library. Every :class:`~capdisc.errors.CapdiscError`
+becomes one line on stderr and its exit code.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 
 import typer
 
-from capdisc.cli import compare, discover, profiles, run, simulator
+from capdisc.cli import calibrate, compare, discover, profiles, run, simulator
 from capdisc.cli.app import app, err
 from capdisc.errors import CapdiscError
 
 __all__ = ["app", "main"]
 
-_ = (compare, discover, profiles, run, simulator)  # imported to register their commands
+_ = (calibrate, compare, discover, profiles, run, simulator)  # imported to register their commands
 
 # Typer re-exports click's BadParameter; its base is click's UsageError, whichever click
 # (its own vendored copy or the package) this Typer release parses with.

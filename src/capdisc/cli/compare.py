@@ -39,14 +39,18 @@ def compare_stream(
     """Compare streaming latency of two versions under the same fixed load.
 
     Both versions get the same paced users, prompt and seed at temperature 0;
-    live versions are measured in alternating blocks (A B A B) so drift hits both
-    alike. Success is HTTP 200 with more than 2 chunks, counted without parsing.
-    The verdict needs both a 95% block-bootstrap confidence interval of the
-    median difference that excludes 0 and a Mann-Whitney p-value below 0.05.
+    live versions run in block pairs A B, B A, ... so drift cancels. Success is
+    HTTP 200 with more than 2 chunks, counted without parsing. The verdict comes
+    from the 95% t-interval of the per-pair change of the median (failures ranked
+    slowest): b_faster, b_slower, equivalent (within --margin) or inconclusive
+    (also when either version did not get the offered load). With
+    --fail-on-regression PCT: exit 1 regression, 0 pass, 5 inconclusive.
     Target options (--model, --api, ...) apply to both live versions.
     """
     from capdisc.settings import load_settings, resolve
-    from capdisc.strategies.stream import CompareRequest, resolve_source, run_compare
+    from capdisc.strategies.calibrate import cache_dir
+    from capdisc.strategies.client import run_compare_checked
+    from capdisc.strategies.stream import CompareRequest, resolve_source
 
     env = load_settings()
     source_a = resolve_source(a, "a", env.profiles_dir, target)
@@ -70,7 +74,7 @@ def compare_stream(
                 f"{settings.users} users every {settings.interval:g}s, "
                 f"results in {request.out_dir}"
             )
-        outcome = run_compare(request, progress)
+        outcome = run_compare_checked(request, progress, cache_dir(env))
     print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
     if outcome.failure is not None:
         raise outcome.failure

@@ -32,6 +32,7 @@ def _discover(
     quiet: bool,
 ) -> None:
     from capdisc.settings import load_settings, resolve
+    from capdisc.strategies.calibrate import cache_dir
     from capdisc.strategies.discovery import DiscoveryRequest
 
     env = load_settings()
@@ -46,6 +47,7 @@ def _discover(
         settings=settings,
         workload=resolve(WorkloadSettings, profile.workload, env, workload),
         out_dir=out_dir_for(env, out_opt, f"discover-{strategy}", profile.name),
+        cache_dir=cache_dir(env),
     )
     if strategy == "tools":
         from capdisc.strategies.tools import discover_tools as run

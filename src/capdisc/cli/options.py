@@ -105,7 +105,7 @@ def model_flags(
             help=field.description or "",
             rich_help_panel=where,
             show_default=False,
-            metavar="DUR" if spec is not None and spec.duration else None,
+            metavar=("DUR" if spec.duration else spec.metavar) if spec is not None else None,
         )
         annotation = Annotated[Optional[kind], info]  # type: ignore[valid-type]  # noqa: UP045
         params.append(

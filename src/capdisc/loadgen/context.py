@@ -3,7 +3,8 @@
 Every strategy (and every benchmark) runs its Locust sessions through a
 :class:`RunContext`, so the run set-up is written once: the failure threshold and
 Ctrl+C/SIGTERM handling are shared by all sessions of the command, every row goes to
-the run directory's ``requests.csv`` as it happens, and whatever stops the run, the
+the run directory's ``requests.csv`` as it happens (and every load process's CPU and
+loop lag to ``client.csv``, once a second), and whatever stops the run, the
 file is flushed and closed and the signal handlers are removed.
 """
 
@@ -12,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from capdisc.loadgen.engine import RunControl, ensure_file_limit, html_report, run_session
 from capdisc.loadgen.plan import ProgressSink, SessionResult, StepPlanner, Workload
+from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
 from capdisc.rundir import RecordWriter, write_text
 
 __all__ = ["RunContext"]
@@ -36,14 +38,18 @@ class RunContext:
         users: int,
         progress: ProgressSink | None = None,
         stop_timeout: float = 5.0,
-        workers: int = 0,
+        workers: int | Literal["auto"] = 0,
         expect_workers: int = 0,
         records_name: str = "requests.csv",
+        master_bind: str = "127.0.0.1:5557",
     ) -> None:
+        if workers == "auto":  # the strategy resolves it from the client ceiling first
+            raise ValueError("resolve --workers auto before the run (strategies.client)")
         self.out_dir = out_dir
         self.progress = progress
         self.workers = workers
         self.expect_workers = expect_workers
+        self.master_bind = master_bind
         self.warnings: list[str] = []
         self.sessions: list[SessionResult] = []
         self.control = RunControl(failure_threshold=failure_threshold, stop_timeout=stop_timeout)
@@ -51,6 +57,11 @@ class RunContext:
         if limit:
             self._warn(limit)
         self.writer = RecordWriter(out_dir / records_name)
+        # Every load process's CPU and loop lag, once a second (client.csv).
+        client_name = records_name.replace("requests", "client", 1)
+        if client_name == records_name:
+            client_name = f"client-{records_name}"
+        self.selfcheck = SelfCheck(RecordWriter(out_dir / client_name, columns=CLIENT_COLUMNS))
         self._handlers: list[Any] = []
 
     def __enter__(self) -> Self:
@@ -77,6 +88,8 @@ class RunContext:
         if self.writer.closed:
             return
         self.writer.close()
+        if self.selfcheck.writer is not None:
+            self.selfcheck.writer.close()
         if self.writer.error is not None:
             self.warnings.append(f"requests.csv is incomplete: {self.writer.error.strerror}")
 
@@ -100,6 +113,8 @@ class RunContext:
             progress=self.progress,
             workers=self.workers,
             expect_workers=self.expect_workers,
+            selfcheck=self.selfcheck,
+            master_bind=self.master_bind,
         )
         self.sessions.append(result)
         self.warnings.extend(w for w in result.warnings if w not in self.warnings)

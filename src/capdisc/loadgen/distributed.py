@@ -9,6 +9,8 @@ environment). Request rows travel back in ``capdisc_rows`` messages every
 quarter second, and once more when the worker stops its users, so the master
 writes one ``requests.csv`` with nothing lost or doubled and counts failures for
 the threshold within about a second (Locust's own worker reports come every 3 s).
+Each worker's CPU and event-loop lag samples (:mod:`.selfcheck`) travel with them in
+``capdisc_client`` messages, so the master sees whether a worker is at its limit.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from locust.env import Environment
 from capdisc.clients.prompts import DatasetEntry, PromptSource
 from capdisc.errors import UsageError
 from capdisc.loadgen.plan import Workload
+from capdisc.loadgen.selfcheck import CLIENT_MESSAGE, Sampler
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
+from capdisc.schema import ClientSample
 from capdisc.settings import TargetConfig, TokenCount, ToolsSettings
 from capdisc.target import Target, read_api_key
 
@@ -147,6 +151,9 @@ def run_worker(master_host: str, master_port: int) -> None:
     env = Environment(user_classes=list(classes.values()))
     runner = env.create_worker_runner(master_host, master_port)
     pending: list[Any] = []
+    # This process's CPU and loop lag, once a second, for the master's self-check.
+    samples: list[ClientSample] = []
+    sampler = Sampler("worker", samples.append).start()
 
     def on_request(context: dict[str, Any], **_kw: Any) -> None:
         pending.append(context["row"])
@@ -156,6 +163,10 @@ def run_worker(master_host: str, master_port: int) -> None:
             batch = pending[:]
             pending.clear()
             runner.send_message(ROWS_MESSAGE, batch)  # type: ignore[arg-type]  # any msgpack data
+        if samples:
+            sent = [list(sample) for sample in samples]
+            samples.clear()
+            runner.send_message(CLIENT_MESSAGE, sent)  # type: ignore[arg-type]
 
     def flusher() -> None:
         while True:
@@ -167,6 +178,7 @@ def run_worker(master_host: str, master_port: int) -> None:
         user_class: type[PacedUser] = classes[workload.kind]
         user_class.workload = workload
         user_class.number_offset = int(msg.data["index"]) * USER_BLOCK
+        sampler.process = f"worker {msg.data['index']}"
         # A new session: this worker's requests take their prompts from its own block.
         state.requests = itertools.count(int(msg.data["index"]) * USER_BLOCK)
 
@@ -179,3 +191,4 @@ def run_worker(master_host: str, master_port: int) -> None:
         runner.greenlet.join()
     finally:
         flushing.kill(block=False)
+        sampler.stop()

@@ -38,6 +38,7 @@ from capdisc.loadgen.plan import (
     StepPlanner,
     Workload,
 )
+from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.users import SessionState, make_user_class
 from capdisc.rundir import RecordWriter
 from capdisc.schema import RequestRecord, StopReason, is_round
@@ -133,6 +134,9 @@ class PlannedShape(LoadTestShape):
         self._drain_until: float | None = None
         self._tick: tuple[int, float] = (0, 1.0)
         self.last_users = 0
+        # capdisc's own load per window (loadgen.selfcheck); rows late from workers.
+        self.selfcheck = SelfCheck()
+        self.rows_delay_s = 0.0
         # (time, step index) of every level applied, to stamp rows from remote workers.
         self.applied: list[tuple[float, int]] = []
 
@@ -187,8 +191,9 @@ class PlannedShape(LoadTestShape):
             step.window_start = (self.spawned_at or now) + step.settle_s
             step.window_end = step.window_start + step.hold_s
         assert step.window_end is not None
-        if now < step.window_end:
+        if now < step.window_end + self.rows_delay_s:
             return self._tick
+        step.client = self.selfcheck.load(step.window_start, step.window_end)
         following = self.planner.next_step(step, list(self.rows))
         self.current = following
         if following is None:
@@ -243,16 +248,20 @@ def run_session(
     progress: ProgressSink | None,
     workers: int = 0,
     expect_workers: int = 0,
+    selfcheck: SelfCheck | None = None,
+    master_bind: str = "127.0.0.1:5557",
 ) -> SessionResult:
     """Run one Locust session until the planner, the threshold or a signal ends it.
 
     With ``workers`` (local processes) or ``expect_workers`` (``capdisc worker`` on
     other machines), this process is a Locust master and the users run on workers.
+    Each step reaches the planner with capdisc's own load in ``step.client``.
     """
     logging.getLogger("locust").setLevel(logging.ERROR)
     state = SessionState()
     rows: list[RequestRecord] = []
     shape = PlannedShape(planner, state, rows)
+    shape.selfcheck = selfcheck or shape.selfcheck
     user_class = make_user_class(workload, state)
     env = Environment(
         user_classes=[user_class],
@@ -285,14 +294,20 @@ def run_session(
 
     env.events.spawning_complete.add_listener(lambda user_count: shape.mark_spawned())
     distributed = workers > 0 or expect_workers > 0
+    shape.rows_delay_s = 0.5 if distributed else 0.0  # workers send rows every 0.25 s
     if distributed:
-        from capdisc.loadgen.master import notice_missing_workers, start_master, stop_master
+        from capdisc.loadgen.master import (
+            notice_missing_workers,
+            quit_master,
+            start_master,
+            stop_master,
+        )
     worker_processes: list[Any] = []
     warnings: list[str] = []
     runner: Any
     if distributed:
         runner, worker_processes = start_master(
-            env, workload, shape, on_row, workers, expect_workers, control, progress
+            env, workload, shape, on_row, workers, expect_workers, control, progress, master_bind
         )
         control.force_stop = lambda: gevent.spawn(runner.quit)
     else:
@@ -300,6 +315,7 @@ def run_session(
         env.events.request.add_listener(lambda context, **_kw: on_row(context["row"]))
         control.force_stop = lambda: runner.user_greenlets.kill(block=False)
     history = gevent.spawn(locust.stats.stats_history, runner)
+    sampler = shape.selfcheck.sampler("master" if distributed else "capdisc").start()
     started = time.time()
     if not (distributed and control.event.is_set()):  # stopped while workers connected
         runner.start_shape()
@@ -336,8 +352,12 @@ def run_session(
         if distributed:
             stop_master(runner, control.stop_timeout)
             notice_missing_workers(runner, warnings, progress, control, running=False)
-        runner.quit()
+        if distributed:
+            quit_master(runner)
+        else:
+            runner.quit()
         history.kill(block=False)
+        sampler.stop()
         if worker_processes:
             from capdisc.loadgen.distributed import stop_local_workers
 
@@ -346,6 +366,7 @@ def run_session(
         if control.reason is not None and step is not None and step.window_start is not None:
             stopped_at = time.time()
             if stopped_at > step.window_start:
+                step.client = shape.selfcheck.load(step.window_start, stopped_at)
                 planner.abandon_step(step, list(rows), stopped_at, control.detail)
         control.force_stop = None
         writer.flush()

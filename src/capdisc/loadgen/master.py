@@ -12,16 +12,22 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust.env import Environment
+from locust.exception import RPCError
 
+from capdisc.errors import UsageError
 from capdisc.loadgen.plan import ProgressSink, Workload
-from capdisc.schema import RequestRecord
+from capdisc.loadgen.selfcheck import CLIENT_MESSAGE
+from capdisc.schema import ClientSample, RequestRecord
 
 if TYPE_CHECKING:
     from capdisc.loadgen.engine import PlannedShape, RunControl
 
-__all__ = ["notice_missing_workers", "start_master", "stop_master"]
+__all__ = ["notice_missing_workers", "quit_master", "start_master", "stop_master"]
 
 _WORKER_WAIT_S = 60.0
+# Workers told a workload by a master of this process (one run): a later session's
+# master configures them as soon as they connect again.
+_SERVED: set[str] = set()
 
 
 def start_master(
@@ -33,8 +39,13 @@ def start_master(
     expect_workers: int,
     control: RunControl,
     progress: ProgressSink | None,
+    bind: str = "127.0.0.1:5557",
 ) -> tuple[Any, list[Any]]:
     """A master runner with its workers connected and told the workload.
+
+    Local workers only: the master listens on a free loopback port. With
+    ``expect_workers`` it listens on ``bind`` (HOST:PORT, loopback unless the user
+    asked for more: Locust's master/worker protocol has no authentication).
 
     If not all of them connect (Ctrl+C or SIGTERM meanwhile, a local worker process
     that exits first, or ``_WORKER_WAIT_S`` has passed), the run is stopped through
@@ -43,7 +54,6 @@ def start_master(
     outputs (no step completed: exit 4), as for any other interruption.
     """
     from capdisc.loadgen.distributed import (
-        DEFAULT_MASTER_PORT,
         HELLO_MESSAGE,
         ROWS_MESSAGE,
         WORKLOAD_MESSAGE,
@@ -53,31 +63,54 @@ def start_master(
     )
 
     remote = expect_workers > 0
-    runner = env.create_master_runner(
-        master_bind_host="*" if remote else "127.0.0.1",
-        master_bind_port=DEFAULT_MASTER_PORT if remote else 0,
-    )
+    host, _, bind_port = bind.rpartition(":")
+    host = host.strip("[]")
+    try:
+        runner = env.create_master_runner(
+            master_bind_host=host if remote else "127.0.0.1",
+            master_bind_port=int(bind_port) if remote else 0,
+        )
+    except RPCError as exc:
+        raise UsageError(f"--master-bind {bind}: cannot listen there ({exc})") from None
     port = runner.server.port
     payload = workload_to_dict(workload)
     configured: list[str] = []
 
+    def configure(node_id: str) -> None:
+        if node_id not in configured:
+            configured.append(node_id)
+        data = {"workload": payload, "index": configured.index(node_id) + 1}
+        runner.send_message(WORKLOAD_MESSAGE, data, client_id=node_id)
+        _SERVED.add(node_id)
+
     def on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
-        if msg.node_id not in configured:
-            configured.append(msg.node_id)
-        data = {"workload": payload, "index": configured.index(msg.node_id) + 1}
-        runner.send_message(WORKLOAD_MESSAGE, data, client_id=msg.node_id)
+        configure(msg.node_id)
+
+    def on_connect(client_id: str, **_kw: Any) -> None:
+        # A worker that served an earlier session of this run stays connected and says
+        # it is ready again after each stop (Locust), to whichever master listens on
+        # the port: it has its handlers, so it is told the new workload at once.
+        if client_id in _SERVED:
+            configure(client_id)
 
     def on_rows(environment: Any, msg: Any, **_kw: Any) -> None:
         for data in msg.data:
             row = RequestRecord(*data)
             on_row(row._replace(step=shape.step_at(row.ts_start)))
 
+    def on_client(environment: Any, msg: Any, **_kw: Any) -> None:
+        for ts, process, cpu, lags in msg.data:
+            shape.selfcheck.add(ClientSample(ts, process, cpu, tuple(lags)))
+
     runner.register_message(HELLO_MESSAGE, on_hello)
+    env.events.worker_connect.add_listener(on_connect)
     runner.register_message(ROWS_MESSAGE, on_rows)
+    runner.register_message(CLIENT_MESSAGE, on_client)
     processes = start_local_workers(workers, port)
     wanted = workers + expect_workers
     if progress is not None:
-        progress.message(f"master on port {port}: waiting for {wanted} worker(s)")
+        where = f"{host}:{port}" if remote else f"port {port}"
+        progress.message(f"master on {where}: waiting for {wanted} worker(s)")
     deadline = time.monotonic() + _WORKER_WAIT_S
     problem = ""
     while len(runner.clients.ready) < wanted or len(configured) < wanted:
@@ -117,6 +150,16 @@ def stop_master(runner: Any, stop_timeout: float) -> None:
     deadline = time.monotonic() + stop_timeout + 10.0
     while runner.state != STATE_STOPPED and time.monotonic() < deadline:
         gevent.sleep(0.1)
+
+
+def quit_master(runner: Any) -> None:
+    """Quit the master and free its port for the run's next session.
+
+    A run may be several sessions (every block of a comparison is one), each with its
+    own master on the same port: ``--expect-workers`` binds 5557 every time.
+    """
+    runner.quit()
+    runner.server.close(linger=0)
 
 
 def notice_missing_workers(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from capdisc.clients.prompts import PromptSource
-from capdisc.schema import RequestRecord, StopReason
+from capdisc.schema import ClientLoad, RequestRecord, StopReason
 from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 
@@ -62,6 +62,9 @@ class Step:
     applied_at: float | None = None
     window_start: float | None = None
     window_end: float | None = None
+    # Filled by the engine before the planner reads the step: how hard capdisc's own
+    # load processes worked over the window (None when they sent no sample).
+    client: ClientLoad | None = None
 
 
 class StepPlanner(Protocol):
@@ -78,7 +81,8 @@ class StepPlanner(Protocol):
         ...
 
     def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
-        """Given a finished step and every row recorded since it was applied, the next one."""
+        """Given a finished step (with its ``client`` load) and every row recorded since
+        it was applied, the next one."""
         ...
 
     def describe(self) -> str:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import random
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent
+import gevent.monkey
 from locust import User, task
 
 from capdisc.clients.prompts import PromptSource
@@ -145,6 +147,12 @@ class SessionState:
 
 _numbers = itertools.count(1)
 
+# Test only (never set in use): each task first holds the event loop this long without
+# yielding, as a process at its limit does, so the tests can make one load process
+# client-bound cheaply and the same way on any machine (tests/e2e/test_client_bound.py).
+_TEST_HOLD_LOOP_S = float(os.environ.get("CAPDISC_TEST_HOLD_LOOP_MS") or 0) / 1000.0
+_hold_loop: Callable[[float], None] = gevent.monkey.get_original("time", "sleep")
+
 
 class PacedUser(User):
     """Base of capdisc's users: constant pacing, one HTTP client, one row per request."""
@@ -195,6 +203,8 @@ class PacedUser(User):
         scheduled = self._next_start
         started = time.time()
         self._next_start = started + self.workload.interval_s
+        if _TEST_HOLD_LOOP_S:
+            _hold_loop(_TEST_HOLD_LOOP_S)
         self.run_task(scheduled, started)
 
     def run_task(self, scheduled: float, started: float) -> None:

@@ -20,22 +20,17 @@ from capdisc.schema import (
     StepResult,
     TargetInfo,
     TokenStats,
-    VersionStats,
 )
 
 __all__ = [
     "capacity_line",
-    "compare_rows",
     "format_ms",
     "format_p_value",
     "format_pct",
-    "load_line",
-    "regression_line",
     "render_compare",
     "render_discovery",
     "render_summary",
     "target_label",
-    "verdict_line",
 ]
 
 _MISSING = "-"
@@ -110,6 +105,8 @@ def capacity_line(summary: DiscoverySummary) -> str:
 
 
 def _why_not_found(summary: DiscoverySummary) -> str:
+    if any(s.client_bound for s in summary.steps):
+        return "client-bound"
     if not summary.steps:
         return "no step completed"
     first = min(summary.steps, key=lambda s: s.users)
@@ -122,7 +119,8 @@ def _why_not_found(summary: DiscoverySummary) -> str:
 def _verdict_cell(step: StepResult) -> Text:
     if step.passed:
         return Text("\u2713", style="green")
-    text = Text("\u2717", style="red")
+    # A client-bound step is no server verdict: it is marked apart from a failure.
+    text = Text("!", style="yellow") if step.client_bound else Text("\u2717", style="red")
     if step.reasons:
         text.append(" " + "; ".join(step.reasons))
     return text
@@ -229,137 +227,6 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
 # -- comparison ------------------------------------------------------------------------
 
 
-def verdict_line(summary: CompareSummary) -> str:
-    """``Verdict: B is faster: median -18.2% (95% CI -20.1% .. -16.0%), p = 1.2e-40``.
-
-    (Negative numbers are printed with a real minus sign, U+2212.)
-    """
-    diff = summary.diff
-    head = {
-        "b_faster": "B is faster",
-        "b_slower": "B is slower",
-        "no_difference": "no significant difference",
-    }[summary.verdict]
-    if diff.p50_pct is None:
-        return f"Verdict: {head}: not enough successful requests to compare"
-    text = f"Verdict: {head}: median {format_pct(diff.p50_pct)}"
-    if diff.p50_ci95_pct is None:
-        return text + " (too few samples or time blocks for a confidence interval)"
-    lo, hi = diff.p50_ci95_pct
-    return f"{text} (95% CI {format_pct(lo)} .. {format_pct(hi)}), {format_p_value(diff.p_value)}"
-
-
-def regression_line(summary: CompareSummary) -> str:
-    """Whether ``--fail-on-regression`` tripped (only meaningful when a limit was set)."""
-    limit = f"{summary.regression_limit_pct:g}%"
-    if summary.regression:
-        return f"Regression: B is slower than A by more than the {limit} limit"
-    return f"No regression beyond the {limit} limit"
-
-
-def load_line(summary: CompareSummary) -> str:
-    """The fixed load both versions got, in one line."""
-    load = summary.load
-    offered = load.users / load.interval_s if load.interval_s > 0 else 0.0
-    line = (
-        f"Load: {load.users} users, one request each every {load.interval_s:g} s "
-        f"({_rps(offered)} req/s offered), {format_duration(load.duration_s)} per version, "
-        f"temperature {load.temperature:g}"
-    )
-    if load.blocks > 1:
-        line += f", {load.blocks} blocks ({load.order})"
-    return line
-
-
-def _diff_pct(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or a <= 0:
-        return None
-    return (b - a) / a * 100.0
-
-
-def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
-    """The rows of the A | B | diff table, formatted (shared with the markdown report)."""
-    a, b, diff = summary.a, summary.b, summary.diff
-
-    def latency(
-        name: str, get_a: float | None, get_b: float | None, pct: float | None
-    ) -> tuple[str, str, str, str]:
-        return (name, format_ms(get_a), format_ms(get_b), format_pct(pct))
-
-    def chunks(v: VersionStats) -> str:
-        return _MISSING if v.chunks_p50 is None else f"{v.chunks_p50:g}"
-
-    late_diff = 100 * (b.pacing.late_share - a.pacing.late_share)
-    return [
-        ("requests", _int(a.requests), _int(b.requests), ""),
-        ("failures", _int(a.failures), _int(b.failures), ""),
-        latency("p50", a.p50_ms, b.p50_ms, diff.p50_pct),
-        latency("p95", a.p95_ms, b.p95_ms, diff.p95_pct),
-        latency("p99", a.p99_ms, b.p99_ms, _diff_pct(a.p99_ms, b.p99_ms)),
-        latency(
-            "ttfb p50",
-            a.tokens.ttfb.p50_ms,
-            b.tokens.ttfb.p50_ms,
-            _diff_pct(a.tokens.ttfb.p50_ms, b.tokens.ttfb.p50_ms),
-        ),
-        latency(
-            "ttft p50",
-            a.ttft_p50_ms,
-            b.ttft_p50_ms,
-            diff.ttft_p50_pct
-            if diff.ttft_p50_pct is not None
-            else _diff_pct(a.ttft_p50_ms, b.ttft_p50_ms),
-        ),
-        latency("ttft p95", a.ttft_p95_ms, b.ttft_p95_ms, _diff_pct(a.ttft_p95_ms, b.ttft_p95_ms)),
-        latency(
-            "tpot p50",
-            a.tokens.tpot.p50_ms,
-            b.tokens.tpot.p50_ms,
-            diff.tpot_p50_pct
-            if diff.tpot_p50_pct is not None
-            else _diff_pct(a.tokens.tpot.p50_ms, b.tokens.tpot.p50_ms),
-        ),
-        latency(
-            "tpot p95",
-            a.tokens.tpot.p95_ms,
-            b.tokens.tpot.p95_ms,
-            _diff_pct(a.tokens.tpot.p95_ms, b.tokens.tpot.p95_ms),
-        ),
-        latency(
-            "itl p50",
-            a.tokens.itl.p50_ms,
-            b.tokens.itl.p50_ms,
-            _diff_pct(a.tokens.itl.p50_ms, b.tokens.itl.p50_ms),
-        ),
-        latency(
-            "itl max p95",
-            a.tokens.itl_max.p95_ms,
-            b.tokens.itl_max.p95_ms,
-            _diff_pct(a.tokens.itl_max.p95_ms, b.tokens.itl_max.p95_ms),
-        ),
-        (
-            "output tok/s",
-            _tps(a.tokens),
-            _tps(b.tokens),
-            format_pct(_diff_pct(a.tokens.output_tokens_per_s, b.tokens.output_tokens_per_s)),
-        ),
-        ("chunks p50", chunks(a), chunks(b), ""),
-        (
-            "late %",
-            _share(a.pacing.late_share),
-            _share(b.pacing.late_share),
-            format_pct(late_diff, unit=" pt") if a.pacing.tasks and b.pacing.tasks else "",
-        ),
-        (
-            "new conn %",
-            _share(a.connections.new_share) if a.connections.requests else _MISSING,
-            _share(b.connections.new_share) if b.connections.requests else _MISSING,
-            "",
-        ),
-        ("reconnects", _int(a.connections.reconnects), _int(b.connections.reconnects), ""),
-    ]
-
-
 def _tps(tokens: TokenStats) -> str:
     """Output tokens per second, marked ``~`` when counted from events (no usage sent)."""
     value = tokens.output_tokens_per_s
@@ -369,24 +236,10 @@ def _tps(tokens: TokenStats) -> str:
 
 
 def render_compare(summary: CompareSummary, console: Console) -> None:
-    """Print the A | B | diff table of a comparison and its verdict line."""
-    console.print(load_line(summary), markup=False, soft_wrap=True)
-    table = Table(title="compare stream", title_justify="left")
-    table.add_column("")
-    # Labels come from users (profile names, URLs): never read them as rich markup.
-    table.add_column(Text(f"A: {summary.a.label}"), justify="right")
-    table.add_column(Text(f"B: {summary.b.label}"), justify="right")
-    table.add_column("B vs A", justify="right")
-    for row in compare_rows(summary):
-        table.add_row(*row)
-    console.print(table)
-    style = {"b_faster": "bold green", "b_slower": "bold red", "no_difference": "bold"}[
-        summary.verdict
-    ]
-    console.print(Text(verdict_line(summary), style=style), markup=False, soft_wrap=True)
-    if summary.regression_limit_pct is not None:
-        style = "bold red" if summary.regression else ""
-        console.print(regression_line(summary), style=style, markup=False, soft_wrap=True)
+    """Print a comparison: its table, verdict and gate (:mod:`capdisc.reports.comparison`)."""
+    from capdisc.reports.comparison import render_comparison  # it imports this module
+
+    render_comparison(summary, console)
 
 
 def render_summary(summary: DiscoverySummary | CompareSummary, console: Console) -> None:
@@ -395,3 +248,7 @@ def render_summary(summary: DiscoverySummary | CompareSummary, console: Console)
         render_compare(summary, console)
     else:
         render_discovery(summary, console)
+    if summary.client is not None:
+        from capdisc.reports.client import client_line
+
+        console.print(client_line(summary.client), markup=False, highlight=False, soft_wrap=True)

@@ -21,7 +21,9 @@ from capdisc.metrics.frame import read_records, tasks
 from capdisc.profiles import Profile
 from capdisc.rundir import write_discovery_outputs
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
-from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings
+from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load_settings
+from capdisc.strategies.calibrate import cache_dir
+from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.ramp import RampPlanner
 from capdisc.strategies.session import open_target, prepare_run
 
@@ -45,6 +47,15 @@ class DiscoveryRequest:
     temperature: float = 0.0
     seed: int = 0
     stop_timeout_s: float = 5.0
+    # Where the client ceiling is cached (strategies.calibrate.cache_dir).
+    cache_dir: Path | None = None
+
+    @property
+    def demand(self) -> Demand:
+        """The planned peak: --max-users / --interval tasks/s, in requests or tool rounds."""
+        tools = self.tools
+        rounds = 1 if tools is None or tools.orchestration == "server" else tools.tools + 1
+        return Demand(self.strategy, self.settings.max_users / self.settings.interval, rounds)
 
     @property
     def tools(self) -> ToolsSettings | None:
@@ -74,6 +85,8 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     settings = request.settings
     config = request.profile.target
     prompts = prompt_source(request.workload, config.prompt, config.max_tokens, request.seed)
+    cache = request.cache_dir or cache_dir(load_settings())
+    plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
         out_dir = prepare_run(target, request.out_dir)
         from capdisc.loadgen.context import RunContext
@@ -95,13 +108,17 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             users=settings.max_users,
             progress=progress,
             stop_timeout=request.stop_timeout_s,
-            workers=settings.workers,
+            workers=plan.workers,
             expect_workers=settings.expect_workers,
+            master_bind=settings.master_bind,
         ) as run:
+            run.warnings.extend(plan.notes)
             result = run.run(workload, planner)
             run.close_records()
             run.write_report("report.html")
-            return _write_outputs(request, target.info(), planner, result, out_dir, run.warnings)
+            return _write_outputs(
+                request, target.info(), planner, result, out_dir, run.warnings, plan
+            )
 
 
 def _write_outputs(
@@ -111,6 +128,7 @@ def _write_outputs(
     result: SessionResult,
     out_dir: Path,
     warnings: list[str],
+    plan: ClientPlan,
 ) -> DiscoveryOutcome:
     records = read_records(out_dir / "requests.csv")
     task_rows = tasks(records)
@@ -122,6 +140,12 @@ def _write_outputs(
             if stop_reason == "max_users"
             else "a step failed its limits"
         )
+        bound = next((r for r in planner.results if r.client_bound), None)
+        if stop_reason == "client_bound" and bound is not None:
+            detail = (
+                f"step {bound.index} ({bound.users} users) was {bound.reasons[0]}; no server "
+                f"capacity is reported ({plan.advice()})"
+            )
     else:
         stop_reason = result.stop_reason
         detail = result.stop_detail
@@ -158,6 +182,14 @@ def _write_outputs(
         steps=planner.results,
         pacing=pacing_stats(task_rows, request.settings.interval),
         tools=tools_info,
+        client=client_info(
+            plan,
+            [
+                (str(r.index), r.client, r.achieved_rps * request.demand.per_task)
+                for r in planner.results
+            ],
+            [str(r.index) for r in planner.results if r.client_bound],
+        ),
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)
     failure = None

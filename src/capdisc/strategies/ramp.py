@@ -21,6 +21,7 @@ from capdisc.metrics.frame import records_frame, tasks
 from capdisc.metrics.trend import latency_growth
 from capdisc.schema import Capacity, RequestRecord, StepResult, StopReason
 from capdisc.settings import RampSettings
+from capdisc.strategies.client import client_bound_reason
 
 __all__ = ["RampPlanner", "judge_step"]
 
@@ -36,7 +37,17 @@ MAX_LATENCY_GROWTH = 0.25
 
 
 def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
-    """The step with its verdict: passed, or failed with every reason."""
+    """The step with its verdict: passed, failed with every reason, or client-bound.
+
+    A step during which capdisc itself was at its limit (``result.client``, see
+    ``strategies.client``) says nothing about the server: it is client-bound, with that
+    reason alone, and never a pass or a server failure.
+    """
+    client = client_bound_reason(result.client)
+    if client is not None:
+        return result.model_copy(
+            update={"passed": False, "client_bound": True, "reasons": [client]}
+        )
     reasons: list[str] = []
     if result.requests == 0:
         reasons.append("no request completed in the window")
@@ -94,6 +105,10 @@ class RampPlanner:
         figures = self._figures(finished, rows, finished.window_end)
         result = judge_step(figures, self.settings)
         self.results.append(result)
+        if result.client_bound:
+            # Higher levels need even more of the client: nothing more to learn here.
+            self.end_reason = "client_bound"
+            return self._finish()
         return self._decide(result)
 
     def abandon_step(
@@ -120,7 +135,9 @@ class RampPlanner:
         )
         measured = tasks(frame)
         measured = measured[(measured["ts_end"] >= step.window_start) & (measured["ts_end"] < end)]
-        return figures.model_copy(update={"latency_growth": latency_growth(measured)})
+        return figures.model_copy(
+            update={"latency_growth": latency_growth(measured), "client": step.client}
+        )
 
     def describe(self) -> str:
         step = self._current
@@ -230,8 +247,11 @@ class RampPlanner:
     def capacity(self) -> Capacity | None:
         """The most users whose latest step passed below every failing level.
 
-        ``at_least`` when that is ``--max-users`` and every step passed.
+        ``at_least`` when that is ``--max-users`` and every step passed. None when a
+        step was client-bound: such a run never reports a server capacity.
         """
+        if any(result.client_bound for result in self.results):
+            return None
         lo, _ = self._bracket()
         if lo == 0:
             return None

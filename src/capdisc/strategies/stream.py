@@ -2,10 +2,11 @@
 
 Streaming connections make true capacity hard to reach, so this strategy holds
 the load fixed (users, pacing interval, prompt, seed, temperature 0) and compares
-request durations. Live versions run in alternating blocks (A B A B ...) so drift
-of the machine or network hits both alike; each block's ramp-up (one interval
-after its users spawned) is excluded. A version may also be a saved run
-directory, whose measured rows are reused instead of run again.
+request durations. Live versions run in pairs of blocks, A B then B A (A B B A A B
+B A for 4 pairs), so a drift of the machine or network hits both alike and cancels
+in the pairs (``metrics.compare``); each block's ramp-up (one interval after its
+users spawned) is excluded. A version may also be a saved run directory, whose
+measured rows are reused instead of run again (then there are no pairs).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from capdisc.clients.prompts import PromptSource, prompt_source
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
-from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.compare import compare_versions, decide, gate, load_reasons
 from capdisc.metrics.figures import measured_tasks, version_stats
 from capdisc.metrics.frame import read_records
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
@@ -145,14 +146,17 @@ class HoldPlanner:
 
 
 def _block_order(settings: CompareSettings, live: list[Side]) -> list[tuple[Side, int]]:
-    if settings.sequential:
-        return [(side, n) for side in live for n in range(1, settings.blocks + 1)]
-    return [(side, n) for n in range(1, settings.blocks + 1) for side in live]
+    """A B, B A, A B, ... (pair k is block k of each); or all of A, then all of B."""
+    blocks = range(1, settings.blocks + 1)
+    if settings.sequential or len(live) < 2:
+        return [(side, n) for side in live for n in blocks]
+    return [(side, n) for n in blocks for side in (("a", "b") if n % 2 else ("b", "a"))]
 
 
 def _saved_rows(
     source: VersionSource, request: CompareRequest, warnings: list[str]
-) -> tuple[Any, VersionStats | None]:
+) -> tuple[Any, VersionStats, float]:
+    """A saved side's measured rows, its saved figures and the rate it was offered."""
     assert source.saved_dir is not None
     summary = load_summary(source.saved_dir / "summary.json")
     assert isinstance(summary, CompareSummary)  # checked by resolve_source
@@ -172,7 +176,7 @@ def _saved_rows(
     df = read_records(source.saved_dir / "requests.csv")
     windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
     rows = measured_tasks(df, source.side, windows)
-    return rows, saved
+    return rows, saved, load.users / load.interval_s
 
 
 def _iso(ts: float) -> str:
@@ -212,6 +216,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
             stop_timeout=request.stop_timeout_s,
             workers=settings.workers,
             expect_workers=settings.expect_workers,
+            master_bind=settings.master_bind,  # issue 16 hook: --master-bind
         ) as run:
             for side, block in _block_order(settings, live):
                 workload = Workload(
@@ -268,34 +273,42 @@ def _finish(
     records = read_records(out_dir / "requests.csv")
     frames: dict[str, Any] = {}
     stats: dict[str, VersionStats] = {}
+    unequal: list[str] = []
     for side in ("a", "b"):
         source = sources[side]
+        offered = settings.users / settings.interval
         if source.saved_dir is not None:
-            rows, saved = _saved_rows(source, request, warnings)
-            frames[side] = rows
-            saved_windows = [(int(w[0]), w[1], w[2]) for w in saved.windows] if saved else []
-            base = version_stats(rows, source.label, settings.interval, _measured_s(saved_windows))
-            stats[side] = base.model_copy(
-                update={"run_dir": str(source.saved_dir), "windows": saved.windows if saved else []}
-            )
+            rows, saved, offered = _saved_rows(source, request, warnings)
+            side_windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
+            extra: dict[str, Any] = {"run_dir": str(source.saved_dir), "windows": saved.windows}
             append_records(rows.assign(version=side), out_dir / "requests.csv", warnings, side)
         else:
             rows = measured_tasks(records, side, windows[side])
-            frames[side] = rows
-            measured = _measured_s(windows[side])
-            stats[side] = version_stats(rows, source.label, settings.interval, measured).model_copy(
-                update={"windows": windows[side]}
-            )
-    diff, verdict = compare_versions(
-        frames["a"], frames["b"], block_s=max(settings.interval, 1.0), seed=settings.seed
+            side_windows = windows[side]
+            extra = {"windows": side_windows}
+        frames[side] = rows
+        measured = _measured_s(side_windows)
+        base = version_stats(rows, source.label, settings.interval, measured)
+        achieved = base.requests / measured if measured else None
+        extra.update(offered_rps=offered, achieved_rps=achieved)
+        stats[side] = base.model_copy(update=extra)
+        unequal += load_reasons(side.upper(), offered, achieved, base.pacing)
+    paired = not settings.sequential and all(s.profile is not None for s in sources.values())
+    if not paired:
+        warnings.append(
+            "A and B were not measured in alternating pairs (--sequential or a saved run): "
+            "the interval compares their blocks as two groups and cannot cancel a drift "
+            "between them"
+        )
+    diff = compare_versions(
+        frames["a"],
+        frames["b"],
+        design="paired" if paired else "unpaired",
+        margin_pct=settings.margin,
     )
+    verdict, reason = decide(diff, unequal)
     limit = settings.fail_on_regression
-    regression = bool(
-        limit is not None
-        and verdict == "b_slower"
-        and diff.p50_pct is not None
-        and diff.p50_pct > limit
-    )
+    outcome_gate, exit_code = gate(diff, unequal, limit) if limit is not None else (None, 0)
     summary = CompareSummary(
         started_at=_iso(started),
         finished_at=_iso(finished),
@@ -306,14 +319,17 @@ def _finish(
             duration_s=settings.duration,
             temperature=settings.temperature,
             blocks=settings.blocks,
-            order="sequential" if settings.sequential else "alternating",
+            order="abba" if paired else "sequential",
         ),
         a=stats["a"],
         b=stats["b"],
         diff=diff,
         verdict=verdict,
+        verdict_reason=reason,
+        load_reasons=unequal,
         regression_limit_pct=limit,
-        regression=regression,
+        regression=outcome_gate == "regression",
+        gate=outcome_gate,
     )
     summary = write_compare_outputs(summary, frames["a"], frames["b"], out_dir, warnings)
     failure = None
@@ -327,7 +343,7 @@ def _finish(
     return CompareOutcome(
         summary=summary,
         out_dir=out_dir,
-        exit_code=1 if regression else 0,
+        exit_code=exit_code,
         warnings=warnings,
         failure=failure,
     )

@@ -1,4 +1,7 @@
-"""Rendering: the terminal summary, the PNG plots and the markdown section."""
+"""Rendering: the terminal summary, the PNG plots, and a comparison from records to outputs.
+
+The comparison's own words and table are tested in ``test_comparison.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.compare import compare_versions, decide
 from capdisc.metrics.figures import version_stats
 from capdisc.metrics.frame import records_frame
 from capdisc.reports.markdown import compare_markdown
@@ -18,23 +21,20 @@ from capdisc.reports.terminal import (
     format_ms,
     format_p_value,
     format_pct,
-    render_compare,
     render_discovery,
     render_summary,
 )
 from capdisc.schema import (
     AtStop,
     Capacity,
-    CompareLoad,
     CompareSummary,
     DiscoverySummary,
     Pacing,
     StepResult,
     TargetInfo,
     ToolsInfo,
-    VersionDiff,
-    VersionStats,
 )
+from tests.unit.reports.test_comparison import comparison
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MINUS = "\u2212"
@@ -85,37 +85,6 @@ def discovery(**changes: object) -> DiscoverySummary:
             step(2, 20, passed=False, p50=1240.0),
         ],
         pacing=Pacing(tasks=1000, late=12, late_share=0.012, slip_p95_ms=80.0, slip_max_ms=900),
-    )
-    return base.model_copy(update=changes)
-
-
-def comparison(verdict: str = "b_faster", **changes: object) -> CompareSummary:
-    """A comparison where B is 18.2% faster; ``changes`` override fields."""
-
-    def stats(label: str, p50: float) -> VersionStats:
-        return VersionStats(
-            label=label,
-            requests=4800,
-            failures=2,
-            p50_ms=p50,
-            p95_ms=p50 * 1.3,
-            p99_ms=p50 * 1.6,
-            ttft_p50_ms=p50 / 5,
-            ttft_p95_ms=p50 / 4,
-            chunks_p50=120.0,
-            pacing=Pacing(tasks=4800, late=48, late_share=0.01),
-        )
-
-    base = CompareSummary(
-        started_at="2026-01-01T00:00:00Z",
-        finished_at="2026-01-01T00:16:00Z",
-        load=CompareLoad(users=200, interval_s=20, duration_s=480, temperature=0, blocks=4),
-        a=stats("v1", 2480.0),
-        b=stats("v2", 2028.6),
-        diff=VersionDiff(
-            p50_pct=-18.2, p50_ci95_pct=(-20.1, -16.0), p95_pct=-17.0, p_value=1.2e-40
-        ),
-        verdict=verdict,  # type: ignore[arg-type]
     )
     return base.model_copy(update=changes)
 
@@ -195,46 +164,6 @@ def test_render_discovery_tools_line() -> None:
     assert "round p50 210 ms / 230 ms / 260 ms / 300 ms" in text
 
 
-def test_render_compare_table_and_verdict() -> None:
-    """The A | B | diff table and the verdict line with CI and p-value."""
-    out = console()
-    render_compare(comparison(), out)
-    text = out.export_text()
-    assert (
-        f"Verdict: B is faster: median {MINUS}18.2% (95% CI {MINUS}20.1% .. {MINUS}16.0%), "
-        "p = 1.2e-40"
-    ) in text
-    for label in ("A: v1", "B: v2", "p50", "p95", "p99", "ttft p50", "chunks p50", "late %"):
-        assert label in text
-    assert "2.48 s" in text and "2.03 s" in text
-    assert "200 users" in text and "every 20 s" in text
-
-
-def test_render_compare_other_verdicts() -> None:
-    """Slower, no difference, missing data and a tripped regression limit read clearly."""
-    out = console()
-    slower = comparison(
-        "b_slower",
-        diff=VersionDiff(p50_pct=12.0, p50_ci95_pct=(9.5, 14.0), p95_pct=10.0, p_value=0.001),
-        regression_limit_pct=5.0,
-        regression=True,
-    )
-    render_compare(slower, out)
-    text = out.export_text()
-    assert "Verdict: B is slower: median +12.0% (95% CI +9.5% .. +14.0%)" in text
-    assert "Regression" in text and "5%" in text
-
-    out = console()
-    render_compare(
-        comparison(
-            "no_difference",
-            diff=VersionDiff(p50_pct=None, p50_ci95_pct=None, p95_pct=None, p_value=None),
-        ),
-        out,
-    )
-    assert "Verdict: no significant difference: not enough" in out.export_text()
-
-
 def test_render_summary_dispatches() -> None:
     """One entry point renders either kind of summary."""
     out = console()
@@ -268,7 +197,7 @@ def test_plot_capacity(tmp_path: Path) -> None:
 
 
 def stream_frame(seed: int, factor: float, *, ttft: bool = True) -> pd.DataFrame:
-    """A small stream run: 300 tasks over 300 s, a few failed."""
+    """A small stream run: 300 tasks over 300 s in 4 blocks, a few failed."""
     rng = np.random.default_rng(seed)
     rows: list[list[object]] = []
     for i, start in enumerate(np.sort(rng.uniform(0, 300, 300))):
@@ -277,7 +206,10 @@ def stream_frame(seed: int, factor: float, *, ttft: bool = True) -> pd.DataFrame
         status, chunks, error = (200, 40, "") if ok else (0, 0, "timeout")
         ttft_ms = d * 0.2 if ttft else None
         end = start + d / 1000
-        rows.append([start, start, end, i % 20, 0, "v", "stream", status, ok, d, ttft_ms, chunks])
+        block = 1 + int(start // 75)
+        rows.append(
+            [start, start, end, i % 20, block, "v", "stream", status, ok, d, ttft_ms, chunks]
+        )
         rows[-1] += [None, error]
     return records_frame(rows)
 
@@ -299,36 +231,20 @@ def test_plot_compare(tmp_path: Path) -> None:
 # -- markdown --------------------------------------------------------------------------
 
 
-def test_compare_markdown() -> None:
-    """A PR-ready section: title, load, the table, the verdict and the method."""
-    text = compare_markdown(comparison())
-    assert text.startswith("### ")
-    assert "| | A: v1 | B: v2 | B vs A |" in text
-    assert "|---|---:|---:|---:|" in text
-    assert f"| p50 | 2.48 s | 2.03 s | {MINUS}18.2% |" in text
-    assert (
-        f"**Verdict: B is faster**: median {MINUS}18.2% (95% CI {MINUS}20.1% .. "
-        f"{MINUS}16.0%), p = 1.2e-40"
-    ) in text
-    assert "block bootstrap" in text and "Mann-Whitney U" in text
-    assert "200 users" in text
-    # A pipe in a label must not break the table.
-    piped = comparison()
-    piped = piped.model_copy(update={"a": piped.a.model_copy(update={"label": "x|y"})})
-    assert "A: x\\|y" in compare_markdown(piped)
-
-
 def test_from_records_to_every_output(tmp_path: Path) -> None:
     """Metrics feed the reports end to end: records to stats, diff, table, markdown, plot."""
     a_df, b_df = stream_frame(5, 1.0), stream_frame(6, 0.7)
-    diff, verdict = compare_versions(a_df, b_df, block_s=20.0)
+    diff = compare_versions(a_df, b_df)
+    verdict, reason = decide(diff, [])
     summary = comparison(
         verdict,
         a=version_stats(a_df, "v1", 20.0),
         b=version_stats(b_df, "v2", 20.0),
         diff=diff,
+        verdict_reason=reason,
     )
     CompareSummary.model_validate_json(summary.model_dump_json(by_alias=True))
+    assert summary.schema_ == 2
     out = console()
     render_summary(summary, out)
     assert "Verdict: B is faster" in out.export_text()

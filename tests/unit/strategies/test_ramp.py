@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from capdisc.loadgen.plan import Step
+from capdisc.schema import ClientLoad
 from capdisc.settings import RampSettings
 from capdisc.strategies.ramp import RampPlanner
 
@@ -132,3 +133,60 @@ def test_an_estimate_at_the_last_pass_tries_just_above_it() -> None:
     steps = drive(planner, 20.0)
     assert steps == [4, 8, 12, 16, 20, 24, 21, 20]
     assert planner.capacity() is not None and planner.capacity().users == 20  # type: ignore[union-attr]
+
+
+def client_load(cpu: float) -> ClientLoad:
+    return ClientLoad(
+        processes=1,
+        seconds=8,
+        busiest="capdisc",
+        cpu_p50=cpu,
+        cpu_mean=cpu,
+        cpu_max=cpu,
+        lagging="capdisc",
+        lag_p95_ms=1.0,
+        lag_max_ms=2.0,
+    )
+
+
+def test_a_client_bound_step_ends_the_ramp_and_no_capacity_is_reported() -> None:
+    """capdisc at its own limit is no server verdict: the run stops and reports no capacity.
+
+    The server here has room for 100 users; capdisc's CPU follows the users and passes
+    90% of a core at 16 of them.
+    """
+    planner = RampPlanner(settings())
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    seen: list[int] = []
+    while step is not None:
+        seen.append(step.users)
+        step.window_start = clock + step.settle_s
+        step.window_end = clock = step.window_start + step.hold_s
+        step.client = client_load(step.users / 16 * 0.92)
+        rows = synthetic_rows(step.users, step.window_start, step.window_end, 100, overloaded=False)
+        step = planner.next_step(step, rows)
+    assert seen == [4, 8, 12, 16]
+    *passed, bound = planner.results
+    assert all(r.passed and not r.client_bound and r.client is not None for r in passed)
+    assert bound.client_bound and not bound.passed
+    assert bound.reasons == [
+        "client-bound: capdisc used 92% of a CPU core (median of 8 s; limit 90%); "
+        "capdisc, not the server, was the limit"
+    ]
+    assert planner.end_reason == "client_bound"
+    assert planner.capacity() is None  # not "at least 12": the server was never measured
+
+
+def test_a_client_bound_step_that_was_cut_short_still_voids_the_capacity() -> None:
+    planner = RampPlanner(settings())
+    first = planner.first_step()
+    first.window_start, first.window_end = 0.0, 8.0
+    first.client = client_load(0.1)
+    second = planner.next_step(first, synthetic_rows(4, 0.0, 8.0, 100, overloaded=False))
+    assert second is not None and planner.capacity() is not None
+    second.window_start, second.window_end = 10.0, 18.0
+    second.client = client_load(0.99)
+    rows = synthetic_rows(8, 10.0, 15.0, 100, overloaded=False)
+    planner.abandon_step(second, rows, 15.0, "SIGINT received")
+    assert planner.results[-1].client_bound and planner.capacity() is None
