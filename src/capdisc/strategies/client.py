@@ -257,8 +257,9 @@ def run_compare_checked(
 ) -> CompareOutcome:
     """``compare stream`` with its client planned first and its blocks checked after.
 
-    A client-bound block is a warning that the comparison measured capdisc as much as
-    the servers; ``summary.json`` is written again with the ``client`` section.
+    A client-bound block means the comparison measured capdisc as much as the servers:
+    the verdict becomes ``inconclusive`` (a gated run exits 5) and ``summary.json`` and
+    ``compare.md`` are written again with the ``client`` section.
     """
     from capdisc.strategies.stream import run_compare
 
@@ -311,8 +312,26 @@ def _check_blocks(outcome: CompareOutcome, plan: ClientPlan) -> CompareOutcome:
                 )
     info = client_info(plan, loads, bound).model_copy(update={"blocks": blocks})
     warnings = outcome.warnings + [n for n in notes if n not in outcome.warnings]
-    summary = summary.model_copy(update={"client": info, "warnings": warnings})
+    update: dict[str, object] = {"client": info, "warnings": warnings}
+    if bound:
+        # capdisc was the limit: the figures are not the servers' alone, so no verdict.
+        reason = f"client-bound block(s) {', '.join(bound)}: capdisc itself was the limit"
+        update.update(
+            verdict="inconclusive",
+            verdict_reason=reason,
+            load_reasons=[*summary.load_reasons, reason],
+            regression=False,
+        )
+        if summary.gate is not None:
+            update["gate"] = "inconclusive"
+            outcome.exit_code = 5
+    summary = summary.model_copy(update=update)
     write_summary(summary, outcome.out_dir)
+    if bound:
+        from capdisc.reports.markdown import compare_markdown
+        from capdisc.rundir import write_text
+
+        write_text(outcome.out_dir / "compare.md", compare_markdown(summary))
     outcome.summary = summary
     outcome.warnings = warnings
     return outcome
