@@ -278,7 +278,7 @@ def run_compare_checked(
 def _check_blocks(outcome: CompareOutcome, plan: ClientPlan) -> CompareOutcome:
     from capdisc.loadgen.selfcheck import client_load, read_client_samples
     from capdisc.metrics.frame import read_records
-    from capdisc.rundir import write_summary
+    from capdisc.rundir import rewrite_compare_summary, write_summary
 
     summary = outcome.summary
     samples = read_client_samples(outcome.out_dir / "client.csv")
@@ -326,12 +326,10 @@ def _check_blocks(outcome: CompareOutcome, plan: ClientPlan) -> CompareOutcome:
             update["gate"] = "inconclusive"
             outcome.exit_code = 5
     summary = summary.model_copy(update=update)
-    write_summary(summary, outcome.out_dir)
     if bound:
-        from capdisc.reports.markdown import compare_markdown
-        from capdisc.rundir import write_text
-
-        write_text(outcome.out_dir / "compare.md", compare_markdown(summary))
+        rewrite_compare_summary(summary, outcome.out_dir, outcome.warnings)
+    else:
+        write_summary(summary, outcome.out_dir)
     outcome.summary = summary
     outcome.warnings = warnings
     return outcome
