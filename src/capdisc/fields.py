@@ -48,7 +48,7 @@ def _seconds(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
-Panel = Literal["Target", "Workload", "Ramp", "Load", "Run", "Output", "Simulator", "Faults"]
+Panel = Literal["Target", "Workload", "Ramp", "SLO", "Load", "Run", "Output", "Simulator", "Faults"]
 
 
 class OptionSpec(BaseModel):

@@ -26,6 +26,7 @@ from capdisc.errors import ProfileError
 from capdisc.settings import (
     CompareSettings,
     RampSettings,
+    StreamRampSettings,
     TargetConfig,
     ToolsSettings,
     WorkloadSettings,
@@ -60,6 +61,7 @@ class Profile(_Strict):
     batch: RampSettings = Field(default_factory=RampSettings)
     tools: ToolsSettings = Field(default_factory=ToolsSettings)
     stream: CompareSettings = Field(default_factory=CompareSettings)
+    discover_stream: StreamRampSettings = Field(default_factory=StreamRampSettings)
     name: str = Field(default="custom", exclude=True)
     path: Path | None = Field(default=None, exclude=True)
 

@@ -27,6 +27,7 @@ from capdisc.schema import (
     RECORD_COLUMNS,
     CompareSummary,
     DiscoverySummary,
+    StepResult,
     Summary,
     dump_summary,
 )
@@ -174,6 +175,8 @@ STEP_COLUMNS = (
     "tpot_p95_ms",
     "itl_p50_ms",
     "output_tokens_per_s",
+    "goodput_pct",
+    "good_rps",
     "late_share",
     "slip_p95_ms",
     "new_connection_share",
@@ -217,42 +220,48 @@ def write_summary(summary: Summary, out_dir: Path) -> None:
 
 def _write_steps(summary: DiscoverySummary, path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(STEP_COLUMNS)
-        for s in summary.steps:
-            writer.writerow(
-                (
-                    s.index,
-                    s.phase,
-                    s.users,
-                    round(s.offered_rps, 4),
-                    round(s.achieved_rps, 4),
-                    s.requests,
-                    s.failures,
-                    round(s.failure_rate, 4),
-                    _num(s.p50_ms),
-                    _num(s.p95_ms),
-                    _num(s.p99_ms),
-                    _num(s.avg_ms),
-                    _num(s.tokens.ttft.p50_ms),
-                    _num(s.tokens.ttft.p95_ms),
-                    _num(s.tokens.tpot.p50_ms),
-                    _num(s.tokens.tpot.p95_ms),
-                    _num(s.tokens.itl.p50_ms),
-                    _num(s.tokens.output_tokens_per_s),
-                    round(s.pacing.late_share, 4),
-                    round(s.pacing.slip_p95_ms, 1),
-                    round(s.connections.new_share, 4),
-                    s.connections.reconnects,
-                    _num(s.duration_cv),
-                    " ".join(f"{v:.1f}" for v in s.round_p50_ms),
-                    _num(s.client.cpu_p50 if s.client else None),
-                    _num(s.client.lag_p95_ms if s.client else None),
-                    int(s.client_bound),
-                    int(s.passed),
-                    "; ".join(s.reasons),
-                )
-            )
+        writer = csv.DictWriter(handle, STEP_COLUMNS)
+        writer.writeheader()
+        for step in summary.steps:
+            writer.writerow(_step_row(step))
+
+
+def _step_row(s: StepResult) -> dict[str, object]:
+    """One line of ``steps.csv`` (its columns are :data:`STEP_COLUMNS`, documented in the README)."""
+    good = s.goodput
+    return {
+        "index": s.index,
+        "phase": s.phase,
+        "users": s.users,
+        "offered_rps": round(s.offered_rps, 4),
+        "achieved_rps": round(s.achieved_rps, 4),
+        "requests": s.requests,
+        "failures": s.failures,
+        "failure_rate": round(s.failure_rate, 4),
+        "p50_ms": _num(s.p50_ms),
+        "p95_ms": _num(s.p95_ms),
+        "p99_ms": _num(s.p99_ms),
+        "avg_ms": _num(s.avg_ms),
+        "ttft_p50_ms": _num(s.tokens.ttft.p50_ms),
+        "ttft_p95_ms": _num(s.tokens.ttft.p95_ms),
+        "tpot_p50_ms": _num(s.tokens.tpot.p50_ms),
+        "tpot_p95_ms": _num(s.tokens.tpot.p95_ms),
+        "itl_p50_ms": _num(s.tokens.itl.p50_ms),
+        "output_tokens_per_s": _num(s.tokens.output_tokens_per_s),
+        "goodput_pct": _num(good.pct if good else None),
+        "good_rps": _num(good.rps if good else None),
+        "late_share": round(s.pacing.late_share, 4),
+        "slip_p95_ms": round(s.pacing.slip_p95_ms, 1),
+        "new_connection_share": round(s.connections.new_share, 4),
+        "reconnects": s.connections.reconnects,
+        "duration_cv": _num(s.duration_cv),
+        "round_p50_ms": " ".join(f"{v:.1f}" for v in s.round_p50_ms),
+        "client_cpu_p50": _num(s.client.cpu_p50 if s.client else None),
+        "client_lag_p95_ms": _num(s.client.lag_p95_ms if s.client else None),
+        "client_bound": int(s.client_bound),
+        "passed": int(s.passed),
+        "reasons": "; ".join(s.reasons),
+    }
 
 
 def _num(value: float | None) -> str | float:

@@ -38,9 +38,11 @@ __all__ = [
     "CompareSummary",
     "Connections",
     "DiscoverySummary",
+    "Goodput",
     "LegacyVerdict",
     "Pacing",
     "RequestRecord",
+    "Slo",
     "Spread",
     "StepResult",
     "StopReason",
@@ -209,6 +211,33 @@ class TokenStats(_Model):
     estimated: bool = False  # some output tokens are counted events (no usage sent)
 
 
+class Slo(_Model):
+    """The limits a request must meet to count as good (``--slo-*``), at a percentile."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    percentile: float = 95.0
+    min_goodput_pct: float | None = None
+
+
+class Goodput(_Model):
+    """How many requests met every limit of the :class:`Slo`, and each figure at its percentile.
+
+    A good request succeeded and met every limit that is set; a failed request, or one
+    without the figure a limit needs (no first token), is not good.
+    """
+
+    requests: int
+    good: int
+    pct: float | None  # good / requests, in percent (None without requests)
+    rps: float | None  # good requests per measured second
+    # Each figure at the SLO's percentile, over the successful requests.
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+
+
 class ClientLoad(_Model):
     """How hard capdisc's own load processes worked over a window (a step, a block).
 
@@ -250,6 +279,7 @@ class StepResult(_Model):
     duration_cv: float | None = None
     latency_growth: float | None = None
     round_p50_ms: list[float] = Field(default_factory=list)
+    goodput: Goodput | None = None
     passed: bool
     reasons: list[str] = Field(default_factory=list)
     client: ClientLoad | None = None
@@ -266,6 +296,7 @@ class Capacity(_Model):
     p95_ms: float | None
     failure_rate: float
     at_least: bool = False
+    goodput: Goodput | None = None
 
 
 class AtStop(_Model):
@@ -336,7 +367,7 @@ class DiscoverySummary(_Model):
     """Result of ``discover batch`` and ``discover tools``."""
 
     schema_: int = Field(default=SCHEMA, alias="schema")
-    strategy: Literal["batch", "tools"]
+    strategy: Literal["batch", "tools", "stream"]
     target: TargetInfo
     started_at: str
     finished_at: str
@@ -344,6 +375,7 @@ class DiscoverySummary(_Model):
     stop_detail: str = ""
     interval_s: float
     failure_threshold: int
+    slo: Slo | None = None
     capacity: Capacity | None
     at_stop: AtStop
     steps: list[StepResult]
@@ -390,6 +422,7 @@ class VersionStats(_Model):
     # The load it got: users / interval, and measured tasks per measured second.
     offered_rps: float | None = None
     achieved_rps: float | None = None
+    goodput: Goodput | None = None
 
 
 class VersionDiff(_Model):
@@ -431,6 +464,7 @@ class CompareSummary(_Model):
     finished_at: str
     stop_reason: StopReason = "duration"
     load: CompareLoad
+    slo: Slo | None = None
     a: VersionStats
     b: VersionStats
     diff: VersionDiff
@@ -460,6 +494,7 @@ def dump_summary(summary: Summary) -> str:
 def load_summary(path: Path) -> Summary:
     """Read ``summary.json`` back into its model (discovery or comparison)."""
     data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("strategy") == "stream":
-        return CompareSummary.model_validate(data)
-    return DiscoverySummary.model_validate(data)
+    # Both ``discover stream`` and ``compare stream`` say "stream": a comparison has no steps.
+    if "steps" in data:
+        return DiscoverySummary.model_validate(data)
+    return CompareSummary.model_validate(data)

@@ -51,6 +51,7 @@ __all__ = [
     "RampSettings",
     "Seconds",
     "Settings",
+    "StreamRampSettings",
     "TargetConfig",
     "TokenCount",
     "ToolsSettings",
@@ -270,6 +271,59 @@ class RampSettings(_RunOptions):
         return self
 
 
+class _SloOptions(_Section):
+    """Token-level limits a request must meet to count as good (goodput)."""
+
+    slo_ttft: PositiveSeconds | None = option(
+        None,
+        panel="SLO",
+        duration=True,
+        help="Time to first token must stay within this at --slo-percentile (DUR, e.g. 500ms).",
+    )
+    slo_tpot: PositiveSeconds | None = option(
+        None,
+        panel="SLO",
+        duration=True,
+        help="Time per output token after the first must stay within this (DUR, e.g. 50ms).",
+    )
+    slo_e2e: PositiveSeconds | None = option(
+        None,
+        panel="SLO",
+        duration=True,
+        help="Whole request time must stay within this at --slo-percentile (DUR).",
+    )
+    slo_percentile: float = option(
+        95.0,
+        ge=50,
+        le=99.9,
+        panel="SLO",
+        help="Percentile at which the --slo-* limits hold (default 95).",
+    )
+    min_goodput: float | None = option(
+        None,
+        gt=0,
+        le=100,
+        panel="SLO",
+        help="Least share of requests, in percent, that must meet every --slo-* limit.",
+    )
+
+    @model_validator(mode="after")
+    def _goodput_needs_a_limit(self) -> _SloOptions:
+        if self.min_goodput is not None and not self.slo_limits_set:
+            raise ValueError("min_goodput needs at least one of slo_ttft, slo_tpot, slo_e2e")
+        return self
+
+    @property
+    def slo_limits_set(self) -> bool:
+        """True when at least one --slo-* limit is given."""
+        return any(v is not None for v in (self.slo_ttft, self.slo_tpot, self.slo_e2e))
+
+
+class StreamRampSettings(RampSettings, _SloOptions):
+    """``discover stream`` (profile table ``[discover_stream]``): the ramp on streaming
+    requests, judged on the token SLOs as well."""
+
+
 class ToolsSettings(RampSettings):
     """``discover tools`` (profile table ``[tools]``): the ramp, and how a tool task is made."""
 
@@ -302,7 +356,7 @@ class ToolsSettings(RampSettings):
     )
 
 
-class CompareSettings(_RunOptions):
+class CompareSettings(_RunOptions, _SloOptions):
     """``compare stream`` (profile table ``[stream]``): the fixed load both versions get."""
 
     users: int = option(200, ge=1, panel="Load", help="Fixed users (default 200).")

@@ -53,11 +53,19 @@ def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
 
 
 def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
-    """B with 30% less time per token is b_faster, from 4 pairs run A B B A A B B A."""
+    """B with 30% less time per token is b_faster, from 4 pairs run A B B A A B B A.
+
+    With a TPOT limit between the two versions' time per token, B's goodput is higher.
+    """
     a = profile(tmp_path, "slow", per_token_ms=10, seed=1)
     b = profile(tmp_path, "fast", per_token_ms=7, seed=2)
-    code, summary, output = compare(str(a), str(b), tmp_path / "run")
+    code, summary, output = compare(str(a), str(b), tmp_path / "run", "--slo-tpot", "8.5ms")
     assert code == 0, output
+    assert summary["slo"]["tpot_ms"] == pytest.approx(8.5)
+    good_a, good_b = summary["a"]["goodput"], summary["b"]["goodput"]
+    assert good_a["requests"] == summary["a"]["requests"]
+    assert good_b["pct"] > 90 > 10 > good_a["pct"], (good_a, good_b)
+    assert "SLO: TPOT <= 8.5 ms at p95" in output
     assert summary["schema"] == 2
     assert summary["verdict"] == "b_faster", summary["diff"]
     diff = summary["diff"]
@@ -89,6 +97,7 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     assert " ".join("".join(key).upper() for key in order) == "A1 B1 B2 A2 A3 B3 B4 A4"
     markdown = (run / "compare.md").read_text()
     assert "**Verdict: B is faster.**" in markdown and "minimum detectable effect" in markdown
+    assert "| goodput |" in markdown
 
 
 def test_same_target_twice_is_never_a_difference(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from capdisc.errors import UsageError
-from capdisc.settings import CompareSettings, RampSettings, Settings, resolve
+from capdisc.settings import CompareSettings, RampSettings, Settings, StreamRampSettings, resolve
+from capdisc.strategies.slo import slo_of
 
 
 @pytest.mark.parametrize(("given", "value"), [("auto", "auto"), ("AUTO", "auto"), ("3", 3), (2, 2)])
@@ -28,3 +29,23 @@ def test_the_master_binds_loopback_unless_asked() -> None:
     for bad in ("0.0.0.0", ":5557", "host:port", "h:70000"):
         with pytest.raises(UsageError, match=r"^--master-bind: expected HOST:PORT"):
             resolve(RampSettings, None, Settings(), {"master_bind": bad})
+
+
+def test_slo_limits_are_durations_and_goodput_needs_one() -> None:
+    settings = resolve(
+        StreamRampSettings,
+        None,
+        Settings(),
+        {"slo_ttft": "500ms", "slo_tpot": "40ms", "min_goodput": 95},
+    )
+    assert (settings.slo_ttft, settings.slo_tpot, settings.slo_percentile) == (0.5, 0.04, 95.0)
+    slo = slo_of(settings)
+    assert slo is not None and slo.ttft_ms == 500 and slo.min_goodput_pct == 95
+    assert slo_of(StreamRampSettings()) is None
+    assert slo_of(RampSettings()) is None
+    with pytest.raises(UsageError, match=r"^--min-goodput: min_goodput needs at least one"):
+        resolve(StreamRampSettings, None, Settings(), {"min_goodput": 90})
+    with pytest.raises(UsageError, match=r"^--slo-percentile: "):
+        resolve(CompareSettings, None, Settings(), {"slo_percentile": 100})
+    with pytest.raises(UsageError, match=r"^--slo-ttft: "):
+        resolve(StreamRampSettings, None, Settings(), {"slo_ttft": "soon"})

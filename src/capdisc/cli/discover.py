@@ -1,4 +1,4 @@
-"""``capdisc discover batch|tools``: build one discovery request, run it, render it."""
+"""``capdisc discover batch|tools|stream``: build one discovery request, run it, render it."""
 
 from __future__ import annotations
 
@@ -16,13 +16,21 @@ from capdisc.cli.options import (
     model_flags,
     settings_command,
 )
-from capdisc.settings import RampSettings, TargetConfig, ToolsSettings, WorkloadSettings
+from capdisc.settings import (
+    RampSettings,
+    StreamRampSettings,
+    TargetConfig,
+    ToolsSettings,
+    WorkloadSettings,
+)
 
 __all__: list[str] = []  # the commands register themselves on discover_app
 
+Strategy = Literal["batch", "tools", "stream"]
+
 
 def _discover(
-    strategy: Literal["batch", "tools"],
+    strategy: Strategy,
     profile_name: str | None,
     target: Mapping[str, Any],
     workload: Mapping[str, Any],
@@ -39,6 +47,8 @@ def _discover(
     profile = target_profile(env, profile_name, target)
     if strategy == "tools":
         settings: RampSettings = resolve(ToolsSettings, profile.tools, env, ramp)
+    elif strategy == "stream":
+        settings = resolve(StreamRampSettings, profile.discover_stream, env, ramp)
     else:
         settings = resolve(RampSettings, profile.batch, env, ramp)
     request = DiscoveryRequest(
@@ -51,6 +61,8 @@ def _discover(
     )
     if strategy == "tools":
         from capdisc.strategies.tools import discover_tools as run
+    elif strategy == "stream":
+        from capdisc.strategies.stream_capacity import discover_stream as run
     else:
         from capdisc.strategies.batch import discover_batch as run
     with progress_sink(quiet) as progress:
@@ -64,7 +76,7 @@ def _discover(
         raise outcome.failure
 
 
-def _register(strategy: Literal["batch", "tools"], model: type[RampSettings], doc: str) -> None:
+def _register(strategy: Strategy, model: type[RampSettings], doc: str) -> None:
     """One ``discover`` command: the target flags and the flags of its settings model."""
 
     def command(
@@ -114,5 +126,18 @@ _register(
     another count fails ("expected 2 tool calls, got 3"). The spread of task
     durations at the first step is reported: the strategy needs a deterministic
     target. Ramp, verdicts and refinement are those of discover batch.
+    """,
+)
+_register(
+    "stream",
+    StreamRampSettings,
+    """Capacity for chat front ends: the batch ramp on streaming requests, judged on token SLOs.
+
+    Each request streams (SSE, or NDJSON for Ollama); success is HTTP 200 with more
+    than 2 content chunks. Besides the batch verdicts, a step fails when time to
+    first token (--slo-ttft), time per output token (--slo-tpot) or the whole
+    request (--slo-e2e) is over its limit at --slo-percentile (default p95), or when
+    fewer than --min-goodput percent of its requests met every limit. Defaults come
+    from the profile's [discover_stream] table.
     """,
 )

@@ -8,8 +8,9 @@ can serve them; dataset prompts are the user's own.
 The n-th request of a session gets prompt n: the prompt of a request depends only on
 the seed and its place in the session's order of starts, never on which user sent
 it, so both versions of a comparison get the same prompts in the same order. Prompts
-are built lazily, one per request, from a generator seeded by ``(seed, n)``: no
-prompt is kept, and building one costs microseconds (``benchmarks/README.md``).
+are built lazily, one per request, from a generator seeded by ``(seed, n)``, as a
+slice of a seeded text of words prepared once per seed: no prompt is kept, and building
+one costs microseconds (``benchmarks/prompts.py``).
 
 Tokens without a tokenizer: a synthetic prompt of N tokens is N short common English
 words (after a unique prefix of about 4 tokens). Common BPE tokenizers (the GPT,
@@ -87,8 +88,50 @@ class PromptSource:
             return [{"role": "user", "content": self.prompt}], max_tokens
         words = max(1, _draw(rng, self.prompt_tokens) - 4)
         prefix = f"#{index:x}-{rng.getrandbits(32):08x}:"
-        text = prefix + " " + " ".join(rng.choices(_WORDS, k=words))
-        return [{"role": "user", "content": text}], max_tokens
+        return [
+            {"role": "user", "content": prefix + _pool(self.seed).words(rng, words)}
+        ], max_tokens
+
+
+class _WordPool:
+    """A long seeded text of the one-token words; a prompt is a slice of it.
+
+    Drawing every word per request cost ~80 ns a word (120 us for 1,500 tokens, on the
+    hot path); slicing a prepared text at a seeded word offset costs a copy. Prompts
+    stay unique from their first token by their prefix, and differ from each other in
+    where their slice starts.
+    """
+
+    SIZE = 8192
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(f"{seed}:pool")
+        words = rng.choices(_WORDS, k=self.SIZE)
+        # Twice over, so a slice starting anywhere can run SIZE words without wrapping.
+        self.text = "".join(" " + w for w in words + words)
+        self.starts: list[int] = []
+        at = 0
+        for word in words + words:
+            self.starts.append(at)
+            at += len(word) + 1
+        self.starts.append(at)
+
+    def words(self, rng: random.Random, count: int) -> str:
+        """``count`` words (each with its leading space) from a seeded place of the pool."""
+        whole, rest = divmod(count, self.SIZE)
+        start = rng.randrange(self.SIZE)
+        full = self.text[: self.starts[self.SIZE]] * whole
+        return full + self.text[self.starts[start] : self.starts[start + rest]]
+
+
+_POOLS: dict[int, _WordPool] = {}
+
+
+def _pool(seed: int) -> _WordPool:
+    pool = _POOLS.get(seed)
+    if pool is None:
+        pool = _POOLS[seed] = _WordPool(seed)
+    return pool
 
 
 def _draw(rng: random.Random, count: TokenCount) -> int:
@@ -151,6 +194,8 @@ def prompt_source(
 ) -> PromptSource:
     """The prompts a run's settings ask for (a dataset is read and checked here)."""
     entries = load_dataset(workload.dataset) if workload.dataset is not None else ()
+    if workload.prompt_tokens is not None:
+        _pool(seed)  # prepared here (about a millisecond), before any request needs it
     order = list(range(len(entries)))
     random.Random(f"{seed}:order").shuffle(order)
     return PromptSource(

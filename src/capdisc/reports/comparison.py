@@ -22,6 +22,8 @@ from capdisc.reports.terminal import (
     format_ms,
     format_p_value,
     format_pct,
+    goodput_text,
+    slo_text,
 )
 from capdisc.schema import CompareSummary, VersionStats
 
@@ -179,6 +181,14 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
 
     ta, tb = a.tokens, b.tokens
     late_diff = 100 * (b.pacing.late_share - a.pacing.late_share)
+    slo_rows: list[tuple[str, str, str, str]] = []
+    if summary.slo is not None and a.goodput is not None and b.goodput is not None:
+        points = (
+            format_pct(b.goodput.pct - a.goodput.pct, unit=" pt")
+            if a.goodput.pct is not None and b.goodput.pct is not None
+            else ""
+        )
+        slo_rows.append(("goodput", goodput_text(a.goodput), goodput_text(b.goodput), points))
     return [
         ("requests", _int(a.requests), _int(b.requests), ""),
         (
@@ -220,12 +230,15 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
             "",
         ),
         ("reconnects", _int(a.connections.reconnects), _int(b.connections.reconnects), ""),
+        *slo_rows,
     ]
 
 
 def render_comparison(summary: CompareSummary, console: Console) -> None:
     """Print the A | B | diff table of a comparison, its verdict and the gate."""
     console.print(load_line(summary), markup=False, soft_wrap=True)
+    if summary.slo is not None:
+        console.print(f"SLO: {slo_text(summary.slo)}", markup=False, soft_wrap=True)
     table = Table(title="compare stream", title_justify="left")
     table.add_column("")
     # Labels come from users (profile names, URLs): never read them as rich markup.

@@ -17,6 +17,8 @@ from capdisc.durations import format_duration
 from capdisc.schema import (
     CompareSummary,
     DiscoverySummary,
+    Goodput,
+    Slo,
     StepResult,
     TargetInfo,
     TokenStats,
@@ -27,9 +29,11 @@ __all__ = [
     "format_ms",
     "format_p_value",
     "format_pct",
+    "goodput_text",
     "render_compare",
     "render_discovery",
     "render_summary",
+    "slo_text",
     "target_label",
 ]
 
@@ -59,6 +63,10 @@ def format_pct(pct: float | None, *, unit: str = "%", digits: int = 1) -> str:
     if round(pct, digits) == 0:
         return "\u00b1" + text
     return (_MINUS if pct < 0 else "+") + text
+
+
+def _percent(pct: float | None) -> str:
+    return _MISSING if pct is None else f"{pct:.1f}%"
 
 
 def format_p_value(p: float | None) -> str:
@@ -104,6 +112,26 @@ def capacity_line(summary: DiscoverySummary) -> str:
     )
 
 
+def slo_text(slo: Slo) -> str:
+    """``TTFT <= 500 ms, TPOT <= 50 ms at p95; goodput >= 90%``."""
+    labels = (("TTFT", slo.ttft_ms), ("TPOT", slo.tpot_ms), ("end-to-end", slo.e2e_ms))
+    limits = ", ".join(
+        f"{name} <= {f'{ms:g} ms' if ms < 1000 else format_ms(ms)}"
+        for name, ms in labels
+        if ms is not None
+    )
+    text = f"{limits} at p{slo.percentile:g}"
+    if slo.min_goodput_pct is not None:
+        text += f"; goodput >= {slo.min_goodput_pct:g}%"
+    return text
+
+
+def goodput_text(good: Goodput) -> str:
+    """``96.5% (193/200, 9.7 req/s)``: the share of requests that met every limit."""
+    rate = f", {_rps(good.rps)} req/s" if good.rps is not None else ""
+    return f"{_percent(good.pct)} ({_int(good.good)}/{_int(good.requests)}{rate})"
+
+
 def _why_not_found(summary: DiscoverySummary) -> str:
     if any(s.client_bound for s in summary.steps):
         return "client-bound"
@@ -143,8 +171,18 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
         table.add_column(header, justify="left" if header == "phase" else "right")
     for header in ("failures", "fail %", "p50", "p95", "late %"):
         table.add_column(header, justify="right")
+    slo = summary.slo
+    if slo is not None:
+        table.add_column(f"ttft p{slo.percentile:g}", justify="right")
+        table.add_column("goodput", justify="right")
     table.add_column("verdict", overflow="fold")
     for step in summary.steps:
+        good = step.goodput
+        slo_cells = (
+            [format_ms(good.ttft_ms if good else None), _percent(good.pct if good else None)]
+            if slo is not None
+            else []
+        )
         table.add_row(
             str(step.index),
             Text(step.phase),
@@ -157,6 +195,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
             format_ms(step.p50_ms),
             format_ms(step.p95_ms),
             _share(step.pacing.late_share),
+            *slo_cells,
             _verdict_cell(step),
         )
     if summary.steps:
@@ -167,6 +206,12 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     style = "bold green" if summary.capacity else "bold red"
     # Result lines are soft-wrapped: the terminal folds them, a copy-paste gets one line.
     console.print(Text(capacity_line(summary), style=style), markup=False, soft_wrap=True)
+    if slo is not None:
+        line = f"SLO: {slo_text(slo)}"
+        good = summary.capacity.goodput if summary.capacity else None
+        if good is not None:
+            line += f"; goodput at capacity {goodput_text(good)}"
+        console.print(line, markup=False, soft_wrap=True)
     stop = summary.at_stop
     console.print(
         f"At stop: {stop.users} users, {_int(stop.total_requests)} requests, "

@@ -1,4 +1,4 @@
-"""Capacity discovery, the flow shared by ``discover batch`` and ``discover tools``.
+"""Capacity discovery, the flow shared by ``discover batch``, ``tools`` and ``stream``.
 
 Start the target, check it, ramp users in steps (:mod:`.ramp`), and write every
 output: ``requests.csv`` as the run goes, then ``steps.csv``, ``summary.json``,
@@ -26,8 +26,14 @@ from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.ramp import RampPlanner
 from capdisc.strategies.session import open_target, prepare_run
+from capdisc.strategies.slo import slo_of
 
 __all__ = ["DiscoveryOutcome", "DiscoveryRequest", "run_discovery"]
+
+NO_SLO_WARNING = (
+    "no token SLO set (--slo-ttft, --slo-tpot, --slo-e2e): steps were judged on failures, "
+    "throughput and pacing only, not on what a chat user waits for"
+)
 
 # Spread of task durations (coefficient of variation) above which tool tasks are
 # not deterministic enough for a fair discovery.
@@ -38,9 +44,10 @@ MAX_DETERMINISTIC_CV = 0.25
 class DiscoveryRequest:
     """Everything one discovery run needs, built once by the CLI."""
 
-    strategy: Literal["batch", "tools"]
+    strategy: Literal["batch", "tools", "stream"]
     profile: Profile
-    # ToolsSettings for discover tools: the same model the flags and the profile filled.
+    # ToolsSettings for discover tools, StreamRampSettings for discover stream: the same
+    # model the flags and the profile filled.
     settings: RampSettings
     out_dir: Path
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
@@ -101,7 +108,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             tools=request.tools,
             prompts=prompts,
         )
-        planner = RampPlanner(settings)
+        planner = RampPlanner(settings, slo_of(settings))
         with RunContext(
             out_dir,
             failure_threshold=settings.failure_threshold,
@@ -113,6 +120,8 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             master_bind=settings.master_bind,
         ) as run:
             run.warnings.extend(plan.notes)
+            if request.strategy == "stream" and planner.slo is None:
+                run.warnings.append(NO_SLO_WARNING)
             result = run.run(workload, planner)
             run.close_records()
             run.write_report("report.html")
@@ -177,6 +186,7 @@ def _write_outputs(
         stop_detail=detail,
         interval_s=request.settings.interval,
         failure_threshold=request.settings.failure_threshold,
+        slo=planner.slo,
         capacity=planner.capacity(),
         at_stop=at_stop(records, result.users_at_stop),
         steps=planner.results,

@@ -18,8 +18,9 @@ from capdisc.durations import format_duration
 from capdisc.loadgen.plan import Step
 from capdisc.metrics.figures import step_figures
 from capdisc.metrics.frame import records_frame, tasks
+from capdisc.metrics.goodput import goodput, slo_reasons
 from capdisc.metrics.trend import latency_growth
-from capdisc.schema import Capacity, RequestRecord, StepResult, StopReason
+from capdisc.schema import Capacity, RequestRecord, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
 from capdisc.strategies.client import client_bound_reason
 
@@ -36,7 +37,7 @@ MAX_FAILED_CONFIRMS = 2
 MAX_LATENCY_GROWTH = 0.25
 
 
-def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
+def judge_step(result: StepResult, settings: RampSettings, slo: Slo | None = None) -> StepResult:
     """The step with its verdict: passed, failed with every reason, or client-bound.
 
     A step during which capdisc itself was at its limit (``result.client``, see
@@ -56,6 +57,8 @@ def judge_step(result: StepResult, settings: RampSettings) -> StepResult:
     slo_s = settings.slo_p95
     if slo_s is not None and result.p95_ms is not None and result.p95_ms > slo_s * 1000:
         reasons.append(f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(slo_s)}")
+    if slo is not None and result.goodput is not None:
+        reasons.extend(slo_reasons(result.goodput, slo))
     if result.requests and result.achieved_rps < MIN_THROUGHPUT_SHARE * result.offered_rps:
         reasons.append(
             f"throughput {result.achieved_rps:.2f}/s < 90% of offered {result.offered_rps:.2f}/s"
@@ -82,8 +85,10 @@ class RampPlanner:
     # Each step is judged on its own rows (held in memory for one step only).
     needs_rows = True
 
-    def __init__(self, settings: RampSettings) -> None:
+    def __init__(self, settings: RampSettings, slo: Slo | None = None) -> None:
         self.settings = settings
+        # Token-level limits (discover stream): each step's goodput is judged on them.
+        self.slo = slo
         self.results: list[StepResult] = []
         self.end_reason: StopReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
@@ -103,7 +108,7 @@ class RampPlanner:
     def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
         assert finished.window_start is not None and finished.window_end is not None
         figures = self._figures(finished, rows, finished.window_end)
-        result = judge_step(figures, self.settings)
+        result = judge_step(figures, self.settings, self.slo)
         self.results.append(result)
         if result.client_bound:
             # Higher levels need even more of the client: nothing more to learn here.
@@ -115,7 +120,7 @@ class RampPlanner:
         self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
     ) -> None:
         figures = self._figures(step, rows, min(stopped_at, step.window_end or stopped_at))
-        judged = judge_step(figures, self.settings)
+        judged = judge_step(figures, self.settings, self.slo)
         reasons = [f"stopped early: {why}", *judged.reasons]
         self.results.append(judged.model_copy(update={"passed": False, "reasons": reasons}))
         self._abandoned.add(step.index)
@@ -135,8 +140,14 @@ class RampPlanner:
         )
         measured = tasks(frame)
         measured = measured[(measured["ts_end"] >= step.window_start) & (measured["ts_end"] < end)]
+        length = end - step.window_start
+        good = goodput(measured, self.slo, length) if self.slo is not None else None
         return figures.model_copy(
-            update={"latency_growth": latency_growth(measured), "client": step.client}
+            update={
+                "latency_growth": latency_growth(measured),
+                "client": step.client,
+                "goodput": good,
+            }
         )
 
     def describe(self) -> str:
@@ -262,5 +273,6 @@ class RampPlanner:
             p50_ms=best.p50_ms,
             p95_ms=best.p95_ms,
             failure_rate=best.failure_rate,
+            goodput=best.goodput,
             at_least=self.end_reason == "max_users" and best.users >= self.settings.max_users,
         )

@@ -24,6 +24,7 @@ from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
 from capdisc.metrics.compare import compare_versions, decide, gate, load_reasons
 from capdisc.metrics.figures import measured_tasks, version_stats
 from capdisc.metrics.frame import read_records
+from capdisc.metrics.goodput import goodput
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
 from capdisc.rundir import append_records, check_out_dir, create_out_dir
 from capdisc.schema import (
@@ -35,6 +36,7 @@ from capdisc.schema import (
 )
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 from capdisc.strategies.session import load_engine, open_target
+from capdisc.strategies.slo import slo_of
 from capdisc.target import Target
 
 __all__ = ["CompareOutcome", "CompareRequest", "VersionSource", "resolve_source", "run_compare"]
@@ -274,6 +276,7 @@ def _finish(
     frames: dict[str, Any] = {}
     stats: dict[str, VersionStats] = {}
     unequal: list[str] = []
+    slo = slo_of(settings)
     for side in ("a", "b"):
         source = sources[side]
         offered = settings.users / settings.interval
@@ -291,6 +294,8 @@ def _finish(
         base = version_stats(rows, source.label, settings.interval, measured)
         achieved = base.requests / measured if measured else None
         extra.update(offered_rps=offered, achieved_rps=achieved)
+        if slo is not None:
+            extra["goodput"] = goodput(rows, slo, measured)
         stats[side] = base.model_copy(update=extra)
         unequal += load_reasons(side.upper(), offered, achieved, base.pacing)
     paired = not settings.sequential and all(s.profile is not None for s in sources.values())
@@ -321,6 +326,7 @@ def _finish(
             blocks=settings.blocks,
             order="abba" if paired else "sequential",
         ),
+        slo=slo,
         a=stats["a"],
         b=stats["b"],
         diff=diff,

@@ -1,0 +1,96 @@
+"""``discover stream`` end to end: capacity under a TTFT limit, and goodput in every output.
+
+The simulator's TTFT is its prefill plus the wait for a slot. Below U* = S x P / D
+a slot is free but for phase collisions (a fraction of one service time); above it
+the wait grows by (U / U* - 1) seconds per second, so a step's TTFT at percentile q
+is about prefill + (U / U* - 1) x (s + q x T) (settle s, window T) and a limit L
+holds up to U_L = U* x (1 + (L - prefill) / (s + q x T)) (README, "Token SLOs").
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import run_capdisc
+
+pytestmark = pytest.mark.slow
+
+SLOTS = 10
+PREFILL_S = 0.1
+PER_TOKEN_S = 0.01
+TOKENS = 32
+INTERVAL_S = 2.0
+STEP_S = 10.0
+TTFT_LIMIT_S = 0.4
+PERCENTILE = 95
+
+
+def analytic_users_at_limit() -> float:
+    service = PREFILL_S + TOKENS * PER_TOKEN_S
+    saturation = SLOTS * INTERVAL_S / service  # U* = 47.6 users
+    settle = INTERVAL_S  # the window opens one interval after the users spawned
+    growth = settle + PERCENTILE / 100 * STEP_S
+    return saturation * (1 + (TTFT_LIMIT_S - PREFILL_S) / growth)  # U_L = 48.8 users
+
+
+def test_discover_stream_finds_the_load_where_ttft_passes_its_limit(tmp_path: Path) -> None:
+    profile = tmp_path / "chat.toml"
+    profile.write_text(
+        f"""
+[target]
+embedded = true
+max_tokens = 64
+timeout = "20s"
+
+[simulator]
+slots = {SLOTS}
+prefill_ms = {PREFILL_S * 1000:g}
+per_token_ms = {PER_TOKEN_S * 1000:g}
+output_tokens = {TOKENS}
+jitter = 0.05
+seed = 3
+
+[discover_stream]
+start_users = 37
+step_users = 10
+max_users = 80
+step_duration = "{STEP_S:g}s"
+interval = "{INTERVAL_S:g}s"
+slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
+"""
+    )
+    out = tmp_path / "run"
+    result = run_capdisc(
+        "discover",
+        "stream",
+        "--profile",
+        str(profile),
+        "--out",
+        str(out),
+        "--quiet",
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["strategy"] == "stream"
+    assert summary["slo"]["ttft_ms"] == pytest.approx(TTFT_LIMIT_S * 1000)
+    expected = analytic_users_at_limit()
+    found = summary["capacity"]["users"]
+    assert abs(found - expected) <= 0.05 * expected, (found, expected, summary["steps"])
+    failed = [s for s in summary["steps"] if not s["passed"]]
+    assert any(r.startswith("TTFT p95 ") for s in failed for r in s["reasons"]), failed
+    assert summary["capacity"]["goodput"]["ttft_ms"] <= TTFT_LIMIT_S * 1000
+    with (out / "steps.csv").open(newline="") as handle:
+        steps = list(csv.DictReader(handle))
+    assert len(steps) == len(summary["steps"])
+    assert all(float(row["goodput_pct"]) >= 0 for row in steps)
+    assert "SLO: TTFT <= 400 ms at p95" in result.stdout
+
+
+def test_the_slo_options_belong_to_the_streaming_commands() -> None:
+    result = run_capdisc("discover", "batch", "--slo-ttft", "1s")
+    assert result.returncode == 2 and "--slo-ttft" in result.stderr
