@@ -186,6 +186,18 @@ STEP_COLUMNS = (
     "client_cpu_p50",
     "client_lag_p95_ms",
     "client_bound",
+    "verdict",
+    "extensions",
+    "measured_s",
+    "started",
+    "censored",
+    "in_flight_start",
+    "in_flight_end",
+    "trend_ms_per_s",
+    "trend_low_ms_per_s",
+    "trend_high_ms_per_s",
+    "backlog_growth",
+    "deficit",
     "passed",
     "reasons",
 )
@@ -228,7 +240,7 @@ def _write_steps(summary: DiscoverySummary, path: Path) -> None:
 
 def _step_row(s: StepResult) -> dict[str, object]:
     """One line of ``steps.csv`` (its columns are :data:`STEP_COLUMNS`, documented in the README)."""
-    good = s.goodput
+    good, tests = s.goodput, s.tests
     return {
         "index": s.index,
         "phase": s.phase,
@@ -259,6 +271,20 @@ def _step_row(s: StepResult) -> dict[str, object]:
         "client_cpu_p50": _num(s.client.cpu_p50 if s.client else None),
         "client_lag_p95_ms": _num(s.client.lag_p95_ms if s.client else None),
         "client_bound": int(s.client_bound),
+        "verdict": s.verdict or ("pass" if s.passed else "fail"),
+        "extensions": s.extensions,
+        "measured_s": _num(s.measured_s),
+        "started": "" if s.started is None else s.started,
+        "censored": s.censored,
+        "in_flight_start": "" if s.in_flight_start is None else s.in_flight_start,
+        "in_flight_end": "" if s.in_flight_end is None else s.in_flight_end,
+        "trend_ms_per_s": _num(tests.trend_ms_per_s if tests else None),
+        "trend_low_ms_per_s": _num(tests.trend_low_ms_per_s if tests else None),
+        "trend_high_ms_per_s": _num(tests.trend_high_ms_per_s if tests else None),
+        "backlog_growth": ""
+        if tests is None or tests.backlog_growth is None
+        else tests.backlog_growth,
+        "deficit": _num(tests.deficit if tests else None),
         "passed": int(s.passed),
         "reasons": "; ".join(s.reasons),
     }

@@ -28,6 +28,7 @@ __all__ = [
     "RECORD_COLUMNS",
     "ROUND_PREFIX",
     "SCHEMA",
+    "STOPPED_IN_FLIGHT",
     "AtStop",
     "Capacity",
     "ClientCeiling",
@@ -40,6 +41,7 @@ __all__ = [
     "DiscoverySummary",
     "Goodput",
     "LegacyVerdict",
+    "OverloadTests",
     "Pacing",
     "RequestRecord",
     "Slo",
@@ -53,6 +55,7 @@ __all__ = [
     "Verdict",
     "VersionDiff",
     "VersionStats",
+    "WorkerClock",
     "WorkloadCeiling",
     "dump_summary",
     "is_round",
@@ -128,7 +131,13 @@ class ClientSample(NamedTuple):
     lags_ms: tuple[float, ...]  # how late each 100 ms event-loop timer fired in it
 
 
-SCHEMA = 1
+# The error of a request cut in flight by capdisc itself (a stop past its stop timeout,
+# a drain past its bound): not an answer of the target, so never one of its failures.
+# Its row has status 0, ok 0 and its age at the cut as duration (a lower bound).
+STOPPED_IN_FLIGHT = "stopped in flight"
+
+# The discovery summary's schema: 2 since three-state verdicts and the capacity interval.
+SCHEMA = 2
 
 # Why a run ended. "max_users" and "slo" end a discovery (every step passed up to
 # --max-users; a step failed its limits), "duration" a comparison; the failure
@@ -256,6 +265,37 @@ class ClientLoad(_Model):
     lag_max_ms: float
 
 
+TestVerdict = Literal["pass", "fail", "inconclusive"]
+
+
+class OverloadTests(_Model):
+    """The overload tests of one step (schema 2), each with its verdict.
+
+    ``trend``: least-squares slope of latency against start time within each user, in
+    ms per second, with its 95% interval (clustered by user) and the limit above which
+    it fails (it passes below 25 ms/s, a queue 2.5% past capacity); ``backlog``:
+    requests in flight at the window's end minus at its start, and its noise (SD);
+    ``deficit``: tasks offered (users x window / interval) minus started, and its noise;
+    ``late_share``: tasks that started late.
+    """
+
+    verdict: TestVerdict
+    trend_verdict: TestVerdict
+    trend_ms_per_s: float | None = None
+    trend_low_ms_per_s: float | None = None
+    trend_high_ms_per_s: float | None = None
+    trend_limit_ms_per_s: float | None = None
+    backlog_verdict: TestVerdict | None = None
+    backlog_growth: int | None = None
+    backlog_noise_sd: float | None = None
+    throughput_verdict: TestVerdict
+    offered_tasks: float
+    deficit: float
+    deficit_noise_sd: float
+    lateness_verdict: TestVerdict
+    late_share: float
+
+
 class StepResult(_Model):
     """One step of a discovery ramp, measured after all its users started."""
 
@@ -280,6 +320,16 @@ class StepResult(_Model):
     latency_growth: float | None = None
     round_p50_ms: list[float] = Field(default_factory=list)
     goodput: Goodput | None = None
+    # Schema 2: the verdict in three states (and client-bound), with how it was reached.
+    verdict: Literal["pass", "fail", "inconclusive", "client_bound"] | None = None
+    # Windows judged together: an inconclusive step extended by this many more.
+    extensions: int = 0
+    measured_s: float | None = None  # total length of the judged windows
+    started: int | None = None  # tasks started in the windows
+    censored: int = 0  # of them, still in flight when judged (their ages are lower bounds)
+    in_flight_start: int | None = None
+    in_flight_end: int | None = None
+    tests: OverloadTests | None = None
     passed: bool
     reasons: list[str] = Field(default_factory=list)
     client: ClientLoad | None = None
@@ -288,7 +338,13 @@ class StepResult(_Model):
 
 
 class Capacity(_Model):
-    """The most users a passing step held, with that step's figures."""
+    """The most users a passing step held, with that step's figures, and the interval.
+
+    Schema 2: ``confirmed`` says the level passed after an overload or twice (a level
+    seen once while climbing is not); ``fail_users`` / ``fail_rps`` are the lowest level
+    that did not pass (failed, or stayed inconclusive) and its offered req/s: the true
+    capacity lies in [users, fail_users). ``at_least`` when no level failed.
+    """
 
     users: int
     rps: float
@@ -297,6 +353,10 @@ class Capacity(_Model):
     failure_rate: float
     at_least: bool = False
     goodput: Goodput | None = None
+    confirmed: bool | None = None  # None: a schema-1 summary
+    fail_users: int | None = None
+    fail_rps: float | None = None
+    fail_verdict: Literal["fail", "inconclusive"] | None = None
 
 
 class AtStop(_Model):
@@ -304,8 +364,9 @@ class AtStop(_Model):
 
     users: int
     total_requests: int
-    failure_rate: float
-    avg_ms: float | None
+    failure_rate: float  # of the requests the target answered (cut ones are not failures)
+    avg_ms: float | None  # cut requests count at their age: a lower bound
+    cut: int = 0  # requests cut in flight by the stop (error "stopped in flight")
 
 
 class ToolsInfo(_Model):
@@ -342,6 +403,14 @@ class ClientCeiling(_Model):
     workloads: dict[str, WorkloadCeiling] = Field(default_factory=dict)
 
 
+class WorkerClock(_Model):
+    """A worker's clock against the master's, measured when it connected (its rows corrected)."""
+
+    worker: int
+    offset_s: float | None  # worker clock minus master clock; None: could not be measured
+    rtt_s: float | None  # round trip of the exchange kept (the offset's error is at most half)
+
+
 class ClientInfo(_Model):
     """``summary.json`` ``client``: capdisc's own ceiling, the share used, steps it bound."""
 
@@ -361,6 +430,7 @@ class ClientInfo(_Model):
     # Client-bound steps ("3") or blocks ("a1"), and each block's load (comparison).
     bound: list[str] = Field(default_factory=list)
     blocks: dict[str, ClientLoad] = Field(default_factory=dict)
+    clocks: list[WorkerClock] = Field(default_factory=list)
 
 
 class DiscoverySummary(_Model):
@@ -374,6 +444,8 @@ class DiscoverySummary(_Model):
     stop_reason: StopReason
     stop_detail: str = ""
     interval_s: float
+    # Schema 2: each step's measured time, --step-duration rounded up to whole intervals.
+    step_s: float | None = None
     failure_threshold: int
     slo: Slo | None = None
     capacity: Capacity | None

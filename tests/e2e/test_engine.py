@@ -153,7 +153,7 @@ def test_constant_pacing_and_recorded_slip(start_simulator: StartSimulator, tmp_
     assert summary["pacing"]["late_share"] > 0.5
     assert summary["pacing"]["slip_p50_ms"] > 200
     assert not summary["steps"][0]["passed"]
-    assert any("started late" in reason for reason in summary["steps"][0]["reasons"])
+    assert any(r.startswith("lateness ") for r in summary["steps"][0]["reasons"])
 
 
 def test_ctrl_c_stops_cleanly_and_writes_every_report(

@@ -261,3 +261,26 @@ def test_the_open_files_limit_is_skipped_where_there_is_none() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None"
+
+
+# Modules whose import pulls in locust.runners: imported at the top of a test module, they
+# break pytest-xdist's workers (their thread waits under gevent's patched threading).
+_RUNNER_MODULES = ("locust", "capdisc.loadgen.users", "capdisc.loadgen.engine",
+                   "capdisc.loadgen.master", "capdisc.loadgen.distributed",
+                   "capdisc.loadgen.shape", "capdisc.loadgen.context")  # fmt: skip
+
+
+def test_no_test_module_imports_locust_runners_at_the_top() -> None:
+    tests_dir = SRC.parents[1] / "tests"
+    offenders = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in tree.body:  # module level only: a function may import in a subprocess
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            if any(n == m or n.startswith(m + ".") for n in names for m in _RUNNER_MODULES):
+                offenders.append(f"{path.relative_to(tests_dir)}:{node.lineno}")
+    assert offenders == []

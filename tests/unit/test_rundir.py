@@ -157,3 +157,21 @@ def test_a_discovery_run_is_refused_as_a_compare_side(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "is not a compare stream run" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_report_reads_a_schema_1_discovery(tmp_path: Path) -> None:
+    """A discovery saved before schema 2 (no verdicts, no interval) still reads and renders."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "summaries" / "discovery-schema-1.json"
+    (tmp_path / "summary.json").write_text(fixture.read_text())
+    old = load_summary(tmp_path / "summary.json")
+    assert isinstance(old, DiscoverySummary) and old.schema_ == 1
+    assert old.capacity is not None and old.capacity.confirmed is None
+    assert all(step.verdict is None for step in old.steps)
+    table = subprocess.run(
+        [sys.executable, "-m", "capdisc", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "Capacity: at least 12 users" in table.stdout and "confirmed" not in table.stdout

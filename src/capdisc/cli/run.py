@@ -46,7 +46,8 @@ def report(
 def worker(
     master: Annotated[str, typer.Option("--master", help="Master to join, HOST[:PORT].")],
 ) -> None:
-    """Join a distributed run as a Locust worker until the master quits.
+    """Join a distributed run as a Locust worker until the master quits (or SIGINT/SIGTERM:
+    its requests finish, up to the stop timeout, and its rows are sent first).
 
     The master is a capdisc run with --expect-workers (or --workers for local
     processes). The worker learns the workload from the master; API keys are

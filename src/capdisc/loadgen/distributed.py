@@ -11,6 +11,14 @@ writes one ``requests.csv`` with nothing lost or doubled and counts failures for
 the threshold within about a second (Locust's own worker reports come every 3 s).
 Each worker's CPU and event-loop lag samples (:mod:`.selfcheck`) travel with them in
 ``capdisc_client`` messages, so the master sees whether a worker is at its limit.
+A worker answers the master's ``capdisc_ping`` with its clock, so the master can put
+the worker's times on its own clock (:class:`~capdisc.loadgen.master.WorkerClocks`).
+
+A worker sends every row it holds before it goes: when its users stop (Locust's
+``test_stop``), before its last report on the master's ``quit``, and when it is told
+to stop by a signal, where it first lets its users finish (up to the stop timeout)
+and only then tells the master it quits. Local workers run in their own session, so
+a Ctrl+C in the terminal reaches only the master, which stops them in order.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,22 +35,27 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
+from locust.exception import RPCError, RPCSendError
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, WorkerRunner
 
 from capdisc.clients.prompts import DatasetEntry, PromptSource
 from capdisc.errors import UsageError
+from capdisc.loadgen.clocks import PING_MESSAGE, PONG_MESSAGE
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE, Sampler
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
-from capdisc.schema import ClientSample
+from capdisc.schema import ClientSample, RequestRecord
 from capdisc.settings import TargetConfig, TokenCount, ToolsSettings
 from capdisc.target import Target, read_api_key
 
 __all__ = [
     "HELLO_MESSAGE",
+    "IN_FLIGHT_MESSAGE",
     "ROWS_MESSAGE",
     "WORKLOAD_MESSAGE",
     "parse_master",
     "run_worker",
+    "shift_row",
     "start_local_workers",
     "workload_from_dict",
     "workload_to_dict",
@@ -51,10 +66,34 @@ __all__ = [
 HELLO_MESSAGE = "capdisc_hello"
 WORKLOAD_MESSAGE = "capdisc_workload"
 ROWS_MESSAGE = "capdisc_rows"
+# After each batch of rows: what the worker still has in flight (it has sent every
+# row before), so the master's steps know which requests to wait for.
+IN_FLIGHT_MESSAGE = "capdisc_in_flight"
 FLUSH_EVERY_S = 0.25
 # Users of worker k are numbered from k * USER_BLOCK, so numbers stay unique.
 USER_BLOCK = 1_000_000
 DEFAULT_MASTER_PORT = 5557
+# A worker told to stop by a signal waits this long past the stop timeout for its
+# users before it quits anyway.
+_QUIT_GRACE_S = 5.0
+# What a send to a master that is gone (or not there yet) raises.
+_SEND_ERRORS = (RPCError, RPCSendError)
+
+# Test only (never set in use): this worker's clock reads this many seconds ahead as
+# the master sees it (the times in its pongs, rows and samples), so the tests can show
+# that the master puts a worker's rows on its own clock (tests/e2e/test_worker_clock.py).
+_TEST_CLOCK_SKEW_S = float(os.environ.get("CAPDISC_TEST_WORKER_CLOCK_SKEW_S") or 0)
+
+
+def shift_row(row: RequestRecord, by: float) -> RequestRecord:
+    """``row`` with its three times moved by ``by`` seconds."""
+    if not by:
+        return row
+    return row._replace(
+        ts_scheduled=round(row.ts_scheduled + by, 6),
+        ts_start=round(row.ts_start + by, 6),
+        ts_end=round(row.ts_end + by, 6),
+    )
 
 
 def workload_to_dict(workload: Workload) -> dict[str, Any]:
@@ -110,10 +149,17 @@ def parse_master(value: str) -> tuple[str, int]:
 
 
 def start_local_workers(count: int, master_port: int) -> list[subprocess.Popen[bytes]]:
-    """Start ``count`` worker processes on this machine, connected to a local master."""
+    """Start ``count`` worker processes on this machine, connected to a local master.
+
+    Each in its own session: a Ctrl+C in the terminal goes to the master alone, which
+    stops the workers' users and waits for their last rows (a worker that got the
+    signal too would quit at the same time, cutting its requests short).
+    """
     command = [sys.executable, "-m", "capdisc", "worker", "--master", f"127.0.0.1:{master_port}"]
     return [
-        subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True
+        )
         for _ in range(count)
     ]
 
@@ -136,8 +182,105 @@ def stop_local_workers(processes: list[subprocess.Popen[bytes]], grace_s: float 
             signal_left(proc)
 
 
+class _Outbox:
+    """What a worker still has to send the master: its rows and self-check samples."""
+
+    def __init__(self, runner: WorkerRunner, state: SessionState) -> None:
+        self.runner = runner
+        self.state = state
+        self.rows: list[RequestRecord] = []
+        self.samples: list[ClientSample] = []
+
+    def on_request(self, context: dict[str, Any], **_kw: Any) -> None:
+        self.rows.append(shift_row(context["row"], _TEST_CLOCK_SKEW_S))
+
+    def on_sample(self, sample: ClientSample) -> None:
+        self.samples.append(sample._replace(ts=round(sample.ts + _TEST_CLOCK_SKEW_S, 3)))
+
+    def flush(self, **_kw: Any) -> None:
+        """Send every row held, then what is still in flight, then the samples.
+
+        The rows and the in-flight list are taken together (no yield between), so
+        each request started is in one or the other: a row fired later was in flight.
+        What cannot be sent now is kept for the next flush.
+        """
+        skew = _TEST_CLOCK_SKEW_S
+        rows = self._take(self.rows)
+        in_flight = {
+            "at": time.time() + skew,
+            "entries": [[u, round(ts + skew, 6)] for u, (ts, _) in self.state.in_flight.items()],
+        }
+        if not self._send(ROWS_MESSAGE, rows, self.rows):
+            return
+        self._send(IN_FLIGHT_MESSAGE, in_flight, None)
+        self._send(CLIENT_MESSAGE, self._take(self.samples), self.samples)
+
+    @staticmethod
+    def _take(held: list[Any]) -> list[Any]:
+        batch = held[:]
+        del held[: len(batch)]  # what is added while a send yields stays held
+        return batch
+
+    def _send(self, kind: str, data: Any, back_to: list[Any] | None) -> bool:
+        if not data:
+            return True
+        try:
+            self.runner.send_message(kind, data)
+        except _SEND_ERRORS:
+            if back_to is not None:
+                back_to[:0] = data
+            return False
+        return True
+
+
+def _answer_pings(runner: WorkerRunner) -> None:
+    """Answer the master's clock pings with this worker's clock (:mod:`.master`)."""
+
+    def on_ping(environment: Any, msg: Any, **_kw: Any) -> None:
+        clock = time.time() + _TEST_CLOCK_SKEW_S
+        runner.send_message(PONG_MESSAGE, {"seq": msg.data["seq"], "clock": clock})
+
+    runner.register_message(PING_MESSAGE, on_ping)
+
+
+def _quit_on_signals(runner: WorkerRunner, outbox: _Outbox) -> list[Any]:
+    """SIGINT or SIGTERM: stop the users, send every row, then tell the master we quit.
+
+    In that order, so the master (which may end the run once its last worker is gone)
+    has every row first. A second signal stops the users at once.
+    """
+    quitting: list[bool] = []
+    handle = runner.handle_message
+
+    def refuse_spawns(msg: Any) -> None:
+        if not (quitting and msg.type == "spawn"):
+            handle(msg)
+
+    def quit_in_order() -> None:
+        if runner.state in (STATE_CLEANUP, STATE_STOPPING):  # the master's stop, under way
+            deadline = time.monotonic() + runner.environment.stop_timeout + _QUIT_GRACE_S
+            while runner.state != STATE_STOPPED and time.monotonic() < deadline:
+                gevent.sleep(0.1)
+        else:
+            runner.stop()  # waits up to the stop timeout; test_stop flushes
+        outbox.flush()
+        # Locust's worker tells the master "quit" on this event (fired by locust.main only).
+        runner.environment.events.quitting.fire(environment=runner.environment)
+        runner.greenlet.kill(block=True)
+
+    def on_signal() -> None:
+        if quitting:
+            runner.user_greenlets.kill(block=False)
+            return
+        quitting.append(True)
+        gevent.spawn(quit_in_order)
+
+    setattr(runner, "handle_message", refuse_spawns)  # noqa: B010  # an instance hook
+    return [gevent.signal_handler(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
+
+
 def run_worker(master_host: str, master_port: int) -> None:
-    """Serve as a Locust worker for capdisc masters until the master quits."""
+    """Serve as a Locust worker for capdisc masters until the master quits (or a signal)."""
     state = SessionState()
     placeholder = Workload(
         kind="batch",
@@ -150,28 +293,14 @@ def run_worker(master_host: str, master_port: int) -> None:
     }
     env = Environment(user_classes=list(classes.values()))
     runner = env.create_worker_runner(master_host, master_port)
-    pending: list[Any] = []
+    outbox = _Outbox(runner, state)
     # This process's CPU and loop lag, once a second, for the master's self-check.
-    samples: list[ClientSample] = []
-    sampler = Sampler("worker", samples.append).start()
-
-    def on_request(context: dict[str, Any], **_kw: Any) -> None:
-        pending.append(context["row"])
-
-    def flush(**_kw: Any) -> None:
-        if pending:
-            batch = pending[:]
-            pending.clear()
-            runner.send_message(ROWS_MESSAGE, batch)  # type: ignore[arg-type]  # any msgpack data
-        if samples:
-            sent = [list(sample) for sample in samples]
-            samples.clear()
-            runner.send_message(CLIENT_MESSAGE, sent)  # type: ignore[arg-type]
+    sampler = Sampler("worker", outbox.on_sample).start()
 
     def flusher() -> None:
         while True:
             gevent.sleep(FLUSH_EVERY_S)
-            flush()
+            outbox.flush()
 
     def on_workload(environment: Any, msg: Any, **_kw: Any) -> None:
         workload = workload_from_dict(msg.data["workload"])
@@ -182,9 +311,14 @@ def run_worker(master_host: str, master_port: int) -> None:
         # A new session: this worker's requests take their prompts from its own block.
         state.requests = itertools.count(int(msg.data["index"]) * USER_BLOCK)
 
-    env.events.request.add_listener(on_request)
-    env.events.test_stop.add_listener(flush)
+    env.events.request.add_listener(outbox.on_request)
+    # Rows go out when the users stop, and again just before the last report on the
+    # master's quit (Locust fires report_to_master there, and every 3 s).
+    env.events.test_stop.add_listener(outbox.flush)
+    env.events.report_to_master.add_listener(outbox.flush)
     runner.register_message(WORKLOAD_MESSAGE, on_workload)
+    _answer_pings(runner)
+    handlers = _quit_on_signals(runner, outbox)
     runner.send_message(HELLO_MESSAGE)
     flushing = gevent.spawn(flusher)
     try:
@@ -192,3 +326,6 @@ def run_worker(master_host: str, master_port: int) -> None:
     finally:
         flushing.kill(block=False)
         sampler.stop()
+        outbox.flush()
+        for handler in handlers:
+            handler.cancel()

@@ -5,7 +5,9 @@ One *session* is one Locust Environment against one target: the strategy's
 request's row goes to ``requests.csv`` as it happens, and the session ends when the
 planner is done, the failure threshold is reached, or the user presses Ctrl+C (or
 sends SIGTERM). In every case requests in flight get ``stop_timeout`` seconds to
-finish and are recorded, and Locust's HTML report is written.
+finish; those still in flight then are cut and recorded as ``stopped in flight``
+(never counted as failures of the target), and Locust's HTML report is written.
+How a step is measured (drain, exact users, window, await) is :mod:`.shape`'s.
 """
 
 from __future__ import annotations
@@ -26,30 +28,36 @@ from typing import Any
 
 import gevent
 import gevent.event
-from locust import LoadTestShape
 from locust.env import Environment
 from locust.html import get_html_report
 
+from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT
 from capdisc.loadgen.plan import (
     ProgressSink,
     ProgressSnapshot,
     SessionResult,
-    Step,
     StepPlanner,
     Workload,
 )
 from capdisc.loadgen.selfcheck import SelfCheck
+from capdisc.loadgen.shape import PlannedShape
 from capdisc.loadgen.users import SessionState, make_user_class
 from capdisc.rundir import RecordWriter
-from capdisc.schema import RequestRecord, StopReason, is_round
+from capdisc.schema import RequestRecord, StopReason, WorkerClock, is_round
 
-__all__ = ["RunControl", "ensure_file_limit", "html_report", "run_session"]
+__all__ = [
+    "PlannedShape",
+    "RunControl",
+    "await_bound",
+    "ensure_file_limit",
+    "html_report",
+    "run_session",
+]
 
 _ = locust  # imported for its side effect (patching) before the rest
 
-# A step whose users never report spawned (should not happen) starts measuring anyway.
-_SPAWN_GRACE_S = 30.0
-_MAX_SPAWN_RATE = 100.0
+# Past the request timeout, so that a request timing out at the bound has its row.
+_AWAIT_SLACK_S = 1.0
 
 
 class RunControl:
@@ -118,99 +126,14 @@ def ensure_file_limit(users: int) -> str | None:
     return None
 
 
-class PlannedShape(LoadTestShape):
-    """Locust's shape hook, asking the strategy's planner for each next step."""
-
-    def __init__(
-        self, planner: StepPlanner, state: SessionState, rows: list[RequestRecord]
-    ) -> None:
-        super().__init__()
-        self.planner = planner
-        self.state = state
-        self.rows = rows
-        self.current: Step | None = planner.first_step()
-        self.spawned_at: float | None = None
-        self.done = False
-        self._drain_until: float | None = None
-        self._tick: tuple[int, float] = (0, 1.0)
-        self.last_users = 0
-        # capdisc's own load per window (loadgen.selfcheck); rows late from workers.
-        self.selfcheck = SelfCheck()
-        self.rows_delay_s = 0.0
-        # (time, step index) of every level applied, to stamp rows from remote workers.
-        self.applied: list[tuple[float, int]] = []
-
-    def step_at(self, ts: float) -> int:
-        """The step that was running at ``ts``."""
-        index = 0
-        for applied_at, step in self.applied:
-            if applied_at > ts:
-                break
-            index = step
-        return index
-
-    def mark_spawned(self) -> None:
-        self.spawned_at = time.time()
-
-    def _apply(self, step: Step, now: float) -> tuple[int, float]:
-        step.applied_at = now
-        self.state.step = step.index
-        self.rows.clear()
-        if step.drain_s > 0:
-            self._drain_until = now + step.drain_s
-            self.spawned_at = None
-            self._tick = (0, _MAX_SPAWN_RATE)
-            return self._tick
-        return self._spawn(step, now)
-
-    def _spawn(self, step: Step, now: float) -> tuple[int, float]:
-        self._drain_until = None
-        previous = self._tick[0]
-        self.applied.append((now, step.index))
-        self.spawned_at = now if previous == step.users else None
-        rate = float(min(max(abs(step.users - previous), 1), _MAX_SPAWN_RATE))
-        self._tick = (step.users, rate)
-        self.last_users = step.users
-        return self._tick
-
-    def tick(self) -> tuple[int, float] | None:
-        now = time.time()
-        step = self.current
-        if step is None:
-            self.done = True
-            return None
-        if step.applied_at is None:
-            return self._apply(step, now)
-        if self._drain_until is not None:
-            if now < self._drain_until:
-                return self._tick
-            return self._spawn(step, now)
-        if step.window_start is None:
-            if self.spawned_at is None and now - step.applied_at < _SPAWN_GRACE_S + step.drain_s:
-                return self._tick
-            step.window_start = (self.spawned_at or now) + step.settle_s
-            step.window_end = step.window_start + step.hold_s
-        assert step.window_end is not None
-        if now < step.window_end + self.rows_delay_s:
-            return self._tick
-        step.client = self.selfcheck.load(step.window_start, step.window_end)
-        following = self.planner.next_step(step, list(self.rows))
-        self.current = following
-        if following is None:
-            self.done = True
-            return None
-        return self._apply(following, now)
-
-    @property
-    def draining(self) -> bool:
-        """True while the step's pause without users runs."""
-        return self._drain_until is not None
-
-    def remaining_in_step(self) -> float | None:
-        step = self.current
-        if step is None or step.window_end is None:
-            return None
-        return max(0.0, step.window_end - time.time())
+def await_bound(workload: Workload) -> float:
+    """How long a step's end waits for its requests by default: the request timeout
+    (times the rounds of a client-side tool task), plus a second."""
+    rounds = 1
+    tools = workload.tools
+    if workload.kind == "tools" and tools is not None and tools.orchestration != "server":
+        rounds = tools.tools + 1
+    return workload.target.timeout_s * rounds + _AWAIT_SLACK_S
 
 
 class _Progress:
@@ -260,7 +183,15 @@ def run_session(
     logging.getLogger("locust").setLevel(logging.ERROR)
     state = SessionState()
     rows: list[RequestRecord] = []
-    shape = PlannedShape(planner, state, rows)
+    distributed = workers > 0 or expect_workers > 0
+    shape = PlannedShape(
+        planner,
+        state,
+        rows,
+        await_s=await_bound(workload),
+        stop_timeout=control.stop_timeout,
+        distributed=distributed,
+    )
     shape.selfcheck = selfcheck or shape.selfcheck
     user_class = make_user_class(workload, state)
     env = Environment(
@@ -270,7 +201,7 @@ def run_session(
         stop_timeout=control.stop_timeout,
     )
     rolling = _Progress()
-    counts = {"requests": 0, "failures": 0}
+    counts = {"requests": 0, "failures": 0, "cut": 0}
 
     keep_rows = planner.needs_rows
 
@@ -281,6 +212,12 @@ def run_session(
         if is_round(row.name):
             return
         counts["requests"] += 1
+        shape.note_row(row)
+        if row.error == STOPPED_IN_FLIGHT:
+            # capdisc cut it (a stop, a drain past its bound), not the target: no
+            # failure, and no threshold that would rewrite why the session stopped.
+            counts["cut"] += 1
+            return
         rolling.add(row.ts_end, row.duration_ms, row.ok == 1)
         if row.ok != 1:
             counts["failures"] += 1
@@ -292,8 +229,7 @@ def run_session(
                     f"{control.failures} failed requests reached the threshold of {threshold}",
                 )
 
-    env.events.spawning_complete.add_listener(lambda user_count: shape.mark_spawned())
-    distributed = workers > 0 or expect_workers > 0
+    env.events.spawning_complete.add_listener(shape.mark_spawned)
     shape.rows_delay_s = 0.5 if distributed else 0.0  # workers send rows every 0.25 s
     if distributed:
         from capdisc.loadgen.master import (
@@ -347,6 +283,7 @@ def run_session(
                 )
     finally:
         users_at_stop = shape.last_users
+        shape.restore_stop_timeout()  # a stop during a drain cuts at the usual timeout
         if control.reason is not None and progress is not None:
             progress.message(f"stopping: {control.detail}; letting requests in flight finish")
         if distributed:
@@ -366,11 +303,23 @@ def run_session(
         if control.reason is not None and step is not None and step.window_start is not None:
             stopped_at = time.time()
             if stopped_at > step.window_start:
-                step.client = shape.selfcheck.load(step.window_start, stopped_at)
+                shape.close_step(step, stopped_at)
                 planner.abandon_step(step, list(rows), stopped_at, control.detail)
         control.force_stop = None
         writer.flush()
     finished = time.time()
+    clocks: list[WorkerClock] = []
+    if distributed:
+        from capdisc.loadgen.master import worker_clocks
+
+        clocks = [
+            WorkerClock(
+                worker=c.worker,
+                offset_s=c.offset_s if c.rtt_s is not None else None,
+                rtt_s=c.rtt_s,
+            )
+            for c in worker_clocks(env)
+        ]
     return SessionResult(
         stop_reason=control.reason,
         stop_detail=control.detail + ("; forced by a second signal" if control.forced else ""),
@@ -380,7 +329,9 @@ def run_session(
         failures=counts["failures"],
         users_at_stop=users_at_stop,
         locust_env=env,
-        warnings=warnings,
+        warnings=[*warnings, *shape.warnings],
+        cut=counts["cut"],
+        worker_clocks=clocks,
     )
 
 

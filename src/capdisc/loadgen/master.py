@@ -3,6 +3,15 @@
 capdisc stays the master of Locust's master/worker mode (see :mod:`.distributed` for
 the worker side and the messages). These functions are called by the engine's
 session when ``--workers`` or ``--expect-workers`` is given.
+
+The times a worker sends (its rows, what it has in flight, its self-check samples)
+are its own ``time.time()``, while the steps' windows are the master's: when a
+worker connects, :class:`WorkerClocks` measures how far its clock is from the
+master's (a few ``capdisc_ping``/``capdisc_pong`` exchanges, the one with the
+shortest round trip kept, as NTP does), and that offset is taken off every time the
+worker sends before anything reads it. :func:`worker_clocks` gives each worker's
+offset and round trip after the session; a worker that does not answer keeps offset
+0 and a warning.
 """
 
 from __future__ import annotations
@@ -15,19 +24,39 @@ from locust.env import Environment
 from locust.exception import RPCError
 
 from capdisc.errors import UsageError
+from capdisc.loadgen.clocks import PONG_MESSAGE, WorkerClock, WorkerClocks, WorkerInbox
 from capdisc.loadgen.plan import ProgressSink, Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE
-from capdisc.schema import ClientSample, RequestRecord
 
 if TYPE_CHECKING:
     from capdisc.loadgen.engine import PlannedShape, RunControl
 
-__all__ = ["notice_missing_workers", "quit_master", "start_master", "stop_master"]
+__all__ = [
+    "WorkerClock",
+    "WorkerClocks",
+    "WorkerInbox",
+    "notice_missing_workers",
+    "quit_master",
+    "start_master",
+    "stop_master",
+    "worker_clocks",
+]
 
 _WORKER_WAIT_S = 60.0
 # Workers told a workload by a master of this process (one run): a later session's
 # master configures them as soon as they connect again.
 _SERVED: set[str] = set()
+
+_INBOX_ATTR = "capdisc_inbox"
+# Smaller offsets are not worth a line on the console (they are in worker_clocks).
+_NOTABLE_OFFSET_S = 0.01
+
+
+def worker_clocks(env: Environment) -> list[WorkerClock]:
+    """The clock offsets measured by the master of ``env`` (a session's
+    ``SessionResult.locust_env``); empty for a run without workers."""
+    inbox = getattr(env.runner, _INBOX_ATTR, None)
+    return inbox.clocks.clocks() if isinstance(inbox, WorkerInbox) else []
 
 
 def start_master(
@@ -55,6 +84,7 @@ def start_master(
     """
     from capdisc.loadgen.distributed import (
         HELLO_MESSAGE,
+        IN_FLIGHT_MESSAGE,
         ROWS_MESSAGE,
         WORKLOAD_MESSAGE,
         start_local_workers,
@@ -75,6 +105,9 @@ def start_master(
     port = runner.server.port
     payload = workload_to_dict(workload)
     configured: list[str] = []
+    inbox = WorkerInbox(runner, shape, on_row)
+    clocks = inbox.clocks
+    setattr(runner, _INBOX_ATTR, inbox)  # for worker_clocks(env) and notice_missing_workers
 
     def configure(node_id: str) -> None:
         if node_id not in configured:
@@ -82,6 +115,7 @@ def start_master(
         data = {"workload": payload, "index": configured.index(node_id) + 1}
         runner.send_message(WORKLOAD_MESSAGE, data, client_id=node_id)
         _SERVED.add(node_id)
+        clocks.probe(node_id, configured.index(node_id) + 1)
 
     def on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
         configure(msg.node_id)
@@ -93,19 +127,12 @@ def start_master(
         if client_id in _SERVED:
             configure(client_id)
 
-    def on_rows(environment: Any, msg: Any, **_kw: Any) -> None:
-        for data in msg.data:
-            row = RequestRecord(*data)
-            on_row(row._replace(step=shape.step_at(row.ts_start)))
-
-    def on_client(environment: Any, msg: Any, **_kw: Any) -> None:
-        for ts, process, cpu, lags in msg.data:
-            shape.selfcheck.add(ClientSample(ts, process, cpu, tuple(lags)))
-
     runner.register_message(HELLO_MESSAGE, on_hello)
     env.events.worker_connect.add_listener(on_connect)
-    runner.register_message(ROWS_MESSAGE, on_rows)
-    runner.register_message(CLIENT_MESSAGE, on_client)
+    runner.register_message(ROWS_MESSAGE, inbox.rows)
+    runner.register_message(IN_FLIGHT_MESSAGE, inbox.in_flight)
+    runner.register_message(CLIENT_MESSAGE, inbox.client)
+    runner.register_message(PONG_MESSAGE, inbox.pong)
     processes = start_local_workers(workers, port)
     wanted = workers + expect_workers
     if progress is not None:
@@ -113,7 +140,11 @@ def start_master(
         progress.message(f"master on {where}: waiting for {wanted} worker(s)")
     deadline = time.monotonic() + _WORKER_WAIT_S
     problem = ""
-    while len(runner.clients.ready) < wanted or len(configured) < wanted:
+    while (
+        len(runner.clients.ready) < wanted
+        or len(configured) < wanted
+        or not clocks.settled(configured)
+    ):
         exited = [proc.returncode for proc in processes if proc.poll() is not None]
         if control.event.is_set():
             problem = "stopped"
@@ -125,6 +156,7 @@ def start_master(
             break
         gevent.sleep(0.2)
     else:
+        _tell_clocks(clocks, progress)
         return runner, processes
     connected = min(len(runner.clients.ready), len(configured))
     note = f"only {connected} of {wanted} workers connected to port {port}"
@@ -132,6 +164,18 @@ def start_master(
     runner.quit()
     stop_local_workers(processes, grace_s=1.0)
     return runner, []
+
+
+def _tell_clocks(clocks: WorkerClocks, progress: ProgressSink | None) -> None:
+    """Say which workers' clocks were off enough to matter, and that they are corrected."""
+    if progress is None:
+        return
+    for clock in clocks.clocks():
+        if clock.rtt_s is not None and abs(clock.offset_s) >= _NOTABLE_OFFSET_S:
+            progress.message(
+                f"worker {clock.worker}: clock {clock.offset_s:+.3f} s from the master's "
+                f"(round trip {clock.rtt_s * 1000:.1f} ms), corrected on its rows"
+            )
 
 
 def stop_master(runner: Any, stop_timeout: float) -> None:
@@ -170,20 +214,28 @@ def notice_missing_workers(
     *,
     running: bool,
 ) -> None:
-    """Warn once about each worker that stopped responding; stop when none is left.
+    """Warn once about each worker that stopped responding or whose clock could not be
+    measured; stop when no worker is left.
 
     ``running`` is true while the shape still wants users: a master whose every
     worker is gone stops on its own (Locust) and would otherwise wait forever.
     """
     from locust.runners import STATE_MISSING
 
-    for client in runner.clients.values():
-        if client.state == STATE_MISSING:
-            note = f"worker {client.id} stopped responding: its users are gone, its rows so far are kept"
-            if note not in warnings:
-                warnings.append(note)
-                if progress is not None:
-                    progress.message(f"warning: {note}")
+    missing = {client.id for client in runner.clients.values() if client.state == STATE_MISSING}
+    notes = [
+        f"worker {node_id} stopped responding: its users are gone, its rows so far are kept"
+        for node_id in sorted(missing)
+    ]
+    inbox = getattr(runner, _INBOX_ATTR, None)
+    if isinstance(inbox, WorkerInbox):
+        notes.extend(inbox.clocks.notes())
+        inbox.forget_gone(node_id for node_id in runner.clients if node_id not in missing)
+    for note in notes:
+        if note not in warnings:
+            warnings.append(note)
+            if progress is not None:
+                progress.message(f"warning: {note}")
     if running and runner.worker_count == 0:
         control.request_stop(
             "interrupted", "no worker left: every worker stopped responding or quit"

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from capdisc.clients.stream import StreamScanner
 from capdisc.clients.wire import Answer
+from capdisc.schema import STOPPED_IN_FLIGHT
 
-__all__ = ["Outcome", "blank_or_count", "blank_or_ms"]
+__all__ = ["STOPPED_IN_FLIGHT", "Outcome", "blank_or_count", "blank_or_ms"]
 
 
 class Outcome:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from capdisc.clients.prompts import PromptSource
-from capdisc.schema import ClientLoad, RequestRecord, StopReason
+from capdisc.schema import ClientLoad, RequestRecord, StopReason, WorkerClock
 from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 
@@ -56,12 +56,31 @@ class Step:
     settle_s: float
     phase: Literal["ramp", "refine", "confirm", "hold"] = "ramp"
     # Seconds with no users before the step, so a queue left by an overloaded
-    # step drains and does not weigh on this one.
+    # step drains and does not weigh on this one: the least of the pause, which
+    # lasts until no request of ours is in flight and no user is left (bounded by
+    # drain_s plus the await bound; past it, SessionResult.warnings says so).
     drain_s: float = 0.0
+    # How long the engine waits, once the window has ended, for the requests (tool
+    # tasks) started in the window that are still in flight; the load stays as it is
+    # meanwhile. None: the target's request timeout (times the rounds of a tool task).
+    await_s: float | None = None
     # Filled by the engine as the step runs (Unix epoch seconds).
     applied_at: float | None = None
     window_start: float | None = None
     window_end: float | None = None
+    # When the engine handed the step to the planner: every request started in the
+    # window had ended by then, but those in ``censored_ms``.
+    closed_at: float | None = None
+    # Requests (tool tasks) started in the window and still in flight at
+    # ``closed_at`` (the await bound passed): their ages then, in ms, a lower bound
+    # on their durations. Their rows come later (in a later step's rows, or cut at
+    # stop), never in this step's.
+    censored_ms: list[float] = field(default_factory=list)
+    # Requests (tool tasks) of ours in flight at window_start and at window_end,
+    # whatever step started them; None when the engine cannot know (workers that
+    # do not report what they have in flight).
+    in_flight_at_start: int | None = None
+    in_flight_at_end: int | None = None
     # Filled by the engine before the planner reads the step: how hard capdisc's own
     # load processes worked over the window (None when they sent no sample).
     client: ClientLoad | None = None
@@ -81,8 +100,15 @@ class StepPlanner(Protocol):
         ...
 
     def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
-        """Given a finished step (with its ``client`` load) and every row recorded since
-        it was applied, the next one."""
+        """Given a finished step (with its ``client`` load) and every row recorded from
+        the moment it was applied until ``finished.closed_at``, the next one.
+
+        A request belongs to the step in which it started: the rows hold every
+        request started in [window_start, window_end) but those in
+        ``finished.censored_ms``, and also rows of requests started before the window
+        or after it (the load runs on while the window's requests are awaited), which
+        the planner leaves out by their ``ts_start``.
+        """
         ...
 
     def describe(self) -> str:
@@ -92,7 +118,11 @@ class StepPlanner(Protocol):
     def abandon_step(
         self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
     ) -> None:
-        """The session stopped during ``step`` (threshold, Ctrl+C): keep what it measured."""
+        """The session stopped during ``step`` (threshold, Ctrl+C): keep what it measured.
+
+        ``rows`` include the requests cut at the stop (error
+        :data:`~capdisc.loadgen.outcome.STOPPED_IN_FLIGHT`, duration = their age).
+        """
         ...
 
 
@@ -134,9 +164,15 @@ class SessionResult:
     started_at: float
     finished_at: float
     requests: int
+    # Failed requests, without those cut at the stop (they are in ``cut``).
     failures: int
     users_at_stop: int
     warnings: list[str] = field(default_factory=list)
+    # Requests cut in flight by the stop (or a drain past its bound): rows with
+    # error ``stopped in flight``, status 0, ok 0; counted in ``requests``.
+    cut: int = 0
+    # Distributed: each worker's clock against the master's (its rows were corrected).
+    worker_clocks: list[WorkerClock] = field(default_factory=list)
     # The Locust Environment of the session, kept so several sessions' statistics
     # can be merged into one HTML report (opaque outside loadgen).
     locust_env: object = None

@@ -11,6 +11,13 @@ The HTTP client is geventhttpclient's bare ``HTTPClient``, one per user, created
 end itself, counts stream chunks on the raw bytes, and fires Locust's ``request``
 event once per request with the CSV row in ``context["row"]``: the listeners
 (records, failure threshold, live progress, Locust's own stats) all hang off it.
+
+Every request (tool task) sent gets a row. A row carries the step of the moment its
+request started, and while it runs the request is in :attr:`SessionState.in_flight`,
+which the engine reads to close a step only once its requests have ended. A user
+killed mid-request (a stop past its stop timeout) still fires the row of what it had
+in flight, with the error :data:`~capdisc.loadgen.outcome.STOPPED_IN_FLIGHT`, before
+it goes.
 """
 
 from __future__ import annotations
@@ -21,18 +28,21 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import gevent
 import gevent.monkey
+from gevent import GreenletExit
 from locust import User, task
+from locust.exception import StopUser
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from capdisc.clients.prompts import PromptSource
 from capdisc.clients.stream import StreamScanner
 from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.connection import Connection
-from capdisc.loadgen.outcome import Outcome, blank_or_count, blank_or_ms
+from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
 from capdisc.loadgen.plan import Workload
 from capdisc.schema import ROUND_PREFIX, RequestRecord
 
@@ -48,12 +58,29 @@ class _RequestTimeout(Exception):
 
 
 class SessionState:
-    """What users share with the engine: the current step number, and the place of the
-    next request in the session (which picks its prompt)."""
+    """What users share with the engine: the current step number, the place of the
+    next request in the session (which picks its prompt), and what is in flight."""
 
     def __init__(self, first_request: int = 0) -> None:
         self.step = 0
         self.requests = itertools.count(first_request)
+        # This process's requests (tool tasks) in flight: user number -> (ts_start as
+        # in its row, step). A user runs one task at a time, so its number is the key;
+        # the entry goes once the row is fired (or the user is cut).
+        self.in_flight: dict[int, tuple[float, int]] = {}
+        # On a master: what each worker last said it had in flight, as
+        # node id -> (when it said so, [(user, ts_start), ...]), on the master's clock.
+        self.remote_in_flight: dict[str, tuple[float, list[tuple[int, float]]]] = {}
+
+    def report_remote(
+        self, node_id: str, said_at: float, entries: Iterable[tuple[int, float]]
+    ) -> None:
+        """A worker's ``in_flight`` as of ``said_at`` (sent after every row it had)."""
+        self.remote_in_flight[node_id] = (said_at, [(int(u), float(t)) for u, t in entries])
+
+    def forget_remote(self, node_id: str) -> None:
+        """A worker gone: its requests are no longer ours to wait for."""
+        self.remote_in_flight.pop(node_id, None)
 
 
 _numbers = itertools.count(1)
@@ -85,6 +112,10 @@ class PacedUser(User):
         self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
         self._next_start = 0.0
         self._first = True
+        # The step in which the current task started (every row of it carries it), and
+        # the tool round in flight (name, start), for the row of a cut.
+        self._step = 0
+        self._round: tuple[str, float] | None = None
         self._conn: Connection | None = None
         self._fire: Callable[..., Any] = environment.events.request.fire
         target = self.workload.target
@@ -111,18 +142,46 @@ class PacedUser(User):
             # Interruptible wait for this user's phase (Locust may stop us here).
             self._first = False
             self.wait()
+        # Locust kills a waiting user it stops, but the user's own timer may wake it
+        # first: one yield lets such a kill land here, and a graceful stop asked
+        # meanwhile ends the user, before a request is sent after the stop.
+        gevent.sleep(0)
+        if self._state == LOCUST_STATE_STOPPING:
+            raise StopUser
         scheduled = self._next_start
         started = time.time()
         self._next_start = started + self.workload.interval_s
         if _TEST_HOLD_LOOP_S:
             _hold_loop(_TEST_HOLD_LOOP_S)
-        self.run_task(scheduled, started)
+        session = self.session
+        self._step = session.step
+        in_flight = session.in_flight
+        in_flight[self.number] = (round(started, 6), self._step)
+        try:
+            self.run_task(scheduled, started)
+        except GreenletExit:
+            self._report_cut(scheduled, started)
+            raise
+        finally:
+            # After the row was fired: whoever sees the entry gone finds the row.
+            in_flight.pop(self.number, None)
 
     def run_task(self, scheduled: float, started: float) -> None:
         """One paced task; subclasses implement it."""
         raise NotImplementedError
 
     # -- reporting -------------------------------------------------------
+
+    def _report_cut(self, scheduled: float, started: float) -> None:
+        """Rows for what this user had in flight when it was killed (its round, its task)."""
+        now = time.time()
+        cut = Outcome()
+        cut.error = STOPPED_IN_FLIGHT
+        if self._round is not None:
+            name, round_started = self._round
+            self._round = None
+            self.report(name, round_started, round_started, now - round_started, cut)
+        self.report(self.workload.kind, scheduled, started, now - started, cut)
 
     def report(
         self, name: str, scheduled: float, started: float, duration_s: float, outcome: Outcome
@@ -135,7 +194,7 @@ class PacedUser(User):
             round(started, 6),
             round(started + duration_s, 6),
             self.number,
-            self.session.step,
+            self._step,
             self.workload.version,
             name,
             outcome.status,
@@ -338,7 +397,9 @@ class ToolsUser(PacedUser):
                 self._judge_round, final=final, before=task.tool_calls or 0, answers=answers
             )
             r_started, r0 = time.time(), time.perf_counter()
+            self._round = (f"{ROUND_PREFIX}{round_no}", r_started)
             outcome = self.exchange(self.fmt.chat_path, payload, stream=False, judge=judge)
+            self._round = None
             self.report(
                 f"{ROUND_PREFIX}{round_no}", r_started, r_started, time.perf_counter() - r0, outcome
             )

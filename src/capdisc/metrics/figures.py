@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from capdisc.metrics.frame import rounds, tasks
+from capdisc.metrics.frame import cut_mask, rounds, tasks
 from capdisc.schema import (
     ROUND_PREFIX,
     AtStop,
@@ -176,19 +176,27 @@ def step_figures(
     window_end: float,
     phase: Literal["ramp", "refine", "confirm"] = "ramp",
 ) -> StepResult:
-    """The figures of one step from the tasks that ended within [window_start, window_end).
+    """The figures of one step: its tasks are those that *started* in its window.
 
-    ``passed`` is left False with no reasons: the strategy judges the step and sets
-    both with ``model_copy``.
+    Latency, failures, pacing and tokens are over the tasks started in
+    ``[window_start, window_end)`` (a request belongs to the step in which it started);
+    ``achieved_rps`` is the server's delivery: successful tasks that *ended* in it, per
+    second. ``passed`` is left False with no reasons: the strategy judges the step.
     """
-    in_window = (df["ts_end"] >= window_start) & (df["ts_end"] < window_end)
-    window = df[in_window]
-    task_rows = tasks(window)
+    spans = [(window_start, window_end)]
+    task_df = tasks(df)
+    started = _in_windows(task_df["ts_start"], spans)
+    ended = _in_windows(task_df["ts_end"], spans)
+    # Cut in flight by a stop: started and never answered, so censored, not failed.
+    cut = int((started & cut_mask(task_df)).sum())
+    task_rows = task_df[started & ~cut_mask(task_df)]
     good = _ok(task_rows)
     requests = len(task_rows)
     failures = requests - len(good)
     length = window_end - window_start
+    delivered = int(((task_df["ok"] == 1) & ended).sum())
     durations = good["duration_ms"]
+    round_df = rounds(df)
     return StepResult(
         index=index,
         users=users,
@@ -196,7 +204,7 @@ def step_figures(
         window_start=window_start,
         window_end=window_end,
         offered_rps=users / interval_s if interval_s > 0 else 0.0,
-        achieved_rps=len(good) / length if length > 0 else 0.0,
+        achieved_rps=delivered / length if length > 0 else 0.0,
         requests=requests,
         failures=failures,
         failure_rate=100.0 * failures / requests if requests else 0.0,
@@ -208,26 +216,41 @@ def step_figures(
         connections=connection_stats(task_rows),
         tokens=token_stats(task_rows, length),
         duration_cv=_cv(durations),
-        round_p50_ms=round_p50s(rounds(window)),
+        round_p50_ms=round_p50s(round_df[_in_windows(round_df["ts_start"], spans)]),
+        measured_s=length,
+        started=requests + cut,
+        censored=cut,
         passed=False,
         reasons=[],
     )
+
+
+def _in_windows(times: pd.Series, spans: Sequence[tuple[float, float]]) -> pd.Series:
+    mask = pd.Series(False, index=times.index)
+    for start, end in spans:
+        mask |= (times >= start) & (times < end)
+    return mask
 
 
 def at_stop(df: pd.DataFrame, users: int) -> AtStop:
     """Where the run was when it stopped, over all its tasks.
 
     Like Locust's aggregate line (the figures earlier reports quoted), the mean
-    response time counts failed tasks too.
+    response time counts failed tasks too, and the requests cut in flight by the stop
+    at their age (a lower bound: the longest requests are the ones cut). The failure
+    rate is of the requests the target answered: a cut request is not its failure.
     """
     task_rows = tasks(df)
     total = len(task_rows)
-    failures = int((task_rows["ok"] != 1).sum())
+    cut = cut_mask(task_rows)
+    answered = total - int(cut.sum())
+    failures = int(((task_rows["ok"] != 1) & ~cut).sum())
     return AtStop(
         users=users,
         total_requests=total,
-        failure_rate=100.0 * failures / total if total else 0.0,
+        failure_rate=100.0 * failures / answered if answered else 0.0,
         avg_ms=_mean(task_rows["duration_ms"]),
+        cut=int(cut.sum()),
     )
 
 

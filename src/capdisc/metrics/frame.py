@@ -23,9 +23,15 @@ from pathlib import Path
 import pandas as pd
 
 from capdisc.errors import RunFailed
-from capdisc.schema import LATER_COLUMNS, RECORD_COLUMNS, RequestRecord, is_round
+from capdisc.schema import (
+    LATER_COLUMNS,
+    RECORD_COLUMNS,
+    STOPPED_IN_FLIGHT,
+    RequestRecord,
+    is_round,
+)
 
-__all__ = ["read_records", "records_frame", "rounds", "tasks"]
+__all__ = ["cut_mask", "read_records", "records_frame", "rounds", "tasks"]
 
 _FLOAT_COLUMNS = (
     "ts_scheduled",
@@ -117,6 +123,11 @@ def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:
 def tasks(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of whole tasks (what steps, pacing and capacity count)."""
     return df[~_round_mask(df)]
+
+
+def cut_mask(df: pd.DataFrame) -> pd.Series:
+    """Rows of requests cut in flight by capdisc's own stop (not answers of the target)."""
+    return df["error"] == STOPPED_IN_FLIGHT
 
 
 def rounds(df: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from capdisc.durations import format_duration
 from capdisc.schema import (
+    Capacity,
     CompareSummary,
     DiscoverySummary,
     Goodput,
@@ -108,7 +109,20 @@ def capacity_line(summary: DiscoverySummary) -> str:
     users = f"at least {cap.users}" if cap.at_least else str(cap.users)
     return (
         f"Capacity: {users} users, {_rps(cap.rps)} req/s, "
-        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)} ({stopped})"
+        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_interval(cap)} ({stopped})"
+    )
+
+
+def _interval(cap: Capacity) -> str:
+    """``; confirmed, below 52 users (26.0 req/s offered) that failed`` (schema 2 only)."""
+    if cap.confirmed is None:
+        return ""
+    how = "confirmed" if cap.confirmed else "NOT confirmed (passed once, while climbing)"
+    if cap.fail_users is None or cap.fail_rps is None:
+        return f"; {how}, no level failed"
+    return (
+        f"; {how}, below {cap.fail_users} users ({_rps(cap.fail_rps)} req/s offered), "
+        f"which {'failed' if cap.fail_verdict == 'fail' else 'stayed inconclusive'}"
     )
 
 
@@ -147,8 +161,14 @@ def _why_not_found(summary: DiscoverySummary) -> str:
 def _verdict_cell(step: StepResult) -> Text:
     if step.passed:
         return Text("\u2713", style="green")
-    # A client-bound step is no server verdict: it is marked apart from a failure.
-    text = Text("!", style="yellow") if step.client_bound else Text("\u2717", style="red")
+    # A client-bound step is no server verdict, an inconclusive one not yet one: both are
+    # marked apart from a failure.
+    if step.client_bound:
+        text = Text("!", style="yellow")
+    elif step.verdict == "inconclusive":
+        text = Text("?", style="yellow")
+    else:
+        text = Text("\u2717", style="red")
     if step.reasons:
         text.append(" " + "; ".join(step.reasons))
     return text
@@ -212,10 +232,24 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
         if good is not None:
             line += f"; goodput at capacity {goodput_text(good)}"
         console.print(line, markup=False, soft_wrap=True)
+    if summary.step_s is not None:
+        console.print(
+            f"Steps: measured {format_duration(summary.step_s)} each (a whole number of "
+            f"{format_duration(summary.interval_s)} intervals), after all their users run; "
+            "an inconclusive step is extended; requests belong to the step they started in",
+            markup=False,
+            soft_wrap=True,
+        )
     stop = summary.at_stop
     console.print(
         f"At stop: {stop.users} users, {_int(stop.total_requests)} requests, "
-        f"{stop.failure_rate:.1f}% failed, mean response time {format_ms(stop.avg_ms)}",
+        f"{stop.failure_rate:.1f}% failed, mean response time {format_ms(stop.avg_ms)}"
+        + (
+            f" ({_int(stop.cut)} cut in flight by the stop, counted at their age so far: "
+            "the mean is a lower bound)"
+            if stop.cut
+            else ""
+        ),
         markup=False,
         soft_wrap=True,
     )

@@ -145,6 +145,13 @@ class Capacity:
         stats.max_active = max(stats.max_active, stats.active)
         stats.queued = self._slots.queued
 
+    def would_wait_behind(self, queued: int) -> bool:
+        """Whether a request arriving now would wait for a slot behind ``queued`` or more."""
+        slots = self._slots
+        if slots.queued == 0 and slots.active < self._config.slots:
+            return False  # a slot is free: it would not wait at all
+        return slots.queued >= queued
+
     def release(self) -> None:
         """Give the slot back, to the oldest waiter if there is one."""
         self._slots.release()

@@ -7,6 +7,15 @@ factor, and slowed by ``slowdown_per_slot`` for every other active slot; with
 ``queue_limit`` more wait for a slot; beyond that the simulator answers 503. With a
 pacing interval P, the saturation point is ``U* = slots * P / service_time``.
 
+Batching: each token costs ``per_token_ms * (1 + slowdown_per_slot * (busy - 1))``,
+``busy`` being the busy slots at that token, so latency grows with the requests in
+flight, and throughput ``busy / service_time(busy)`` is highest with every slot busy:
+``U* = slots * P / (prefill + tokens * per_token * (1 + slowdown_per_slot * (slots -
+1)))``. ``slowdown_per_slot = 1 / (slots - 1)`` with no prefill doubles the latency
+from one busy slot to all. The jitter factor is drawn independently for each request
+(not per token), uniform in ``[1 - jitter, 1 + jitter]``, mean 1, so U* keeps the
+mean service time.
+
 An answer's tokens are ``reasoning_tokens`` reasoning tokens, streamed first, then
 ``output_tokens`` content (or tool-call) tokens, each costing ``per_token_ms``. A
 request's ``max_tokens``/``num_predict`` caps the total of both, reasoning first (as
@@ -25,7 +34,18 @@ __all__ = ["ConnectionConfig", "FaultConfig", "SimulatorConfig"]
 
 
 class FaultConfig(BaseModel):
-    """Faults a test can switch on to see how capdisc copes."""
+    """Faults a test can switch on to see how capdisc copes.
+
+    The overload faults model a server that fails slowly once overloaded (a gateway
+    timing out, a worker that thrashes): with ``overload_rps`` 9.5,
+    ``overload_window_s`` 2 and ``overload_fail_after_s`` 12, a request that finds
+    more than 19 arrivals within the last 2 s (itself included) gets HTTP 500 after
+    12 s. Such a request holds no slot and no place in the queue. Paced users put
+    their own previous request at the window's edge, where timer noise decides
+    whether it counts: a rate halfway between two user levels and a window of at
+    least two pacing intervals keep that noise from failing the lower level (at 1 s
+    pacing, 9 users pass and 10 fail with the settings above).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +59,30 @@ class FaultConfig(BaseModel):
         default=0.0, ge=0.0, le=1.0, description="Share of requests answered with HTTP 500."
     )
     hang: bool = Field(default=False, description="Accept requests and never answer them.")
+    overload_rps: float | None = Field(
+        default=None,
+        gt=0,
+        description="Once the generation requests that arrived within the last "
+        "overload_window_s (every one counted, this one too) exceed this rate times the "
+        "window, a new one fails slowly: HTTP 500 after overload_fail_after_s.",
+    )
+    overload_window_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="The sliding window over which overload_rps counts arrivals, in seconds.",
+    )
+    overload_queue: int | None = Field(
+        default=None,
+        ge=0,
+        description="A request that would wait for a slot behind this many queued ones "
+        "fails slowly (HTTP 500 after overload_fail_after_s): a slow queue_limit.",
+    )
+    overload_fail_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a request failed by overload_rps or overload_queue waits "
+        "before its HTTP 500, in seconds.",
+    )
 
 
 class ConnectionConfig(BaseModel):

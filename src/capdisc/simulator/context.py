@@ -32,8 +32,8 @@ class Context:
         self.config = config
         self.stats = stats
         self.auth = ApiKey(read_api_key(config))
-        self.faults = Faults(config.faults, config.seed)
         self.capacity = Capacity(config, stats)
+        self.faults = Faults(config.faults, config.seed, stats, self.capacity)
         self.text = TextSource(config.seed)
         self._prompts: OrderedDict[bytes, None] = OrderedDict()
         # No fault and no key: the common case skips their checks on the hot path.

@@ -13,7 +13,8 @@ concern lives in one module:
   hand-written), with :mod:`~capdisc.simulator.request_head` parsing request heads;
 - :mod:`~capdisc.simulator.capacity`: slots, queue limit and service time;
 - :mod:`~capdisc.simulator.faults`: ``max_connections``, ``crash_after``,
-  ``error_rate``, ``hang``; :mod:`~capdisc.simulator.auth`: the optional API key;
+  ``error_rate``, ``hang``, the slow overload failures; :mod:`~capdisc.simulator.auth`:
+  the optional API key;
 - :mod:`~capdisc.simulator.openai_api`, :mod:`~capdisc.simulator.ollama_api`,
   :mod:`~capdisc.simulator.agent_api`, :mod:`~capdisc.simulator.endpoints`: one
   module per API, sharing a :class:`~capdisc.simulator.context.Context`;

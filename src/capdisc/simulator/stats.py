@@ -16,7 +16,9 @@ class StatsSnapshot:
 
     Counters (zeroed by ``POST /stats/reset``): ``requests`` reached a generation
     endpoint; ``served`` were answered 200 in full; ``rejected`` got 503 (queue full);
-    ``errors`` got an injected 500; ``bad_requests`` got a 4xx (any path);
+    ``errors`` got an injected 500 (``error_rate``); ``overloaded`` got the overload
+    faults' slow 500 (``overload_rps``, ``overload_queue``); ``bad_requests`` got a
+    4xx (any path);
     ``cancelled`` lost their client before the answer was complete; ``chunks_sent``
     content or tool-call chunks streamed (not the role-only event, the reasoning
     events, the finish or usage event nor ``[DONE]``); ``reasoning_sent`` reasoning
@@ -28,7 +30,8 @@ class StatsSnapshot:
     ``prompt_cache_hits`` requests whose prompt the prompt cache had seen.
     Gauges (kept by a reset): ``in_flight`` generation requests holding a slot or
     queued for one, ``active`` busy slots, ``queued`` waiting requests,
-    ``open_connections``; ``max_in_flight`` and ``max_active`` are the peaks since
+    ``overload_pending`` requests waiting for their slow 500 (not in ``in_flight``:
+    they hold no slot), ``open_connections``; ``max_in_flight`` and ``max_active`` are the peaks since
     the last reset.
     """
 
@@ -36,6 +39,8 @@ class StatsSnapshot:
     served: int = 0
     rejected: int = 0
     errors: int = 0
+    overloaded: int = 0
+    overload_pending: int = 0
     bad_requests: int = 0
     cancelled: int = 0
     in_flight: int = 0
@@ -58,7 +63,7 @@ class StatsSnapshot:
 
     def reset(self) -> None:
         """Zero the counters; keep the gauges and restart the peaks from them."""
-        keep = {"in_flight", "active", "queued", "open_connections"}
+        keep = {"in_flight", "active", "queued", "overload_pending", "open_connections"}
         for f in fields(self):
             if f.name not in keep:
                 setattr(self, f.name, 0)

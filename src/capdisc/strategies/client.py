@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from capdisc.loadgen.plan import ProgressSink, WorkloadKind
-from capdisc.schema import ClientCeiling, ClientInfo, ClientLoad, WorkloadCeiling
+from capdisc.schema import ClientCeiling, ClientInfo, ClientLoad, WorkerClock, WorkloadCeiling
 
 if TYPE_CHECKING:
     from capdisc.strategies.stream import CompareOutcome, CompareRequest
@@ -223,7 +223,10 @@ def plan_client(
 
 
 def client_info(
-    plan: ClientPlan, loads: Iterable[tuple[str, ClientLoad | None, float]], bound: list[str]
+    plan: ClientPlan,
+    loads: Iterable[tuple[str, ClientLoad | None, float]],
+    bound: list[str],
+    clocks: Iterable[WorkerClock] = (),
 ) -> ClientInfo:
     """The summary's ``client`` section from the plan and each step's (block's) load.
 
@@ -249,6 +252,7 @@ def client_info(
         lag_p95_max_ms=max((load.lag_p95_ms for load in measured), default=None),
         limits={"cpu": MAX_CPU, "lag_p95_ms": MAX_LAG_P95_MS, "plan_share": PLAN_SHARE},
         bound=bound,
+        clocks=list(clocks),
     )
 
 

@@ -185,6 +185,7 @@ def _write_outputs(
         stop_reason=stop_reason,
         stop_detail=detail,
         interval_s=request.settings.interval,
+        step_s=planner.hold_s,
         failure_threshold=request.settings.failure_threshold,
         slo=planner.slo,
         capacity=planner.capacity(),
@@ -199,6 +200,7 @@ def _write_outputs(
                 for r in planner.results
             ],
             [str(r.index) for r in planner.results if r.client_bound],
+            result.worker_clocks,
         ),
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)

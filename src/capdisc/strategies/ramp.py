@@ -1,82 +1,59 @@
-"""The step ramp of capacity discovery: which user level to try next, and why a step fails.
+"""The step ramp of capacity discovery: which user level to try next, and what it found.
 
-Shared by ``discover batch`` and ``discover tools``. It climbs from ``start_users``
-by ``step_users``; the first clearly failing step ends the climb (unless
-``keep_going``); then it bisects between the last passing and that failing level
-(``refine``), never above the failing level so it never keeps overloading the
-target, and finally re-runs the best level once to confirm it. Every decision
-uses only what a client observes: the raw records of the step.
+Shared by ``discover batch``, ``tools`` and ``stream``. It climbs from ``start_users``
+by ``step_users``; the first step that does not pass ends the climb (unless
+``keep_going``); then it bisects between the last passing and that level (``refine``),
+never above it so it never keeps overloading the target, and re-runs a level that
+passed only while climbing once more to ``confirm`` it. A step is measured for a whole
+number of pacing intervals; an inconclusive step (:mod:`.verdict`) is extended, at most
+:data:`MAX_EXTENSIONS` times, and judged on all of its measured time. Every decision uses
+only what a client observes: the raw records of the step.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from capdisc.durations import format_duration
 from capdisc.loadgen.plan import Step
 from capdisc.metrics.figures import step_figures
-from capdisc.metrics.frame import records_frame, tasks
-from capdisc.metrics.goodput import goodput, slo_reasons
-from capdisc.metrics.trend import latency_growth
+from capdisc.metrics.frame import cut_mask, records_frame, tasks
+from capdisc.metrics.goodput import goodput
+from capdisc.metrics.trend import Censored, judge_evidence
 from capdisc.schema import Capacity, RequestRecord, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
-from capdisc.strategies.client import client_bound_reason
+from capdisc.strategies.verdict import judge_step
 
-__all__ = ["RampPlanner", "judge_step"]
+__all__ = ["MAX_EXTENSIONS", "RampPlanner", "judge_step", "whole_intervals"]
 
-# A server that keeps up delivers what it is offered; below this share it is saturated.
-MIN_THROUGHPUT_SHARE = 0.9
-# Saturation shows first as tasks that cannot start on time (constant pacing slips).
-MAX_LATE_SHARE = 0.10
-MAX_REFINE_STEPS = 4
-# A confirming step that fails reopens the search below it, at most this often.
-MAX_FAILED_CONFIRMS = 2
-# A queue that grows within a step: the later half's median this much above the first's.
-MAX_LATENCY_GROWTH = 0.25
+# An inconclusive step runs on for another step length at most this many times.
+MAX_EXTENSIONS = 2
+MAX_REFINE_STEPS = 5
+# Refine and confirm steps after the climb, together.
+MAX_SEARCH_STEPS = 9
 
 
-def judge_step(result: StepResult, settings: RampSettings, slo: Slo | None = None) -> StepResult:
-    """The step with its verdict: passed, failed with every reason, or client-bound.
+def whole_intervals(step_s: float, interval_s: float) -> float:
+    """``step_s`` rounded up to a whole number of pacing intervals.
 
-    A step during which capdisc itself was at its limit (``result.client``, see
-    ``strategies.client``) says nothing about the server: it is client-bound, with that
-    reason alone, and never a pass or a server failure.
+    Each user then starts exactly one task per interval of the window, so the tasks a
+    healthy step offers are exact, not off by one per user.
     """
-    client = client_bound_reason(result.client)
-    if client is not None:
-        return result.model_copy(
-            update={"passed": False, "client_bound": True, "reasons": [client]}
-        )
-    reasons: list[str] = []
-    if result.requests == 0:
-        reasons.append("no request completed in the window")
-    if result.failure_rate > settings.max_failure_rate:
-        reasons.append(f"failure rate {result.failure_rate:.1f}% > {settings.max_failure_rate:g}%")
-    slo_s = settings.slo_p95
-    if slo_s is not None and result.p95_ms is not None and result.p95_ms > slo_s * 1000:
-        reasons.append(f"p95 {result.p95_ms:.0f} ms > SLO {format_duration(slo_s)}")
-    if slo is not None and result.goodput is not None:
-        reasons.extend(slo_reasons(result.goodput, slo))
-    if result.requests and result.achieved_rps < MIN_THROUGHPUT_SHARE * result.offered_rps:
-        reasons.append(
-            f"throughput {result.achieved_rps:.2f}/s < 90% of offered {result.offered_rps:.2f}/s"
-        )
-    growth = result.latency_growth
-    if (
-        growth is not None
-        and result.p50_ms is not None
-        and growth > MAX_LATENCY_GROWTH
-        and growth * result.p50_ms > max(50.0, 20.0 * settings.interval)
-    ):
-        reasons.append(f"latency still climbing: +{growth:.0%} within the step (queue building)")
-    if result.pacing.late_share > MAX_LATE_SHARE:
-        reasons.append(
-            f"{result.pacing.late_share:.0%} of tasks started late "
-            f"(p50 slip {result.pacing.slip_p50_ms:.0f} ms)"
-        )
-    return result.model_copy(update={"passed": not reasons, "reasons": reasons})
+    return math.ceil(step_s / interval_s - 1e-9) * interval_s
+
+
+@dataclass
+class _Open:
+    """A step being extended: where its measurement began and the rows so far."""
+
+    step: Step
+    window_start: float
+    rows: list[RequestRecord]
+    in_flight_start: int | None
+    extensions: int
 
 
 class RampPlanner:
@@ -89,16 +66,18 @@ class RampPlanner:
         self.settings = settings
         # Token-level limits (discover stream): each step's goodput is judged on them.
         self.slo = slo
+        self.hold_s = whole_intervals(settings.step_duration, settings.interval)
         self.results: list[StepResult] = []
         self.end_reason: StopReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
         self._index = 0
         self._refine_steps = 0
-        self._failed_confirms = 0
+        self._search_steps = 0
         # Failing levels whose throughput already guided a probe.
         self._estimated: set[int] = set()
         self._current: Step | None = None
         self._abandoned: set[int] = set()
+        self._open: _Open | None = None
 
     # -- StepPlanner ------------------------------------------------------
 
@@ -107,54 +86,114 @@ class RampPlanner:
 
     def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
         assert finished.window_start is not None and finished.window_end is not None
-        figures = self._figures(finished, rows, finished.window_end)
-        result = judge_step(figures, self.settings, self.slo)
-        self.results.append(result)
+        result = self._judge(finished, rows, finished.window_end, finished.censored_ms)
         if result.client_bound:
+            self.results.append(result)
             # Higher levels need even more of the client: nothing more to learn here.
             self.end_reason = "client_bound"
             return self._finish()
+        if result.verdict == "inconclusive":
+            opened = self._open
+            extensions = opened.extensions if opened is not None else 0
+            if extensions < MAX_EXTENSIONS:
+                note = f"inconclusive after {self._measured(result)}: extended by {self._hold()}"
+                self.results.append(result.model_copy(update={"reasons": [note, *result.reasons]}))
+                return self._extend(finished, rows)
+            note = (
+                f"still inconclusive after {MAX_EXTENSIONS} extensions "
+                f"({self._measured(result)}): not counted as a pass"
+            )
+            result = result.model_copy(update={"reasons": [note, *result.reasons]})
+        self._open = None
+        self.results.append(result)
         return self._decide(result)
 
     def abandon_step(
         self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
     ) -> None:
-        figures = self._figures(step, rows, min(stopped_at, step.window_end or stopped_at))
-        judged = judge_step(figures, self.settings, self.slo)
+        end = min(stopped_at, step.window_end or stopped_at)
+        judged = self._judge(step, rows, end, [])
         reasons = [f"stopped early: {why}", *judged.reasons]
-        self.results.append(judged.model_copy(update={"passed": False, "reasons": reasons}))
+        verdict = "client_bound" if judged.client_bound else "fail"
+        self.results.append(
+            judged.model_copy(update={"passed": False, "verdict": verdict, "reasons": reasons})
+        )
         self._abandoned.add(step.index)
         self._current = None
-
-    def _figures(self, step: Step, rows: Sequence[RequestRecord], end: float) -> StepResult:
-        assert step.window_start is not None
-        frame = records_frame(rows)
-        figures = step_figures(
-            frame,
-            index=step.index,
-            users=step.users,
-            interval_s=self.settings.interval,
-            window_start=step.window_start,
-            window_end=end,
-            phase="ramp" if step.phase == "hold" else step.phase,
-        )
-        measured = tasks(frame)
-        measured = measured[(measured["ts_end"] >= step.window_start) & (measured["ts_end"] < end)]
-        length = end - step.window_start
-        good = goodput(measured, self.slo, length) if self.slo is not None else None
-        return figures.model_copy(
-            update={
-                "latency_growth": latency_growth(measured),
-                "client": step.client,
-                "goodput": good,
-            }
-        )
+        self._open = None
 
     def describe(self) -> str:
         step = self._current
         if step is None:
             return "done"
-        return f"step {step.index} ({step.phase}) {step.users} users"
+        extended = f", extended x{self._open.extensions}" if self._open is not None else ""
+        return f"step {step.index} ({step.phase}{extended}) {step.users} users"
+
+    # -- measurement ------------------------------------------------------
+
+    def _judge(
+        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
+    ) -> StepResult:
+        """The step's figures and verdict over its whole measured time (extensions too)."""
+        assert step.window_start is not None
+        opened = self._open
+        start = opened.window_start if opened is not None else step.window_start
+        all_rows = [*opened.rows, *rows] if opened is not None else list(rows)
+        frame = records_frame(all_rows)
+        figures = step_figures(
+            frame,
+            index=step.index,
+            users=step.users,
+            interval_s=self.settings.interval,
+            window_start=start,
+            window_end=end,
+            phase="ramp" if step.phase == "hold" else step.phase,
+        )
+        measured = tasks(frame)
+        measured = measured[(measured["ts_start"] >= start) & (measured["ts_start"] < end)]
+        # Requests cut by a stop are censored at their age, as those still in flight.
+        cut = cut_mask(measured)
+        gone = measured[cut]
+        censored = [Censored(age_ms=age) for age in censored_ms] + [
+            Censored(age_ms=age, user=user, ts_start=start)
+            for age, user, start in zip(
+                gone["duration_ms"].astype(float).tolist(),
+                gone["user"].astype(int).tolist(),
+                gone["ts_start"].astype(float).tolist(),
+                strict=True,
+            )
+        ]
+        measured = measured[~cut]
+        in_flight_start = opened.in_flight_start if opened is not None else step.in_flight_at_start
+        evidence = judge_evidence(
+            measured,
+            window_start=start,
+            window_end=end,
+            users=step.users,
+            interval_s=self.settings.interval,
+            censored=censored,
+            in_flight_at_start=in_flight_start,
+            in_flight_at_end=step.in_flight_at_end,
+        )
+        length = end - start
+        figures = figures.model_copy(
+            update={
+                "client": step.client,
+                "goodput": goodput(measured, self.slo, length) if self.slo is not None else None,
+                "extensions": opened.extensions if opened is not None else 0,
+                "censored": figures.censored + len(censored_ms),
+                "started": (figures.started or 0) + len(censored_ms),
+                "in_flight_start": in_flight_start,
+                "in_flight_end": step.in_flight_at_end,
+            }
+        )
+        return judge_step(figures, self.settings, self.slo, evidence)
+
+    def _measured(self, result: StepResult) -> str:
+        return format_duration(result.window_end - result.window_start)
+
+    def _hold(self) -> str:
+        return format_duration(self.hold_s)
 
     # -- decisions --------------------------------------------------------
 
@@ -171,10 +210,12 @@ class RampPlanner:
     def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
         self._index += 1
         self._phase = phase
+        if phase != "ramp":
+            self._search_steps += 1
         self._current = Step(
             index=self._index,
             users=users,
-            hold_s=self.settings.step_duration,
+            hold_s=self.hold_s,
             # Every user's first task starts within one interval of its spawn:
             # the step is measured once all of them are running.
             settle_s=self.settings.interval,
@@ -183,19 +224,38 @@ class RampPlanner:
         )
         return self._current
 
+    def _extend(self, finished: Step, rows: Sequence[RequestRecord]) -> Step:
+        """The same level measured on, at once (no settling: its users are running)."""
+        assert finished.window_start is not None
+        opened = self._open
+        if opened is None:
+            opened = self._open = _Open(
+                step=finished,
+                window_start=finished.window_start,
+                rows=[],
+                in_flight_start=finished.in_flight_at_start,
+                extensions=0,
+            )
+        opened.rows.extend(rows)
+        opened.extensions += 1
+        self._index += 1
+        phase: Literal["ramp", "refine", "confirm"] = (
+            "ramp" if finished.phase == "hold" else finished.phase
+        )
+        self._current = Step(
+            index=self._index, users=finished.users, hold_s=self.hold_s, settle_s=0.0, phase=phase
+        )
+        return self._current
+
     def _decide(self, result: StepResult) -> Step | None:
         s = self.settings
-        if self._phase == "ramp":
-            if result.passed or s.keep_going:
-                if result.users >= s.max_users:
-                    self.end_reason = "max_users" if result.passed else "slo"
-                    return self._finish()
-                return self._step(min(result.users + s.step_users, s.max_users), "ramp")
-        elif self._phase == "confirm" and not result.passed:
-            # The level failed when measured again: the search reopens below it.
-            self._failed_confirms += 1
-            if self._failed_confirms >= MAX_FAILED_CONFIRMS:
+        if self._phase == "ramp" and (result.passed or s.keep_going):
+            if result.users >= s.max_users:
+                self.end_reason = "max_users" if result.passed else "slo"
                 return self._finish()
+            return self._step(min(result.users + s.step_users, s.max_users), "ramp")
+        # A confirmation that failed reopens the search below its level: the bracket
+        # below takes it into account, and the search budget bounds it.
         return self._refine_or_finish()
 
     def _latest(self) -> dict[int, StepResult]:
@@ -207,12 +267,21 @@ class RampPlanner:
         return latest
 
     def _bracket(self) -> tuple[int, int | None]:
-        """The highest passing level below the lowest failing one, and that failing level."""
+        """The highest passing level below the lowest one that did not pass, and that level."""
         latest = self._latest()
         failing = [users for users, r in latest.items() if not r.passed]
         hi = min(failing) if failing else None
         passing = [u for u, r in latest.items() if r.passed and (hi is None or u < hi)]
         return (max(passing) if passing else 0), hi
+
+    def _confirmed(self, users: int) -> bool:
+        """A pass counts once measured after an overload (refining, confirming) or twice."""
+        passes = [
+            r
+            for r in self.results
+            if r.users == users and r.passed and r.index not in self._abandoned
+        ]
+        return len(passes) >= 2 or any(r.phase != "ramp" for r in passes)
 
     def _estimate(self, failing: StepResult) -> int | None:
         """U* as a saturated step shows it: achieved req/s times the interval.
@@ -228,10 +297,10 @@ class RampPlanner:
         lo, hi = self._bracket()
         if hi is None or not self.settings.refine or lo == 0:
             return self._finish()
+        if self._search_steps >= MAX_SEARCH_STEPS:
+            return self._finish()
         latest = self._latest()
-        # A level measured only while climbing (before any overload) is confirmed
-        # once more before it is reported; levels measured while refining are not.
-        unconfirmed = latest[lo].phase == "ramp"
+        unconfirmed = not self._confirmed(lo)
         can_probe = hi - lo > max(1, math.ceil(0.03 * lo)) and self._refine_steps < MAX_REFINE_STEPS
         if hi not in self._estimated:
             self._estimated.add(hi)
@@ -256,17 +325,21 @@ class RampPlanner:
     # -- result -----------------------------------------------------------
 
     def capacity(self) -> Capacity | None:
-        """The most users whose latest step passed below every failing level.
+        """The most users whose latest step passed below every level that did not pass.
 
-        ``at_least`` when that is ``--max-users`` and every step passed. None when a
-        step was client-bound: such a run never reports a server capacity.
+        With the interval: the lowest level that failed (or stayed inconclusive) beside it,
+        ``confirmed`` when the level passed after an overload or twice, ``at_least`` when no
+        level failed. None when a step was client-bound: such a run never reports a server
+        capacity.
         """
         if any(result.client_bound for result in self.results):
             return None
-        lo, _ = self._bracket()
+        lo, hi = self._bracket()
         if lo == 0:
             return None
-        best = self._latest()[lo]
+        latest = self._latest()
+        best = latest[lo]
+        above = latest[hi] if hi is not None else None
         return Capacity(
             users=best.users,
             rps=best.achieved_rps,
@@ -274,5 +347,15 @@ class RampPlanner:
             p95_ms=best.p95_ms,
             failure_rate=best.failure_rate,
             goodput=best.goodput,
-            at_least=self.end_reason == "max_users" and best.users >= self.settings.max_users,
+            at_least=hi is None,
+            confirmed=self._confirmed(lo),
+            fail_users=hi,
+            fail_rps=above.offered_rps if above is not None else None,
+            fail_verdict=(
+                None
+                if above is None
+                else "inconclusive"
+                if above.verdict == "inconclusive"
+                else "fail"
+            ),
         )

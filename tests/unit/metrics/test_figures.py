@@ -177,16 +177,20 @@ def test_tasks_and_rounds_split_by_name() -> None:
 
 
 def step_rows() -> list[list[object]]:
-    """A 10 s window [100, 110) with 8 successes (100..800 ms), 2 failures, 2 late tasks."""
+    """A 10 s window [100, 110) with 8 successes (100..800 ms), 2 failures, 2 late tasks.
+
+    Tasks belong to the window they started in: the failure started at 108.5 ends after
+    the window and still counts; the one started before it does not, though it ends in it.
+    """
     rows = [
-        row(100.0 + i, 100.0 * (i + 1), slip_s=1.0 if i in (0, 1) else 0.01, user=i)
+        row(100.0 + i + 0.1 * (i + 1), 100.0 * (i + 1), slip_s=1.0 if i in (0, 1) else 0.01, user=i)
         for i in range(8)
     ]
-    rows.append(row(108.5, 3000.0, ok=0, status=503, error="503"))
-    rows.append(row(109.9, 50.0, ok=0, status=0, error="connection refused"))
-    # Outside the window (ts_end is half-open at the end): not counted.
-    rows.append(row(99.99, 5.0))
-    rows.append(row(110.0, 5.0))
+    rows.append(row(111.5, 3000.0, ok=0, status=503, error="503"))
+    rows.append(row(109.95, 50.0, ok=0, status=0, error="connection refused"))
+    # Started outside the window (half-open at the end): not counted.
+    rows.append(row(100.001, 5.0))
+    rows.append(row(110.005, 5.0))
     # Tool rounds in the window, numbered past 9 to check numeric order.
     rows += [row(105.0, 40.0, name="round 1"), row(106.0, 60.0, name="round 1")]
     rows += [row(105.0, 70.0, name="round 2"), row(107.0, 900.0, name="round 10")]
@@ -215,7 +219,10 @@ def test_step_figures_on_known_rows() -> None:
     assert step.p99_ms == pytest.approx(100.0 + 0.99 * 7 * 100.0)
     assert step.avg_ms == pytest.approx(450.0)
     assert step.offered_rps == pytest.approx(0.5)
-    assert step.achieved_rps == pytest.approx(0.8)  # 8 successes in 10 s
+    # Delivered: the 8 successes started in the window and one started just before it
+    # that ended in it, in 10 s (throughput is what the server completed in the window).
+    assert step.achieved_rps == pytest.approx(0.9)
+    assert step.started == 10 and step.measured_s == pytest.approx(10.0)
     assert step.duration_cv == pytest.approx(
         statistics.stdev(durations) / statistics.mean(durations)
     )

@@ -14,25 +14,35 @@ import pytest
 from capdisc.loadgen.plan import Step
 from capdisc.schema import ClientLoad
 from capdisc.settings import RampSettings
-from capdisc.strategies.ramp import RampPlanner
+from capdisc.strategies.ramp import RampPlanner, whole_intervals
 
 INTERVAL = 2.0
 SERVICE_MS = 400.0
 
 
 def synthetic_rows(users: int, start: float, end: float, u_star: float, *, overloaded: bool):
-    """Task rows a server of capacity u_star would produce in [start, end)."""
-    rate = (min(users, u_star) if overloaded else users) / INTERVAL
-    count = max(1, round(rate * (end - start)))
-    growth_per_s = users / u_star - 1 if overloaded else 0.0
+    """Task rows a server of capacity u_star would produce, for tasks started in the window
+    (and in the interval before it: those end in the window).
+
+    Each user starts a task every interval at its own phase (or at once when the last
+    one overran). Past capacity a FIFO queue grows: a task started t seconds into the
+    load waits (users / u_star - 1) x t, so completions run at u_star / interval.
+    """
+    growth = users / u_star - 1 if overloaded else 0.0
     rows = []
-    for i in range(count):
-        ts_end = start + (i + 0.5) * (end - start) / count
-        duration = SERVICE_MS + 1000 * growth_per_s * (ts_end - start + INTERVAL)
-        slip = max(0.0, duration / 1000 - INTERVAL)
-        ts_start = ts_end - duration / 1000
-        row = (ts_start - slip, ts_start, ts_end, i % users + 1, 0, "v", "batch", 200, 1)
-        rows.append((*row, duration, "", "", "", ""))
+    for user in range(1, users + 1):
+        scheduled = start - INTERVAL + user / users * INTERVAL
+        free_at = float("-inf")
+        while scheduled < end:
+            ts_start = max(scheduled, free_at)
+            if ts_start >= end:
+                break
+            duration = SERVICE_MS + 1000 * growth * (ts_start - start + INTERVAL)
+            free_at = ts_start + duration / 1000
+            if ts_start >= start - INTERVAL:  # the tasks before the window end in it
+                row = (scheduled, ts_start, free_at, user, 0, "v", "batch", 200, 1)
+                rows.append((*row, duration, "", "", "", ""))
+            scheduled += INTERVAL
     return rows
 
 
@@ -190,3 +200,102 @@ def test_a_client_bound_step_that_was_cut_short_still_voids_the_capacity() -> No
     rows = synthetic_rows(8, 10.0, 15.0, 100, overloaded=False)
     planner.abandon_step(second, rows, 15.0, "SIGINT received")
     assert planner.results[-1].client_bound and planner.capacity() is None
+
+
+def drive_scripted(planner: RampPlanner, passes: dict[int, list[bool]]) -> list[int]:
+    """Run the planner where level u passes or fails as ``passes[u]`` says, in turn
+    (a level measured more often than scripted repeats its last outcome)."""
+    seen: list[int] = []
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    while step is not None and len(seen) < 50:
+        seen.append(step.users)
+        outcomes = passes.get(step.users, [step.users < 25])
+        ok = outcomes[min(seen.count(step.users) - 1, len(outcomes) - 1)]
+        step.window_start = clock + step.settle_s
+        step.window_end = step.window_start + step.hold_s
+        rows = synthetic_rows(
+            step.users,
+            step.window_start,
+            step.window_end,
+            1.0 if not ok else 1e9,
+            overloaded=not ok,
+        )
+        clock = step.window_end
+        step = planner.next_step(step, rows)
+    return seen
+
+
+def test_a_level_seen_once_while_climbing_is_never_reported_as_confirmed() -> None:
+    """Case 6 of issue 11: 10 and 20 and 30 pass while climbing, 40 fails, then the
+    confirmations of 30 and 20 fail. 10 was never measured again: the search goes on
+    below 20 and reports a level confirmed after the overload, with the interval."""
+    planner = RampPlanner(settings(start_users=10, step_users=10))
+    steps = drive_scripted(planner, {10: [True], 20: [True, False], 30: [True, False], 40: [False]})
+    assert steps[:4] == [10, 20, 30, 40]
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.confirmed, steps
+    assert 10 <= capacity.users < 20 and capacity.fail_users == 20
+    assert capacity.fail_verdict == "fail" and not capacity.at_least
+    assert capacity.fail_rps == pytest.approx(20 / INTERVAL)
+    measured = [r for r in planner.results if r.users == capacity.users and r.passed]
+    assert any(r.phase != "ramp" for r in measured) or len(measured) >= 2
+
+
+def test_a_stop_before_any_failure_is_at_least() -> None:
+    """Ctrl+C during the third step, every complete step passed: at least the second."""
+    planner = RampPlanner(settings())
+    first = planner.first_step()
+    first.window_start, first.window_end = 0.0, first.hold_s
+    second = planner.next_step(first, synthetic_rows(4, 0.0, 8.0, 100, overloaded=False))
+    assert second is not None
+    second.window_start, second.window_end = 10.0, 18.0
+    third = planner.next_step(second, synthetic_rows(8, 10.0, 18.0, 100, overloaded=False))
+    assert third is not None
+    third.window_start, third.window_end = 20.0, 28.0
+    planner.abandon_step(
+        third, synthetic_rows(12, 20.0, 24.0, 100, overloaded=False), 24.0, "SIGINT"
+    )
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users == 8 and capacity.at_least
+    assert capacity.fail_users is None and not capacity.confirmed
+
+
+@pytest.mark.parametrize(("step_s", "whole"), [(8.0, 8.0), (7.0, 8.0), (8.5, 10.0), (0.5, 2.0)])
+def test_steps_last_a_whole_number_of_intervals(step_s: float, whole: float) -> None:
+    assert whole_intervals(step_s, INTERVAL) == whole
+    planner = RampPlanner(settings(step_duration=step_s))
+    assert planner.first_step().hold_s == whole
+
+
+def test_an_inconclusive_step_is_extended_then_judged_on_all_its_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inconclusive: the same level runs on (no settling), judged over both windows;
+    still inconclusive after the last extension, it does not count as a pass."""
+    from capdisc.strategies import ramp
+
+    judged: list[tuple[int, float, float]] = []
+
+    def undecided(result, settings, slo=None, evidence=None):  # type: ignore[no-untyped-def]
+        judged.append((result.users, result.window_start, result.window_end))
+        verdict = "inconclusive" if result.users == 12 else "pass"
+        return result.model_copy(
+            update={"verdict": verdict, "passed": verdict == "pass", "reasons": ["trend ?"]}
+        )
+
+    monkeypatch.setattr(ramp, "judge_step", undecided)
+    planner = RampPlanner(settings())
+    steps = drive(planner, 100.0)
+    assert steps[:5] == [4, 8, 12, 12, 12]
+    twelve = [r for r in planner.results if r.users == 12]
+    assert [r.extensions for r in twelve] == [0, 1, 2]
+    assert twelve[0].reasons[0] == "inconclusive after 8s: extended by 8s"
+    assert twelve[2].reasons[0].startswith("still inconclusive after 2 extensions (")
+    # Judged from the first window's start to the last one's end.
+    starts = {start for users, start, _ in judged if users == 12}
+    assert len(starts) == 1
+    assert judged[4][2] - judged[4][1] > 2 * 8.0
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users == 11 and capacity.fail_users == 12
+    assert capacity.fail_verdict == "inconclusive"
