@@ -201,7 +201,11 @@ HostPort = Annotated[str, BeforeValidator(_host_port)]
 
 
 class _RunOptions(_Section):
-    """What every load command shares: when to stop, and where the users run."""
+    """What every load command shares: when to stop, where the users run, the seed."""
+
+    seed: int = option(
+        0, panel="Run", help="Seed of the request bodies and the users' phases (default 0)."
+    )
 
     failure_threshold: int = option(
         5,
@@ -383,7 +387,6 @@ class CompareSettings(_RunOptions, _SloOptions):
         panel="Load",
         help="Run all of A, then all of B (no pairs: drift between them is not cancelled).",
     )
-    seed: int = option(0, panel="Load", help="Seed of the request bodies and the users' phases.")
     margin: float = option(
         2.0,
         ge=0,

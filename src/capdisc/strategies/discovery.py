@@ -52,7 +52,6 @@ class DiscoveryRequest:
     out_dir: Path
     workload: WorkloadSettings = field(default_factory=WorkloadSettings)
     temperature: float = 0.0
-    seed: int = 0
     stop_timeout_s: float = 5.0
     # Where the client ceiling is cached (strategies.calibrate.cache_dir).
     cache_dir: Path | None = None
@@ -91,7 +90,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     """Run a discovery to the end and write its outputs; raise ``RunFailed`` if no step completed."""
     settings = request.settings
     config = request.profile.target
-    prompts = prompt_source(request.workload, config.prompt, config.max_tokens, request.seed)
+    prompts = prompt_source(request.workload, config.prompt, config.max_tokens, settings.seed)
     cache = request.cache_dir or cache_dir(load_settings())
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
@@ -103,7 +102,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             target=target,
             interval_s=settings.interval,
             temperature=request.temperature,
-            seed=request.seed,
+            seed=settings.seed,
             version=target.label,
             tools=request.tools,
             prompts=prompts,
