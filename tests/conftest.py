@@ -8,6 +8,7 @@ the end of the test, whatever happens.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +23,16 @@ StartSimulator = Callable[..., EmbeddedSimulator]
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core (the load tests mostly wait on sockets)."""
     return 2 * len(os.sched_getaffinity(0))
+
+
+@pytest.fixture(autouse=True)
+def _test_process_stays_unpatched() -> Iterator[None]:
+    """Fail the test that lets gevent patch the test process (Locust does on import):
+    pytest-xdist's workers then wait on gevent's threading and die with LoopExit."""
+    yield
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        pytest.fail("gevent patched the test process: import Locust only in subprocesses")
 
 
 @pytest.fixture

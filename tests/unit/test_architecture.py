@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from capdisc.settings import (
     CompareSettings,
     RampSettings,
+    StreamRampSettings,
     TargetConfig,
     ToolsSettings,
     WorkloadSettings,
@@ -181,6 +182,7 @@ def test_light_modules_stay_light() -> None:
 COMMAND_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     "discover batch": (TargetConfig, WorkloadSettings, RampSettings),
     "discover tools": (TargetConfig, WorkloadSettings, ToolsSettings),
+    "discover stream": (TargetConfig, WorkloadSettings, StreamRampSettings),
     "compare stream": (WorkloadSettings, CompareSettings),
 }
 PROFILE_TABLES: dict[type[BaseModel], str] = {
@@ -188,6 +190,7 @@ PROFILE_TABLES: dict[type[BaseModel], str] = {
     WorkloadSettings: "workload",
     RampSettings: "batch",
     ToolsSettings: "tools",
+    StreamRampSettings: "discover_stream",
     CompareSettings: "stream",
 }
 

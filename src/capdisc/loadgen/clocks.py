@@ -28,6 +28,7 @@ __all__ = [
     "WorkerClock",
     "WorkerClocks",
     "WorkerInbox",
+    "shift_row",
 ]
 
 PING_MESSAGE = "capdisc_ping"
@@ -140,17 +141,25 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
+def shift_row(row: RequestRecord, by: float) -> RequestRecord:
+    """``row`` with its three times moved by ``by`` seconds."""
+    if not by:
+        return row
+    return row._replace(
+        ts_scheduled=round(row.ts_scheduled + by, 6),
+        ts_start=round(row.ts_start + by, 6),
+        ts_end=round(row.ts_end + by, 6),
+    )
+
+
 class WorkerInbox:
     """What workers send the master, put on the master's clock before anything reads it."""
 
     def __init__(
         self, runner: Any, shape: PlannedShape, on_row: Callable[[RequestRecord], None]
     ) -> None:
-        from capdisc.loadgen.distributed import shift_row
-
         self.shape = shape
         self.on_row = on_row
-        self.shift_row = shift_row
         self.clocks = WorkerClocks(
             lambda kind, data, node: runner.send_message(kind, data, client_id=node)
         )
@@ -158,7 +167,7 @@ class WorkerInbox:
     def rows(self, environment: Any, msg: Any, **_kw: Any) -> None:
         offset = self.clocks.offset(msg.node_id)
         for data in msg.data:
-            row = self.shift_row(RequestRecord(*data), -offset)
+            row = shift_row(RequestRecord(*data), -offset)
             self.on_row(row._replace(step=self.shape.step_at(row.ts_start)))
 
     def in_flight(self, environment: Any, msg: Any, **_kw: Any) -> None:

@@ -40,7 +40,7 @@ from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, WorkerR
 
 from capdisc.clients.prompts import DatasetEntry, PromptSource
 from capdisc.errors import UsageError
-from capdisc.loadgen.clocks import PING_MESSAGE, PONG_MESSAGE
+from capdisc.loadgen.clocks import PING_MESSAGE, PONG_MESSAGE, shift_row
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE, Sampler
 from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
@@ -83,17 +83,6 @@ _SEND_ERRORS = (RPCError, RPCSendError)
 # the master sees it (the times in its pongs, rows and samples), so the tests can show
 # that the master puts a worker's rows on its own clock (tests/e2e/test_worker_clock.py).
 _TEST_CLOCK_SKEW_S = float(os.environ.get("CAPDISC_TEST_WORKER_CLOCK_SKEW_S") or 0)
-
-
-def shift_row(row: RequestRecord, by: float) -> RequestRecord:
-    """``row`` with its three times moved by ``by`` seconds."""
-    if not by:
-        return row
-    return row._replace(
-        ts_scheduled=round(row.ts_scheduled + by, 6),
-        ts_start=round(row.ts_start + by, 6),
-        ts_end=round(row.ts_end + by, 6),
-    )
 
 
 def workload_to_dict(workload: Workload) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import gevent
 from locust import LoadTestShape
 from locust.user.task import LOCUST_STATE_STOPPING
 
@@ -36,6 +37,10 @@ __all__ = ["InFlightAt", "InFlightView", "PlannedShape"]
 _SPAWN_GRACE_S = 30.0
 _MAX_SPAWN_RATE = 100.0
 _CUT_WAIT_S = 5.0
+# Locust ticks the shape once a second; within a tick a waiting phase is polled this
+# often, for at most this long (the rest of the second Locust sleeps).
+_POLL_S = 0.05
+_TICK_BUDGET_S = 0.9
 
 
 class InFlightView:
@@ -159,24 +164,35 @@ class PlannedShape(LoadTestShape):
     # -- the phases ---------------------------------------------------------
 
     def tick(self) -> tuple[int, float] | None:
-        now = time.time()
+        """Locust calls this once a second; a wait that ends sooner is seen within
+        :data:`_POLL_S` (polled inside the tick), so no phase waits for the next tick."""
+        deadline = time.monotonic() + _TICK_BUDGET_S
+        while True:
+            result, waiting = self._advance(time.time())
+            if not waiting or time.monotonic() + _POLL_S > deadline:
+                return result
+            gevent.sleep(_POLL_S)
+
+    def _advance(self, now: float) -> tuple[tuple[int, float] | None, bool]:
+        """What to tell Locust now, and whether the current phase is still waiting."""
         step = self.current
         if step is None:
             self.done = True
-            return None
+            return None, False
         if self.distributed:
             self.view.workers = int(self._runner().worker_count)
         if step.applied_at is None:
-            return self._apply(step, now)
+            return self._apply(step, now), False
         if self._drain_from is not None:
-            return self._drain(step, now)
+            tick = self._drain(step, now)
+            return tick, self._drain_from is not None
         if step.window_start is None and not self._start_window(step, now):
-            return self._tick
+            return self._tick, True
         self._settle(now)
         assert step.window_end is not None
         if now < step.window_end or not self._awaited(step, now):
-            return self._tick
-        return self._close(step, now)
+            return self._tick, True
+        return self._close(step, now), False
 
     def _apply(self, step: Step, now: float) -> tuple[int, float]:
         step.applied_at = now

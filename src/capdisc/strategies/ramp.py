@@ -34,6 +34,8 @@ MAX_EXTENSIONS = 2
 MAX_REFINE_STEPS = 5
 # Refine and confirm steps after the climb, together.
 MAX_SEARCH_STEPS = 9
+# After a step that did not pass, at least this pause (then until nothing is in flight).
+MIN_DRAIN_S = 1.0
 
 
 def whole_intervals(step_s: float, interval_s: float) -> float:
@@ -198,14 +200,17 @@ class RampPlanner:
     # -- decisions --------------------------------------------------------
 
     def _drain_after(self, users: int) -> float:
-        """Seconds without load before a lower level, when the last step overloaded the target."""
+        """The least pause without load before a lower level, after a step that did not pass.
+
+        The engine holds the pause until none of our requests is in flight (the target's
+        queue, made of our requests, has drained), so a short least pause suffices.
+        """
         if not self.results:
             return 0.0
         last = self.results[-1]
         if last.passed or users >= last.users:
             return 0.0
-        worst_ms = last.p99_ms or last.avg_ms or self.settings.interval * 1000
-        return worst_ms / 1000 * 1.5 + 1.0
+        return MIN_DRAIN_S
 
     def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
         self._index += 1
