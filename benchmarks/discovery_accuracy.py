@@ -13,8 +13,9 @@ with no failure beyond the step's noise:
    (10 req/s): the speed anchor of the issue.
 2. ``long``: 4 slots x 5 s at P = 20 s, 60 s steps. U* = 4 x 20 / 5 = 16 users.
 3. ``batching``: 4 slots, no prefill, 32 tokens x 12.5 ms = 0.4 s alone, k = 1/3 (the
-   latency doubles from one busy slot to four), ±10% jitter, 4 s steps (20 requests at
-   U*). Throughput busy / S(busy) is highest with every slot busy, so
+   latency doubles from one busy slot to four), ±10% jitter, 6 s steps (30 requests at
+   U*: three intervals, the fewest in which a noisy latency trend can be told from a
+   climb; with two, every step was inconclusive and extended). Throughput busy / S(busy) is highest with every slot busy, so
    U* = slots x P / (S x (1 + k (slots - 1))) = 4 x 2 / 0.8 = 10 users.
 4. ``jitter30``: the anchor with ±30% jitter per request (mean 1). U* = 20 users.
 5. ``shed503``: the anchor with ``queue_limit`` 8: beyond 8 waiting requests it answers
@@ -153,7 +154,7 @@ _SLOWFAIL = {"slots": 16, "prefill_ms": 20.0, "per_token_ms": 10.0, "output_toke
 SERVERS: dict[str, Server] = {s.name: s for s in (
     Server("anchor", _ANCHOR_SIM, 2.0, 8.0, 4, 4, 40, "4 x 2 / 0.4"),
     Server("long", _LONG, 20.0, 60.0, 4, 4, 40, "4 x 20 / 5", timeout_s=60.0),
-    Server("batching", _BATCHING, 2.0, 4.0, 2, 2, 24, "4 x 2 / (0.4 x (1 + 3/3))"),
+    Server("batching", _BATCHING, 2.0, 6.0, 2, 2, 24, "4 x 2 / (0.4 x (1 + 3/3))"),
     Server("jitter30", {**_ANCHOR_SIM, "jitter": 0.30}, 2.0, 8.0, 4, 4, 40, "4 x 2 / 0.4"),
     Server("shed503", {**_ANCHOR_SIM, "queue_limit": 8}, 2.0, 8.0, 4, 4, 40, "4 x 2 / 0.4"),
     Server("slowfail", _SLOWFAIL, 1.0, 10.0, 3, 3, 24, "ceil(9.5 x 1) - 1"),

@@ -310,8 +310,10 @@ class RampPlanner:
         if hi not in self._estimated:
             self._estimated.add(hi)
             estimate = self._estimate(latest[hi])
-            if estimate is not None and estimate < lo and unconfirmed:
-                # The overload says the last pass was too optimistic: measure it again.
+            slack = max(1, math.ceil(0.03 * lo))
+            if estimate is not None and estimate < lo - slack and unconfirmed:
+                # The overload says the last pass was clearly too optimistic: measure it
+                # again. Within the estimate's noise of it, the level just above decides.
                 return self._step(lo, "confirm")
             if estimate is not None and can_probe:
                 self._refine_steps += 1
