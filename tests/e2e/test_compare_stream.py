@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,17 @@ seed = {seed}
 
 
 def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
-    result = run_capdisc(
-        "compare", "stream", a, b, *LOAD, "--out", str(out), "--quiet", *extra, timeout=240
-    )
-    path = out / "summary.json"
-    summary = json.loads(path.read_text()) if path.exists() else {}
+    """Run a comparison; once more if capdisc found itself the limit (a client-bound block:
+    a test machine too busy to measure anything, which capdisc rightly refuses to judge)."""
+    for _attempt in range(2):
+        shutil.rmtree(out, ignore_errors=True)
+        result = run_capdisc(
+            "compare", "stream", a, b, *LOAD, "--out", str(out), "--quiet", *extra, timeout=240
+        )
+        path = out / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        if not (summary.get("client") or {}).get("bound"):
+            break
     return result.returncode, summary, result.stdout + result.stderr
 
 
