@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from capdisc.errors import OutputError
-from capdisc.schema import (
-    RECORD_COLUMNS,
-    CompareSummary,
-    DiscoverySummary,
-    StepResult,
-    Summary,
-    dump_summary,
-)
+from capdisc.records import RECORD_COLUMNS
+from capdisc.schema import CompareSummary, DiscoverySummary, StepResult, Summary, dump_summary
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -35,7 +35,7 @@ def drive(spec_path: str) -> None:
     """Run one session of scripted steps; write what the planner saw to ``steps.json``."""
     from capdisc.loadgen.context import RunContext  # imports locust first
     from capdisc.loadgen.plan import Step, Workload
-    from capdisc.schema import RequestRecord
+    from capdisc.records import RequestRecord
     from capdisc.settings import TargetConfig
     from capdisc.target import Target
 

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from capdisc.durations import parse_duration
 from capdisc.errors import OutputError
+from capdisc.records import RECORD_COLUMNS
 from capdisc.rundir import RecordWriter, write_summary
-from capdisc.schema import RECORD_COLUMNS, AtStop, DiscoverySummary, TargetInfo, load_summary
+from capdisc.schema import AtStop, DiscoverySummary, TargetInfo, load_summary
 
 DEV_FULL = Path("/dev/full")
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from capdisc.schema import ClientSample, RequestRecord
+from capdisc.records import ClientSample, RequestRecord
 
 if TYPE_CHECKING:
     from capdisc.loadgen.shape import PlannedShape

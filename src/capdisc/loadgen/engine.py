@@ -42,8 +42,9 @@ from capdisc.loadgen.plan import (
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
 from capdisc.loadgen.users import SessionState, make_user_class
+from capdisc.records import RequestRecord, is_round
 from capdisc.rundir import RecordWriter
-from capdisc.schema import RequestRecord, StopReason, WorkerClock, is_round
+from capdisc.schema import StopReason, WorkerClock
 
 __all__ = [
     "PlannedShape",

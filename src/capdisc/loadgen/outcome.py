@@ -1,14 +1,14 @@
 """What one request (or a whole tool task) came to: the figures of its ``requests.csv`` row.
 
 Filled by the users as a request goes (status, connection, stream timing, tokens)
-and turned into a :class:`~capdisc.schema.RequestRecord` when it is reported.
+and turned into a :class:`~capdisc.records.RequestRecord` when it is reported.
 """
 
 from __future__ import annotations
 
 from capdisc.clients.stream import StreamScanner
 from capdisc.clients.wire import Answer
-from capdisc.schema import STOPPED_IN_FLIGHT
+from capdisc.records import STOPPED_IN_FLIGHT
 
 __all__ = ["STOPPED_IN_FLIGHT", "Outcome", "blank_or_count", "blank_or_ms"]
 

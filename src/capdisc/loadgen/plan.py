@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from capdisc.clients.prompts import PromptSource
-from capdisc.schema import ClientLoad, RequestRecord, StopReason, WorkerClock
+from capdisc.records import RequestRecord
+from capdisc.schema import ClientLoad, StopReason, WorkerClock
 from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 

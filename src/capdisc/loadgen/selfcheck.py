@@ -5,7 +5,7 @@ and with constant pacing its late starts look like saturation. So every process
 that generates load (the only one, or the master and each worker) runs a
 :class:`Sampler`: a 100 ms gevent timer whose lateness is the event-loop lag (how
 long a ready socket waits before its greenlet runs), and once a second a
-:class:`~capdisc.schema.ClientSample` with the process's CPU share over that second
+:class:`~capdisc.records.ClientSample` with the process's CPU share over that second
 (``time.process_time``, every thread) and the lags of its timers. Workers send their
 samples to the master (``capdisc_client`` messages); :class:`SelfCheck` keeps every
 process's samples, writes them to ``client.csv`` and sums up a step's window as a
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import gevent
 
+from capdisc.records import ClientSample
 from capdisc.rundir import RecordWriter
-from capdisc.schema import ClientLoad, ClientSample
+from capdisc.schema import ClientLoad
 
 __all__ = [
     "CLIENT_COLUMNS",

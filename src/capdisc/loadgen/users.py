@@ -44,7 +44,7 @@ from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.connection import Connection
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
 from capdisc.loadgen.plan import Workload
-from capdisc.schema import ROUND_PREFIX, RequestRecord
+from capdisc.records import ROUND_PREFIX, RequestRecord
 
 __all__ = ["Outcome", "RequestFailed", "SessionState", "make_user_class"]
 

@@ -16,16 +16,8 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import cut_mask, rounds, tasks
-from capdisc.schema import (
-    ROUND_PREFIX,
-    AtStop,
-    Connections,
-    Pacing,
-    Spread,
-    StepResult,
-    TokenStats,
-    VersionStats,
-)
+from capdisc.records import ROUND_PREFIX
+from capdisc.schema import AtStop, Connections, Pacing, Spread, StepResult, TokenStats, VersionStats
 
 __all__ = [
     "LATE_FLOOR_MS",

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from capdisc.errors import RunFailed
-from capdisc.schema import (
+from capdisc.records import (
     LATER_COLUMNS,
     RECORD_COLUMNS,
     STOPPED_IN_FLIGHT,

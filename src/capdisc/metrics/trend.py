@@ -32,7 +32,7 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
-from capdisc.schema import is_round
+from capdisc.records import is_round
 
 __all__ = [
     "MATERIAL_OVERLOAD",

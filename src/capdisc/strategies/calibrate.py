@@ -34,7 +34,8 @@ from pydantic import ValidationError
 from capdisc import __version__
 from capdisc.errors import OutputError, RunFailed
 from capdisc.loadgen.plan import ProgressSink, Step, Workload, WorkloadKind
-from capdisc.schema import ClientCeiling, RequestRecord, WorkloadCeiling, is_round
+from capdisc.records import RequestRecord, is_round
+from capdisc.schema import ClientCeiling, WorkloadCeiling
 from capdisc.settings import Settings, TargetConfig, ToolsSettings
 
 __all__ = [

@@ -23,7 +23,8 @@ from capdisc.metrics.figures import step_figures
 from capdisc.metrics.frame import cut_mask, records_frame, tasks
 from capdisc.metrics.goodput import goodput
 from capdisc.metrics.trend import Censored, judge_evidence
-from capdisc.schema import Capacity, RequestRecord, Slo, StepResult, StopReason
+from capdisc.records import RequestRecord
+from capdisc.schema import Capacity, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
 from capdisc.strategies.verdict import judge_step
 

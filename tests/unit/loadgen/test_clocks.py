@@ -22,7 +22,7 @@ from capdisc.loadgen.clocks import (
     WorkerInbox,
 )
 from capdisc.loadgen.selfcheck import SelfCheck
-from capdisc.schema import RequestRecord
+from capdisc.records import RequestRecord
 
 SKEW_S = 2.0
 

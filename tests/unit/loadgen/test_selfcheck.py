@@ -14,8 +14,8 @@ from capdisc.loadgen.selfcheck import (
     client_load,
     read_client_samples,
 )
+from capdisc.records import ClientSample
 from capdisc.rundir import RecordWriter
-from capdisc.schema import ClientSample
 
 T0 = 1_000_000.0
 

@@ -22,7 +22,8 @@ from capdisc.metrics.compare import (
     load_reasons,
 )
 from capdisc.metrics.frame import records_frame
-from capdisc.schema import Pacing, RequestRecord, VersionDiff
+from capdisc.records import RequestRecord
+from capdisc.schema import Pacing, VersionDiff
 
 T0 = 1_700_000_000.0
 

@@ -13,7 +13,7 @@ import pytest
 from capdisc.errors import RunFailed
 from capdisc.metrics.figures import at_stop, pacing_stats, step_figures, version_stats
 from capdisc.metrics.frame import read_records, records_frame, rounds, tasks
-from capdisc.schema import RECORD_COLUMNS, RequestRecord
+from capdisc.records import RECORD_COLUMNS, RequestRecord
 
 
 def row(

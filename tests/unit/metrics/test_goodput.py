@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from capdisc.metrics.frame import records_frame
 from capdisc.metrics.goodput import goodput, slo_reasons
-from capdisc.schema import RequestRecord, Slo
+from capdisc.records import RequestRecord
+from capdisc.schema import Slo
 
 
 def record(
