@@ -42,9 +42,10 @@ def drive(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     out = Path(spec["out"])
     seen: list[dict[str, Any]] = []
+    asked: list[dict[str, Any]] = []
 
     def record(step: Step, rows: Sequence[RequestRecord], how: str) -> None:
-        fields = ("applied_at", "window_start", "window_end", "censored_ms")
+        fields = ("applied_at", "window_start", "window_end", "closed_at", "censored_ms")
         fields += ("in_flight_at_start", "in_flight_at_end")
         entry = {name: getattr(step, name, None) for name in fields}
         entry.update(index=step.index, users=step.users, how=how)
@@ -69,6 +70,13 @@ def drive(spec_path: str) -> None:
             self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
         ) -> None:
             record(step, rows, "abandoned")
+
+        def decided_early(
+            self, step: Step, rows: Sequence[RequestRecord], remaining_s: float
+        ) -> bool:
+            asked.append({"index": step.index, "censored": len(step.censored_ms)})
+            (out / "asked.json").write_text(json.dumps(asked))
+            return step.index in spec.get("decided_early", [])
 
         def describe(self) -> str:
             return "script"
@@ -122,6 +130,7 @@ def start_drive(
     stop_timeout: float = 5.0,
     kind: str = "batch",
     failure_threshold: int = 0,
+    decided_early: Sequence[int] = (),
 ) -> tuple[subprocess.Popen[str], Path]:
     out = tmp_path / "run"
     out.mkdir()
@@ -134,6 +143,7 @@ def start_drive(
         "stop_timeout": stop_timeout,
         "kind": kind,
         "failure_threshold": failure_threshold,
+        "decided_early": list(decided_early),
     }
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
@@ -247,6 +257,38 @@ def test_requests_belong_to_the_step_they_started_in(
     passed = started_in(second["rows"], second["window_start"], second["window_end"])
     assert len(passed) + len(censored) == len(window)
     assert session_of(out)["warnings"] == []
+
+
+def test_a_step_decided_early_is_closed_at_once_its_requests_censored(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """The planner says the first step's verdict is decided while its 3 s answers are
+    awaited: the step closes at once (not after 3 s), those answers are censored at
+    their ages, and each still gets its row (in the next step's rows)."""
+    sim = start_simulator(slots=64, prefill_ms=3000, per_token_ms=0, output_tokens=1)
+    steps, out = run_drive(
+        tmp_path,
+        sim.base_url,
+        [
+            {"users": 4, "hold_s": 2.0, "settle_s": 0.0},
+            {"users": 4, "hold_s": 1.0, "settle_s": 0.0},
+        ],
+        interval=1.0,
+        decided_early=[1],
+    )
+    first, second = steps
+    asked = json.loads((out / "asked.json").read_text())
+    assert asked[0] == {"index": 1, "censored": len(first["censored_ms"])}
+    # Asked once the window ended, answered at once: well before the 3 s answers end.
+    assert first["closed_at"] - first["window_end"] < 2.0
+    window = started_in(rows_of(out), first["window_start"], first["window_end"])
+    assert len(window) >= 4 and len(first["censored_ms"]) == len(window)
+    assert all(0 < age < 3000 for age in first["censored_ms"])
+    later = started_in(second["rows"], first["window_start"], first["window_end"])
+    assert len(later) == len(window)  # every censored request has its row
+    # The second step was awaited: asked, never decided early.
+    assert {a["index"] for a in asked} <= {1, 2}
+    assert second["censored_ms"] == []
 
 
 # --- case 3: requests cut at stop get a row -------------------------------------------------

@@ -49,12 +49,18 @@ class Workload:
 
 @dataclass
 class Step:
-    """Users held at one level: ``settle_s`` not measured, then ``hold_s`` measured."""
+    """Users held at one level: ``settle_s`` not measured, then ``hold_s`` measured.
+
+    ``baseline_s`` into the window the first in-flight count is taken (the backlog's
+    baseline): a step that measures as soon as its new users run (no settle) has them
+    all in their pacing cycle only one interval later.
+    """
 
     index: int
     users: int
     hold_s: float
     settle_s: float
+    baseline_s: float = 0.0
     phase: Literal["ramp", "refine", "confirm", "hold"] = "ramp"
     # Seconds with no users before the step, so a queue left by an overloaded
     # step drains and does not weigh on this one: the least of the pause, which
@@ -77,8 +83,8 @@ class Step:
     # on their durations. Their rows come later (in a later step's rows, or cut at
     # stop), never in this step's.
     censored_ms: list[float] = field(default_factory=list)
-    # Requests (tool tasks) of ours in flight at window_start and at window_end,
-    # whatever step started them; None when the engine cannot know (workers that
+    # Requests (tool tasks) of ours in flight at window_start + baseline_s and at
+    # window_end, whatever step started them; None when the engine cannot know (workers that
     # do not report what they have in flight).
     in_flight_at_start: int | None = None
     in_flight_at_end: int | None = None
@@ -114,6 +120,12 @@ class StepPlanner(Protocol):
 
     def describe(self) -> str:
         """A short phrase for the progress line, e.g. 'step 3 (refine)'."""
+        ...
+
+    def decided_early(self, step: Step, rows: Sequence[RequestRecord], remaining_s: float) -> bool:
+        """While the engine awaits the window's requests still in flight (their ages in
+        ``step.censored_ms``, at most ``remaining_s`` more to wait): True when awaiting
+        them cannot change the step's verdict. The engine then closes it at once."""
         ...
 
     def abandon_step(

@@ -11,9 +11,11 @@ A step goes through these phases, one shape tick (about a second) at a time:
    ``users`` users run (none stopping) and no request started before the level is
    still in flight, or after ``_SPAWN_GRACE_S`` with a warning.
 3. **window** [window_start, window_end): the requests started in it are the step's.
+   What is in flight is counted at ``window_start + baseline_s`` and at ``window_end``.
 4. **await**: the load stays as it is until every request started in the window has
-   ended, at most the await bound; those still in flight then are censored (their
-   ages go to the planner in ``Step.censored_ms``). Then the planner gets the step
+   ended, at most the await bound, or until the planner says the step's verdict is
+   decided (``StepPlanner.decided_early``); those still in flight then are censored
+   (their ages go to the planner in ``Step.censored_ms``). Then the planner gets the step
    and every row since it was applied.
 """
 
@@ -41,6 +43,9 @@ _CUT_WAIT_S = 5.0
 # often, for at most this long (the rest of the second Locust sleeps).
 _POLL_S = 0.05
 _TICK_BUDGET_S = 0.9
+# While a step's requests are awaited, the planner is asked this often whether its
+# verdict is already decided.
+_ASK_EVERY_S = 1.0
 
 
 class InFlightView:
@@ -135,6 +140,7 @@ class PlannedShape(LoadTestShape):
         self._late_ready = False
         self._at: list[InFlightAt] = []
         self._tick: tuple[int, float] = (0, 1.0)
+        self._asked_at = 0.0
         self.last_users = 0
         # capdisc's own load per window (loadgen.selfcheck); rows late from workers.
         self.selfcheck = SelfCheck()
@@ -258,7 +264,7 @@ class PlannedShape(LoadTestShape):
             )
         step.window_start = ready_at + step.settle_s
         step.window_end = step.window_start + step.hold_s
-        self._at = [InFlightAt(step.window_start), InFlightAt(step.window_end)]
+        self._at = [InFlightAt(step.window_start + step.baseline_s), InFlightAt(step.window_end)]
         # A window may start in the past (no settle, a ramp seen a tick late): the
         # rows that ended since count too.
         for row in self.rows:
@@ -274,7 +280,20 @@ class PlannedShape(LoadTestShape):
             return now >= step.window_end + self.rows_delay_s
         if as_of >= step.window_end and not self.view.started(step.window_start, step.window_end):
             return True
-        return now >= step.window_end + self.await_bound(step)
+        deadline = step.window_end + self.await_bound(step)
+        if now >= deadline:
+            return True
+        return as_of >= step.window_end and self._decided_early(step, now, deadline)
+
+    def _decided_early(self, step: Step, now: float, deadline: float) -> bool:
+        """Ask the planner (once a second) whether awaiting can still change the verdict."""
+        if now - self._asked_at < _ASK_EVERY_S:
+            return False
+        self._asked_at = now
+        self.close_step(step, now)  # the figures as of now; filled again at the close
+        if step.in_flight_at_end is None:
+            return False
+        return self.planner.decided_early(step, list(self.rows), deadline - now)
 
     def _close(self, step: Step, now: float) -> tuple[int, float] | None:
         """Hand the step to the planner; apply what it answers."""

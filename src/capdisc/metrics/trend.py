@@ -11,7 +11,8 @@ reason naming the test and its figure:
 - **latency trend**: latency against start time within each user. Comparing each user
   with itself removes the phase pattern (who shares the server with whom repeats every
   interval) that made a batching server's stationary noise look like a climb.
-- **backlog growth**: in flight at the window's end against its start.
+- **backlog growth**: in flight at the window's end against its start (or one
+  interval into it, when the step's new users were still starting as it opened).
 - **throughput deficit**: tasks started against offered.
 - **lateness**: tasks started late (the pacing could not be held).
 
@@ -45,6 +46,7 @@ __all__ = [
     "Trend",
     "Verdict",
     "backlog_growth",
+    "fails_however_long",
     "judge_evidence",
     "latency_trend",
     "lateness",
@@ -110,7 +112,7 @@ class Trend:
 
 @dataclass(frozen=True)
 class Backlog:
-    """In flight at the window's end minus at its start, against its noise."""
+    """In flight at the window's end minus at its first count, against its noise."""
 
     verdict: Verdict
     reason: str
@@ -182,13 +184,15 @@ def judge_evidence(
     censored: Sequence[Censored] = (),
     in_flight_at_start: int | None = None,
     in_flight_at_end: int | None = None,
+    in_flight_start_at: float | None = None,
 ) -> Evidence:
     """Judge one step on every overload test; any fail -> fail, any inconclusive -> inconclusive.
 
     ``tasks_df`` holds the tasks that started in ``[window_start, window_end)`` (rows
     outside it and tool rounds are ignored), completed, possibly after the window;
     ``censored`` the window's tasks still in flight; the in-flight counts are all of our
-    requests in flight at the window's edges (``None``: no backlog test).
+    requests in flight at ``in_flight_start_at`` (the window's start unless given) and
+    at its end (``None``: no backlog test).
     """
     window = _window_tasks(tasks_df, window_start, window_end)
     length = window_end - window_start
@@ -203,8 +207,14 @@ def judge_evidence(
         durations = [*window["duration_ms"].to_numpy(dtype="float64"), *ages]
         # Little's law: start rate x mean duration (censored at their age).
         in_flight = started / length * float(np.mean(durations)) / 1000.0 if started else 0.0
+        start_at = window_start if in_flight_start_at is None else in_flight_start_at
+        span = max(window_end - start_at, 0.0)
         backlog = backlog_growth(
-            in_flight_at_start, in_flight_at_end, mean_in_flight=in_flight, offered=offered
+            in_flight_at_start,
+            in_flight_at_end,
+            mean_in_flight=in_flight,
+            offered=offered * span / length if length > 0 else 0.0,
+            span_s=span,
         )
     throughput = throughput_deficit(started, users=users, window_s=length, interval_s=interval_s)
     late = lateness(window, interval_s=interval_s)
@@ -213,6 +223,25 @@ def judge_evidence(
         "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
     )
     return Evidence(verdict, trend, backlog, throughput, late)
+
+
+def fails_however_long(
+    evidence: Evidence, *, censored: int, longer_by_s: float, window_s: float
+) -> bool:
+    """True when ``evidence`` fails on a test its ``censored`` tasks cannot undo, each
+    lasting up to ``longer_by_s`` longer than its age: the throughput deficit (it counts
+    starts) or the backlog growth, its noise taken at its largest (Little's law with
+    every such task that much longer). The trend is left out: a task's true duration
+    moves its median and its interval both ways.
+    """
+    if evidence.throughput.verdict == "fail":
+        return True
+    backlog = evidence.backlog
+    if backlog is None or longer_by_s < 0 or window_s <= 0:
+        return False
+    # noise^2 = 2 x mean in flight; each longer task adds longer_by_s / window_s to it.
+    noise = math.sqrt(backlog.noise_sd**2 + 2.0 * censored * longer_by_s / window_s)
+    return _count_verdict(backlog.growth, noise, backlog.material) == "fail"
 
 
 def latency_trend(
@@ -265,20 +294,29 @@ def latency_trend(
     )
 
 
-def backlog_growth(at_start: int, at_end: int, *, mean_in_flight: float, offered: float) -> Backlog:
-    """Growth of what is in flight over the window, against its noise under stationarity.
+def backlog_growth(
+    at_start: int,
+    at_end: int,
+    *,
+    mean_in_flight: float,
+    offered: float,
+    span_s: float | None = None,
+) -> Backlog:
+    """Growth of what is in flight between two counts, against its noise under stationarity.
 
-    The window is whole intervals, so every on-time user is at the same point of its
-    cycle at both edges, in flight at each with the same probability. Model: the
+    The counts are whole intervals apart, so every on-time user is at the same point of
+    its cycle at both, in flight at each with the same probability. Model: the
     difference has mean 0 and a variance at most twice the mean in flight (Poisson bound,
-    generous for paced users). Past capacity it grows by (offered - capacity) x window.
-    ``offered``: tasks offered in the window, for what is material.
+    generous for paced users). Past capacity it grows by (offered - capacity) x span.
+    ``offered``: tasks offered between the counts, for what is material; ``span_s``
+    their distance, for the reason.
     """
     noise = math.sqrt(2.0 * mean_in_flight)
     growth = at_end - at_start
     material = _material(offered)
+    over = f" over {span_s:.0f} s" if span_s is not None else ""
     reason = (
-        f"backlog {at_start} -> {at_end} in flight ({growth:+d}, noise ±{noise:.1f}, "
+        f"backlog {at_start} -> {at_end} in flight{over} ({growth:+d}, noise ±{noise:.1f}, "
         f"material {material:.1f})"
     )
     verdict = _count_verdict(growth, noise, material)

@@ -164,6 +164,9 @@ class _Hold:
         self.result = _ceiling(self.kind, units / span, len(tasks) / span, finished)
         return None
 
+    def decided_early(self, step: Step, rows: object, remaining_s: float) -> bool:
+        return False  # its window's requests are always awaited
+
     def abandon_step(self, step: Step, rows: object, stopped_at: float, why: str) -> None:
         self.result = None  # a cut-short window measures nothing
 

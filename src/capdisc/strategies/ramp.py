@@ -22,7 +22,7 @@ from capdisc.loadgen.plan import Step
 from capdisc.metrics.figures import step_figures
 from capdisc.metrics.frame import cut_mask, records_frame, tasks
 from capdisc.metrics.goodput import goodput
-from capdisc.metrics.trend import Censored, judge_evidence
+from capdisc.metrics.trend import Censored, Evidence, fails_however_long, judge_evidence
 from capdisc.records import RequestRecord
 from capdisc.schema import Capacity, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
@@ -56,6 +56,7 @@ class _Open:
     window_start: float
     rows: list[RequestRecord]
     in_flight_start: int | None
+    in_flight_start_at: float
     extensions: int
 
 
@@ -134,10 +135,38 @@ class RampPlanner:
 
     # -- measurement ------------------------------------------------------
 
+    def decided_early(self, step: Step, rows: Sequence[RequestRecord], remaining_s: float) -> bool:
+        """True when the step fails whatever its tasks still in flight turn out to take.
+
+        The engine asks while it awaits them (``step.censored_ms`` their ages now, at
+        most ``remaining_s`` more to wait): a step that fails on its throughput deficit
+        (starts only) or on its backlog even with every such task lasting the whole
+        wait (the backlog's noise at its largest) is closed at once, its tasks censored.
+        A slow-failing server then costs no wait; its requests still get their rows.
+        """
+        if not step.censored_ms or step.window_end is None:
+            return False
+        result, evidence = self._measure(step, rows, step.window_end, step.censored_ms)
+        if judge_step(result, self.settings, self.slo, evidence).verdict != "fail":
+            return False
+        return fails_however_long(
+            evidence,
+            censored=len(step.censored_ms),
+            longer_by_s=remaining_s,
+            window_s=result.window_end - result.window_start,
+        )
+
     def _judge(
         self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
     ) -> StepResult:
         """The step's figures and verdict over its whole measured time (extensions too)."""
+        result, evidence = self._measure(step, rows, end, censored_ms)
+        return judge_step(result, self.settings, self.slo, evidence)
+
+    def _measure(
+        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
+    ) -> tuple[StepResult, Evidence]:
+        """The step's figures and overload evidence, not yet judged."""
         assert step.window_start is not None
         opened = self._open
         start = opened.window_start if opened is not None else step.window_start
@@ -167,7 +196,11 @@ class RampPlanner:
             )
         ]
         measured = measured[~cut]
-        in_flight_start = opened.in_flight_start if opened is not None else step.in_flight_at_start
+        if opened is not None:
+            in_flight_start, in_flight_start_at = opened.in_flight_start, opened.in_flight_start_at
+        else:
+            in_flight_start = step.in_flight_at_start
+            in_flight_start_at = step.window_start + step.baseline_s
         evidence = judge_evidence(
             measured,
             window_start=start,
@@ -177,6 +210,7 @@ class RampPlanner:
             censored=censored,
             in_flight_at_start=in_flight_start,
             in_flight_at_end=step.in_flight_at_end,
+            in_flight_start_at=in_flight_start_at,
         )
         length = end - start
         figures = figures.model_copy(
@@ -190,7 +224,7 @@ class RampPlanner:
                 "in_flight_end": step.in_flight_at_end,
             }
         )
-        return judge_step(figures, self.settings, self.slo, evidence)
+        return figures, evidence
 
     def _measured(self, result: StepResult) -> str:
         return format_duration(result.window_end - result.window_start)
@@ -213,20 +247,38 @@ class RampPlanner:
             return 0.0
         return MIN_DRAIN_S
 
+    def _settle_before(self) -> float:
+        """How long a new level runs before it is measured: one latency.
+
+        Each new user starts its first task at a random phase within an interval, so
+        from the spawn new tasks arrive at the level's rate (on an idle target after a
+        drain as when users join running ones), and what is in flight reaches the
+        level within one latency: the p95 of the latest passing step, at most an
+        interval (the first step's, none being known yet). The window still holds
+        exactly one task per user per interval; the backlog's baseline waits until
+        every user is in its cycle (``baseline_s``: one interval after the spawn).
+        """
+        interval = self.settings.interval
+        passing = [r for r in self.results if r.passed and r.p95_ms is not None]
+        if not passing or passing[-1].p95_ms is None:
+            return interval
+        return min(interval, passing[-1].p95_ms / 1000.0)
+
     def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
         self._index += 1
         self._phase = phase
         if phase != "ramp":
             self._search_steps += 1
+        drain_s = self._drain_after(users)
+        settle_s = self._settle_before()
         self._current = Step(
             index=self._index,
             users=users,
             hold_s=self.hold_s,
-            # Every user's first task starts within one interval of its spawn:
-            # the step is measured once all of them are running.
-            settle_s=self.settings.interval,
+            settle_s=settle_s,
+            baseline_s=self.settings.interval - settle_s,
             phase=phase,
-            drain_s=self._drain_after(users),
+            drain_s=drain_s,
         )
         return self._current
 
@@ -240,6 +292,7 @@ class RampPlanner:
                 window_start=finished.window_start,
                 rows=[],
                 in_flight_start=finished.in_flight_at_start,
+                in_flight_start_at=finished.window_start + finished.baseline_s,
                 extensions=0,
             )
         opened.rows.extend(rows)

@@ -139,6 +139,9 @@ class HoldPlanner:
         self.window = (finished.window_start, finished.window_end)
         return None
 
+    def decided_early(self, step: Step, rows: object, remaining_s: float) -> bool:
+        return False  # its window's requests are always awaited
+
     def abandon_step(self, step: Step, rows: object, stopped_at: float, why: str) -> None:
         assert step.window_start is not None
         self.window = (step.window_start, stopped_at)

@@ -128,18 +128,30 @@ def simulate(
     seed: int,
     settle_s: float | None = None,
     grace_s: float = 0.0,
+    baseline_s: float = 0.0,
+    previous_users: int = 0,
+    previous_s: float = 0.0,
 ) -> Step:
-    """Run ``users`` paced users against ``server`` and cut out one step's window."""
+    """Run ``users`` paced users against ``server`` and cut out one step's window.
+
+    The users start at time 0 on an idle server; the window starts ``settle_s`` later
+    (one interval unless given), and the first in-flight count is taken ``baseline_s``
+    into the window.
+    """
     rng = random.Random(seed)
     settle = interval_s if settle_s is None else settle_s
-    window_start, window_end = settle, settle + window_s
+    # A climb: ``previous_users`` of the users ran alone for ``previous_s`` before the rest joined.
+    joined_at = previous_s if previous_users else 0.0
+    window_start = joined_at + settle
+    window_end = window_start + window_s
+    baseline_at = window_start + baseline_s
     judged_at = window_end + grace_s
     state = _State(server)
     # (time a user may start next, user, when pacing wanted it): a user is in this heap
     # only while it has no task in flight.
     ready: list[tuple[float, int, float]] = []
     for user in range(users):
-        phase = rng.uniform(0.0, interval_s)
+        phase = rng.uniform(0.0, interval_s) + (0.0 if user < previous_users else joined_at)
         heapq.heappush(ready, (phase, user, phase))
     owner: dict[int, float] = {}  # id(task) -> its scheduled next start
     in_flight_at_start: int | None = None
@@ -149,7 +161,7 @@ def simulate(
         t_done = state.next_completion()
         t_next = min(t_arrive, t_done)
         # The in-flight counts are read before any event at or after the boundary.
-        if in_flight_at_start is None and t_next >= window_start:
+        if in_flight_at_start is None and t_next >= baseline_at:
             in_flight_at_start = state.in_flight()
         if in_flight_at_end is None and t_next >= window_end:
             in_flight_at_end = state.in_flight()

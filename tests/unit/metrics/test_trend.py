@@ -18,6 +18,7 @@ from capdisc.metrics.trend import (
     Censored,
     Evidence,
     backlog_growth,
+    fails_however_long,
     judge_evidence,
     latency_trend,
     lateness,
@@ -31,6 +32,8 @@ QUEUE = Server(slots=4, service_s=5.0)
 # Case 8: latency doubles from 1 to 4 busy slots, +-30 % noise; 8 users at 2 s pacing fill it.
 BATCHING = Server(slots=4, service_s=0.5, jitter=0.3, batching=1 / 3)
 LIGHT = Server(slots=4, service_s=2.0, jitter=0.3)
+# The speed anchor of issue 11: 4 slots x 0.4 s, 20 users at 2 s pacing.
+ANCHOR = Server(slots=4, service_s=0.4, jitter=0.05)
 
 
 def latency_growth(tasks_df: pd.DataFrame) -> float | None:
@@ -162,6 +165,72 @@ def test_a_server_below_capacity_passes_with_noise() -> None:
     found = verdicts(Server(4, 5.0, jitter=0.1), 15, 20.0, 60.0)
     assert found["fail"] == 0
     assert found["pass"] >= 0.9 * len(SEEDS)
+
+
+# -- a level measured one latency after its spawn -----------------------------
+
+
+def spawned(
+    server: Server,
+    users: int,
+    joining: int,
+    interval_s: float,
+    window_s: float,
+    *,
+    latency_s: float,
+    baseline: bool = True,
+) -> list[Evidence]:
+    """``joining`` users join the others (4 intervals in; all of them: an idle target,
+    as after a drain); the window opens one latency later, the backlog's baseline one
+    interval after the spawn (or at the window's start)."""
+    return [
+        judge(
+            simulate(
+                server,
+                users,
+                interval_s,
+                window_s,
+                seed=s,
+                grace_s=interval_s,
+                settle_s=latency_s,
+                baseline_s=interval_s - latency_s if baseline else 0.0,
+                previous_users=users - joining,
+                previous_s=4 * interval_s,
+            )
+        )
+        for s in SEEDS
+    ]
+
+
+def test_a_level_measured_one_latency_after_its_spawn_never_fails_at_capacity() -> None:
+    at_capacity = [
+        *spawned(QUEUE, 16, 4, 20.0, 60.0, latency_s=5.0),
+        *spawned(QUEUE, 16, 16, 20.0, 60.0, latency_s=5.0),
+        *spawned(ANCHOR, 20, 4, 2.0, 8.0, latency_s=0.4),
+        *spawned(ANCHOR, 20, 20, 2.0, 8.0, latency_s=0.4),
+    ]
+    for evidence in at_capacity:
+        assert evidence.verdict != "fail", evidence.reasons
+    assert Counter(e.verdict for e in at_capacity)["pass"] >= 0.85 * len(at_capacity)
+
+
+def test_a_level_measured_one_latency_after_its_spawn_never_passes_past_capacity() -> None:
+    past = [
+        *spawned(QUEUE, 17, 1, 20.0, 60.0, latency_s=5.0),
+        *spawned(QUEUE, 17, 17, 20.0, 60.0, latency_s=5.0),
+        *spawned(ANCHOR, 21, 1, 2.0, 8.0, latency_s=0.4),
+        *spawned(ANCHOR, 21, 21, 2.0, 8.0, latency_s=0.4),
+    ]
+    assert all(e.verdict != "pass" for e in past)
+
+
+def test_the_backlog_baseline_waits_until_every_user_is_in_its_cycle() -> None:
+    """Counted as the window opens, the new users not yet started make what is in flight
+    grow by itself: a healthy level from no users reads as a backlog building."""
+    early = spawned(ANCHOR, 20, 20, 2.0, 8.0, latency_s=0.0, baseline=False)
+    assert sum(e.backlog is not None and e.backlog.verdict != "pass" for e in early) >= 5
+    later = spawned(ANCHOR, 20, 20, 2.0, 8.0, latency_s=0.0)
+    assert all(e.backlog is not None and e.backlog.verdict == "pass" for e in later)
 
 
 # -- case 5: throughput judged against its own noise ------------------------
@@ -327,6 +396,42 @@ def test_the_mean_in_flight_comes_from_littles_law() -> None:
     )
     assert evidence.backlog is not None
     assert evidence.backlog.noise_sd == pytest.approx(9.6**0.5)
+
+
+def test_the_backlog_counted_later_in_the_window_is_material_over_its_span() -> None:
+    """A climb counts its baseline one interval in: growth over 40 of 60 s, on 2/3 of
+    the offered tasks."""
+    evidence = judge_evidence(
+        paced(16, 3, 6000.0),
+        window_start=T0,
+        window_end=T0 + 60,
+        users=16,
+        interval_s=20.0,
+        in_flight_at_start=5,
+        in_flight_at_end=5,
+        in_flight_start_at=T0 + 20,
+    )
+    assert evidence.backlog is not None
+    assert evidence.backlog.material == pytest.approx(2.0)  # max(2, 2.5 % of 32)
+    assert "over 40 s" in evidence.backlog.reason
+
+
+def test_a_failure_that_censored_tasks_cannot_undo() -> None:
+    frame = paced(16, 3, 6000.0)
+    common = {"window_start": T0, "window_end": T0 + 60, "users": 16, "interval_s": 20.0}
+    # +12 in flight against a noise of 3.1: fails, and still does with 6 tasks in
+    # flight lasting 10 s more each (noise 3.5); not if they may last 10 minutes more.
+    grown = judge_evidence(frame, **common, in_flight_at_start=5, in_flight_at_end=17)
+    assert grown.verdict == "fail"
+    assert fails_however_long(grown, censored=6, longer_by_s=10.0, window_s=60.0)
+    assert not fails_however_long(grown, censored=6, longer_by_s=600.0, window_s=60.0)
+    # Tasks that never started cannot start later: a throughput failure stands.
+    lost = judge_evidence(frame.iloc[:-3], **common, in_flight_at_start=5, in_flight_at_end=5)
+    assert lost.throughput.verdict == "fail"
+    assert fails_however_long(lost, censored=6, longer_by_s=600.0, window_s=60.0)
+    # A failing trend alone is not settled: the tasks' true durations move it both ways.
+    calm = judge_evidence(frame, **common, in_flight_at_start=5, in_flight_at_end=5)
+    assert not fails_however_long(calm, censored=6, longer_by_s=1.0, window_s=60.0)
 
 
 def test_throughput_of_whole_intervals_is_exact_and_counts_censored_tasks() -> None:

@@ -299,3 +299,61 @@ def test_an_inconclusive_step_is_extended_then_judged_on_all_its_time(
     capacity = planner.capacity()
     assert capacity is not None and capacity.users == 11 and capacity.fail_users == 12
     assert capacity.fail_verdict == "inconclusive"
+
+
+def test_a_level_is_measured_one_latency_after_its_spawn() -> None:
+    """The window opens one latency (the latest passing step's p95) after the spawn,
+    the backlog's baseline when every user is in its cycle (one interval after it);
+    the first step, no latency known yet, waits one interval."""
+    planner = RampPlanner(settings())
+    seen: list[Step] = []
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    while step is not None and len(seen) < 20:
+        seen.append(step)
+        step.window_start = clock + step.settle_s
+        step.window_end = step.window_start + step.hold_s
+        rows = synthetic_rows(
+            step.users, step.window_start, step.window_end, 10.0, overloaded=step.users > 10
+        )
+        clock = step.window_end
+        step = planner.next_step(step, rows)
+    first, climb = seen[0], seen[1]
+    assert (first.settle_s, first.baseline_s) == (INTERVAL, 0.0)
+    p95_s = planner.results[0].p95_ms / 1000
+    assert climb.drain_s == 0 and climb.settle_s == pytest.approx(p95_s)
+    assert 0 < climb.settle_s < INTERVAL
+    assert climb.settle_s + climb.baseline_s == pytest.approx(INTERVAL)
+    drained = [s for s in seen if s.drain_s > 0]
+    assert drained and all(0 < s.settle_s < INTERVAL for s in drained)
+    assert all(s.settle_s + s.baseline_s == pytest.approx(INTERVAL) for s in seen)
+
+
+def overloaded_step(users: int, u_star: float, *, at_end: int) -> tuple[Step, list]:
+    step = Step(index=1, users=users, hold_s=8.0, settle_s=0.0)
+    step.window_start, step.window_end = 1_000.0, 1_008.0
+    rows = synthetic_rows(users, 1_000.0, 1_008.0, u_star, overloaded=users > u_star)
+    done = [r for r in rows if r[2] <= 1_008.5]
+    step.censored_ms = [round((1_008.5 - r[1]) * 1000, 3) for r in rows if r[2] > 1_008.5]
+    step.in_flight_at_start, step.in_flight_at_end = 2, at_end
+    return step, done
+
+
+def test_a_step_whose_backlog_fails_however_long_its_tasks_take_is_decided_early() -> None:
+    planner = RampPlanner(settings(start_users=24))
+    step, rows = overloaded_step(24, 22.0, at_end=20)  # every task started on time
+    assert step.censored_ms
+    assert planner.decided_early(step, rows, remaining_s=5.0)
+    # Were every task in flight to last a whole hour more, the backlog's noise could
+    # swallow its growth: then the step is awaited.
+    assert not planner.decided_early(step, rows, remaining_s=3600.0)
+    # No growth beyond noise: awaited.
+    calm, rows = overloaded_step(24, 22.0, at_end=3)
+    assert not planner.decided_early(calm, rows, remaining_s=5.0)
+    # Tasks started late (a deficit of starts) stay late, however long the rest take.
+    late, rows = overloaded_step(24, 16.0, at_end=3)
+    assert planner.decided_early(late, rows, remaining_s=3600.0)
+    # Nothing in flight: nothing to await, nothing to decide.
+    healthy, rows = overloaded_step(8, 16.0, at_end=20)
+    healthy.censored_ms = []
+    assert not planner.decided_early(healthy, rows, remaining_s=5.0)
