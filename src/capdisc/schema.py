@@ -397,6 +397,9 @@ class VersionStats(_Model):
     target: TargetInfo | None = None
     requests: int
     failures: int
+    # Requests started in a measured block and cut in flight by capdisc's stop: not in
+    # ``requests`` nor in any figure (they are no answer of the target).
+    censored: int = 0
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None

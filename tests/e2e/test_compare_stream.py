@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.e2e.helpers import run_capdisc
+from tests.e2e.helpers import rows_of, rows_so_far, run_capdisc, start_capdisc, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +180,33 @@ def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:
     assert any("not measured in alternating pairs" in w for w in second["warnings"])
     assert second["a"]["requests"] == first["a"]["requests"]
     assert second["a"]["run_dir"] == str(tmp_path / "first")
+
+
+def test_requests_cut_by_ctrl_c_are_censored_not_failures(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """Ctrl+C with 9 s streams in flight in A's first block: the cut requests started in
+    its window are counted as censored, not as failures of A, and out of the figures."""
+    sim = start_simulator(slots=16, prefill_ms=9000, per_token_ms=1, output_tokens=4)
+    out = tmp_path / "run"
+    proc = start_capdisc(
+        "compare", "stream", sim.base_url, sim.base_url,
+        "--users", "3", "--interval", "1s", "--duration", "120s", "--blocks", "1",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+
+    # Each user's first stream starts in the ramp-up; its second, late, in the window.
+    def second_streams_in_flight() -> bool:
+        return len(rows_so_far(out)) >= 3 and sim.stats()["in_flight"] >= 3
+
+    wait_until(second_streams_in_flight, "every user's second stream", 40)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "interrupted"
+    a = summary["a"]
+    assert a["censored"] >= 3 and a["failures"] == 0, a
+    rows = rows_of(out)
+    assert sum(r["error"] == "stopped in flight" for r in rows) >= a["censored"]
+    assert any("cut in flight by the stop" in w for w in summary["warnings"])

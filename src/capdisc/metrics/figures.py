@@ -275,14 +275,17 @@ def version_stats(
 def measured_tasks(
     df: pd.DataFrame, version: str, windows: Sequence[tuple[int, float, float]]
 ) -> pd.DataFrame:
-    """Task rows of ``version`` that ended inside one of its measured windows.
+    """Task rows of ``version`` that started inside one of its measured windows.
 
     ``windows`` holds ``(step, start, end)``: a row counts when its ``step`` is the
-    window's and its ``ts_end`` lies in ``[start, end)`` (ramp-up excluded).
+    window's and its ``ts_start`` lies in ``[start, end)`` (ramp-up excluded). A
+    request belongs to the window in which it started, however long it took (the
+    engine awaits it): by end time the slowest requests at a window's end would
+    vanish. Rows cut in flight by capdisc's own stop are included (see ``cut_mask``).
     """
     rows = tasks(df)
     rows = rows[rows["version"] == version]
     keep = pd.Series(False, index=rows.index)
     for step, start, end in windows:
-        keep |= (rows["step"] == step) & (rows["ts_end"] >= start) & (rows["ts_end"] < end)
+        keep |= (rows["step"] == step) & (rows["ts_start"] >= start) & (rows["ts_start"] < end)
     return rows[keep]

@@ -23,7 +23,7 @@ from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
 from capdisc.metrics.compare import compare_versions, decide, gate, load_reasons
 from capdisc.metrics.figures import measured_tasks, version_stats
-from capdisc.metrics.frame import read_records
+from capdisc.metrics.frame import cut_mask, read_records
 from capdisc.metrics.goodput import goodput
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
 from capdisc.rundir import append_records, check_out_dir, create_out_dir
@@ -292,6 +292,16 @@ def _finish(
             rows = measured_tasks(records, side, windows[side])
             side_windows = windows[side]
             extra = {"windows": side_windows}
+        # A request cut in flight by the stop (Ctrl+C, the threshold) is no answer of
+        # the target: counted, out of the figures, never a failure.
+        cut = cut_mask(rows)
+        rows = rows[~cut]
+        extra["censored"] = int(cut.sum())
+        if extra["censored"]:
+            warnings.append(
+                f"{side.upper()}: {extra['censored']} requests started in a measured block "
+                "were cut in flight by the stop: counted as censored, not in the figures"
+            )
         frames[side] = rows
         measured = _measured_s(side_windows)
         base = version_stats(rows, source.label, settings.interval, measured)

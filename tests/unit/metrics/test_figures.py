@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from capdisc.errors import RunFailed
-from capdisc.metrics.figures import at_stop, pacing_stats, step_figures, version_stats
+from capdisc.metrics.figures import (
+    at_stop,
+    measured_tasks,
+    pacing_stats,
+    step_figures,
+    version_stats,
+)
 from capdisc.metrics.frame import read_records, records_frame, rounds, tasks
 from capdisc.records import RECORD_COLUMNS, RequestRecord
 
@@ -312,3 +318,19 @@ def test_version_stats_without_ttft_or_success() -> None:
     assert no_ttft.ttft_p50_ms is None and no_ttft.chunks_p50 is None
     failed = version_stats(records_frame([row(1.0, 200.0, ok=0, error="x")]), "y", 20.0)
     assert (failed.requests, failed.failures, failed.p50_ms) == (1, 1, None)
+
+
+def test_a_comparison_block_keeps_the_requests_started_in_its_window() -> None:
+    """Block 1 measures [100, 110): a slow request started at 109 s and ending at 112 s
+    is its (by end time it vanished); one started at 99 s, before the window, is not."""
+    rows = [
+        row(112.0, 3000.0, step=1, version="a"),  # started 109: in
+        row(101.0, 2000.0, step=1, version="a"),  # started 99: ramp-up, out
+        row(105.0, 400.0, step=1, version="a"),  # in
+        row(105.0, 400.0, step=2, version="a"),  # another block
+        row(105.0, 400.0, step=1, version="b"),  # the other version
+        row(111.0, 400.0, step=1, version="a", name="round 1"),  # a tool round, not a task
+    ]
+    df = records_frame([RequestRecord(*r) for r in rows])
+    kept = measured_tasks(df, "a", [(1, 100.0, 110.0)])
+    assert sorted(kept["ts_start"].round(3).tolist()) == [104.6, 109.0]
