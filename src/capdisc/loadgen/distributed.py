@@ -43,7 +43,8 @@ from capdisc.errors import UsageError
 from capdisc.loadgen.clocks import PING_MESSAGE, PONG_MESSAGE, shift_row
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE, Sampler
-from capdisc.loadgen.users import PacedUser, SessionState, make_user_class
+from capdisc.loadgen.state import SessionState
+from capdisc.loadgen.users import PacedUser, make_user_class
 from capdisc.records import ClientSample, RequestRecord
 from capdisc.settings import TargetConfig, TokenCount, ToolsSettings
 from capdisc.target import Target, read_api_key

@@ -41,7 +41,8 @@ from capdisc.loadgen.plan import (
 )
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
-from capdisc.loadgen.users import SessionState, make_user_class
+from capdisc.loadgen.state import SessionState
+from capdisc.loadgen.users import make_user_class
 from capdisc.records import RequestRecord, is_round
 from capdisc.rundir import RecordWriter
 from capdisc.schema import StopReason, WorkerClock

@@ -30,7 +30,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from capdisc.loadgen.plan import Step, StepPlanner
 from capdisc.loadgen.selfcheck import SelfCheck
-from capdisc.loadgen.users import SessionState
+from capdisc.loadgen.state import SessionState
 from capdisc.records import RequestRecord, is_round
 
 __all__ = ["InFlightAt", "InFlightView", "PlannedShape"]

@@ -28,7 +28,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent
@@ -44,9 +44,10 @@ from capdisc.clients.wire import Answer, WireFormat, wire_format
 from capdisc.loadgen.connection import Connection
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
 from capdisc.loadgen.plan import Workload
+from capdisc.loadgen.state import SessionState
 from capdisc.records import ROUND_PREFIX, RequestRecord
 
-__all__ = ["Outcome", "RequestFailed", "SessionState", "make_user_class"]
+__all__ = ["Outcome", "RequestFailed", "make_user_class"]
 
 
 class RequestFailed(Exception):
@@ -55,32 +56,6 @@ class RequestFailed(Exception):
 
 class _RequestTimeout(Exception):
     pass
-
-
-class SessionState:
-    """What users share with the engine: the current step number, the place of the
-    next request in the session (which picks its prompt), and what is in flight."""
-
-    def __init__(self, first_request: int = 0) -> None:
-        self.step = 0
-        self.requests = itertools.count(first_request)
-        # This process's requests (tool tasks) in flight: user number -> (ts_start as
-        # in its row, step). A user runs one task at a time, so its number is the key;
-        # the entry goes once the row is fired (or the user is cut).
-        self.in_flight: dict[int, tuple[float, int]] = {}
-        # On a master: what each worker last said it had in flight, as
-        # node id -> (when it said so, [(user, ts_start), ...]), on the master's clock.
-        self.remote_in_flight: dict[str, tuple[float, list[tuple[int, float]]]] = {}
-
-    def report_remote(
-        self, node_id: str, said_at: float, entries: Iterable[tuple[int, float]]
-    ) -> None:
-        """A worker's ``in_flight`` as of ``said_at`` (sent after every row it had)."""
-        self.remote_in_flight[node_id] = (said_at, [(int(u), float(t)) for u, t in entries])
-
-    def forget_remote(self, node_id: str) -> None:
-        """A worker gone: its requests are no longer ours to wait for."""
-        self.remote_in_flight.pop(node_id, None)
 
 
 _numbers = itertools.count(1)

@@ -7,7 +7,6 @@ The same behaviour in real distributed runs is in ``tests/e2e/test_worker_clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,24 +21,10 @@ from capdisc.loadgen.clocks import (
     WorkerInbox,
 )
 from capdisc.loadgen.selfcheck import SelfCheck
+from capdisc.loadgen.state import SessionState
 from capdisc.records import RequestRecord
 
 SKEW_S = 2.0
-
-
-class FakeState:
-    """What the inbox uses of the users' SessionState (loadgen.users imports Locust)."""
-
-    def __init__(self) -> None:
-        self.remote_in_flight: dict[str, tuple[float, list[tuple[int, float]]]] = {}
-
-    def report_remote(
-        self, node_id: str, said_at: float, entries: Iterable[tuple[int, float]]
-    ) -> None:
-        self.remote_in_flight[node_id] = (said_at, [(int(u), float(t)) for u, t in entries])
-
-    def forget_remote(self, node_id: str) -> None:
-        self.remote_in_flight.pop(node_id, None)
 
 
 class FakeWorker:
@@ -98,7 +83,7 @@ class FakeShape:
 
     def __init__(self) -> None:
         self.selfcheck = SelfCheck()
-        self.state = FakeState()
+        self.state = SessionState()
         self.asked: list[float] = []
 
     def step_at(self, ts: float) -> int:
