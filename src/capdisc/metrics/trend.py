@@ -46,6 +46,7 @@ __all__ = [
     "Trend",
     "Verdict",
     "backlog_growth",
+    "busy_upper_bound",
     "fails_however_long",
     "judge_evidence",
     "latency_trend",
@@ -79,6 +80,8 @@ LATE_SHARE_OF_INTERVAL = 0.05
 LATE_FLOOR_MS = 50.0
 MAX_LATE_SHARE = 0.10
 _Z_TREND = float(norm.ppf(0.5 + TREND_CONFIDENCE / 2))
+# One-sided 95 % for the upper bound of the mean in flight (an idle server).
+_Z_IDLE = float(norm.ppf(0.95))
 
 
 @dataclass(frozen=True)
@@ -199,7 +202,11 @@ def judge_evidence(
     started = len(window) + len(censored)
     offered = users * length / interval_s
     trend = latency_trend(
-        window, window_start=window_start, window_end=window_end, censored=censored
+        window,
+        window_start=window_start,
+        window_end=window_end,
+        censored=censored,
+        busy_upper=None if censored else busy_upper_bound(window, length),
     )
     backlog = None
     if in_flight_at_start is not None and in_flight_at_end is not None:
@@ -244,12 +251,24 @@ def fails_however_long(
     return _count_verdict(backlog.growth, noise, backlog.material) == "fail"
 
 
+def busy_upper_bound(tasks_df: pd.DataFrame, length_s: float) -> float | None:
+    """One-sided 95 % upper bound of the mean number of tasks in flight over a window
+    (Little's law: start rate x mean duration), from its completed tasks."""
+    durations = tasks_df["duration_ms"].to_numpy(dtype="float64") / 1000.0
+    if durations.size < 2 or length_s <= 0:
+        return None
+    sd = float(np.std(durations, ddof=1))
+    mean_upper = float(np.mean(durations)) + _Z_IDLE * sd / math.sqrt(durations.size)
+    return durations.size / length_s * mean_upper
+
+
 def latency_trend(
     tasks_df: pd.DataFrame,
     *,
     window_start: float,
     window_end: float,
     censored: Sequence[Censored] = (),
+    busy_upper: float | None = None,
 ) -> Trend:
     """Slope of latency against start time within each user, with its 95 % interval.
 
@@ -265,6 +284,11 @@ def latency_trend(
     lies below 25 ms/s; else inconclusive. Every task counts, failed or not (a timeout is
     the queue's tail); a censored one at its age, and then the trend cannot pass (its
     duration has no upper bound).
+
+    An undecided trend also passes when ``busy_upper``, an upper bound of the mean
+    number of our requests in flight, is below one: a server that serves at least one
+    request at a time was then idle part of the window, so no queue was building, however
+    wide the interval of a few users' noisy latencies.
     """
     length = window_end - window_start
     user, x, y = _trend_points(_window_tasks(tasks_df, window_start, window_end), censored)
@@ -280,6 +304,9 @@ def latency_trend(
         verdict = "fail"
     elif fit.high < floor and not censored:
         verdict = "pass"
+    idle = busy_upper is not None and busy_upper < 1.0 and not censored
+    if verdict == "inconclusive" and idle:
+        verdict = "pass"
     growth = fit.slope * length
     reason = (
         f"latency trend {fit.slope:+.0f} ms/s [{fit.low:+.0f}, {fit.high:+.0f}] (within-user "
@@ -289,6 +316,8 @@ def latency_trend(
     )
     if censored:
         reason += f"; {len(censored)} still in flight, at their age"
+    if idle and busy_upper is not None:
+        reason += f"; idle part of the time: at most {busy_upper:.2f} in flight on average"
     return Trend(
         verdict, reason, int(y.size), fit.pairs, fit.slope, fit.low, fit.high, limit, growth, median
     )

@@ -335,6 +335,23 @@ def test_a_climb_carried_by_a_few_slow_tasks_needs_the_rank_test() -> None:
     assert trend.verdict == "inconclusive"
 
 
+def test_an_idle_server_passes_an_undecided_trend() -> None:
+    """Two users' noisy latencies leave the trend's interval wide. With under one request
+    in flight on average the server was idle part of the time: no queue is building.
+    The same latencies on a busy server stay undecided; a clear climb still fails."""
+    noisy = [[400.0, 700.0, 300.0], [500.0, 200.0, 650.0]]
+    rows_ = rows([(u, u + 2.0 * k, d) for u, mine in enumerate(noisy) for k, d in enumerate(mine)])
+    common = {"window_start": T0, "window_end": T0 + 6, "interval_s": 2.0}
+    idle = judge_evidence(rows_, users=2, **common)
+    assert idle.trend.verdict == "pass" and "idle part of the time" in idle.trend.reason
+    assert latency_trend(rows_, window_start=T0, window_end=T0 + 6).verdict == "inconclusive"
+    busy = latency_trend(rows_, window_start=T0, window_end=T0 + 6, busy_upper=1.2)
+    assert busy.verdict == "inconclusive"
+    climbing = paced(4, 4, [100.0, 300.0, 500.0, 700.0], interval_s=2.0)
+    found = judge_evidence(climbing, window_start=T0, window_end=T0 + 8, users=4, interval_s=2.0)
+    assert found.trend.verdict == "fail"
+
+
 def test_material_growth_scales_with_the_window_and_the_median() -> None:
     # 40 ms/s is significant, but +2.4 s over 60 s is below half of a 8 s median.
     points = [
