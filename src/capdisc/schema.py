@@ -328,6 +328,8 @@ class WorkerClock(_Model):
     worker: int
     offset_s: float | None  # worker clock minus master clock; None: could not be measured
     rtt_s: float | None  # round trip of the exchange kept (the offset's error is at most half)
+    # A comparison's block ("a1", "b2"): each block is a session, measured anew.
+    block: str | None = None
 
 
 class ClientInfo(_Model):

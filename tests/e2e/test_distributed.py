@@ -164,6 +164,12 @@ def test_compare_on_expected_workers_runs_every_block_on_them(
     rows = rows_of(tmp_path / "s")
     for version in ("a", "b"):
         assert workers_seen([r for r in rows if r["version"] == version]) == {1, 2}, version
+    # Each block's workers' clocks against the master's (one machine: within a second).
+    clocks = summary_of(tmp_path / "s")["client"]["clocks"]
+    assert {(c["block"], c["worker"]) for c in clocks} == {
+        (block, worker) for block in ("a1", "b1") for worker in (1, 2)
+    }, clocks
+    assert all(c["offset_s"] is not None and abs(c["offset_s"]) < 1 for c in clocks), clocks
 
 
 def test_threshold_counts_failures_across_workers(

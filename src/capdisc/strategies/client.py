@@ -314,7 +314,9 @@ def _check_blocks(outcome: CompareOutcome, plan: ClientPlan) -> CompareOutcome:
                     f"capdisc as much as the servers, treat its verdict as inconclusive; "
                     f"{plan.advice()}"
                 )
-    info = client_info(plan, loads, bound).model_copy(update={"blocks": blocks})
+    info = client_info(plan, loads, bound, outcome.worker_clocks).model_copy(
+        update={"blocks": blocks}
+    )
     warnings = outcome.warnings + [n for n in notes if n not in outcome.warnings]
     update: dict[str, object] = {"client": info, "warnings": warnings}
     if bound:

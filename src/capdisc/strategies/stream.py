@@ -32,6 +32,7 @@ from capdisc.schema import (
     CompareSummary,
     StopReason,
     VersionStats,
+    WorkerClock,
     load_summary,
 )
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
@@ -86,6 +87,8 @@ class CompareOutcome:
     warnings: list[str] = field(default_factory=list)
     # Set when the run produced no result (exit 4); the outputs are written anyway.
     failure: RunFailed | None = None
+    # Distributed: each block's worker clocks against the master's (its rows corrected).
+    worker_clocks: list[WorkerClock] = field(default_factory=list)
 
 
 def resolve_source(
@@ -196,6 +199,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
     sources = {"a": request.a, "b": request.b}
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
     sessions: dict[str, list[SessionResult]] = {"a": [], "b": []}
+    clocks: list[WorkerClock] = []
     windows: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": []}
     started = datetime.now(UTC).timestamp()
     stop_reason: StopReason = "duration"
@@ -242,6 +246,10 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                 )
                 result = run.run(workload, planner)
                 sessions[side].append(result)
+                clocks += [
+                    clock.model_copy(update={"block": f"{side}{block}"})
+                    for clock in result.worker_clocks
+                ]
                 if planner.window is not None:
                     windows[side].append((block, *planner.window))
                 if result.stop_reason is not None:
@@ -251,9 +259,11 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
             run.close_records()
             for side in live:
                 run.write_report(f"report-{side}.html", sessions[side])
-            return _finish(
+            outcome = _finish(
                 request, out_dir, sources, windows, stop_reason, started, finished, run.warnings
             )
+            outcome.worker_clocks = clocks
+            return outcome
 
 
 def _measured_s(windows: list[tuple[int, float, float]]) -> float | None:
