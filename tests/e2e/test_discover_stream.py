@@ -32,9 +32,9 @@ PERCENTILE = 95
 def analytic_users_at_limit() -> float:
     service = PREFILL_S + TOKENS * PER_TOKEN_S
     saturation = SLOTS * INTERVAL_S / service  # U* = 47.6 users
-    settle = service  # the window opens one latency (a passing step's p95) after the spawn
+    settle = INTERVAL_S  # near the knee a level is measured one interval after its spawn
     growth = settle + PERCENTILE / 100 * STEP_S
-    return saturation * (1 + (TTFT_LIMIT_S - PREFILL_S) / growth)  # U_L = 49.0 users
+    return saturation * (1 + (TTFT_LIMIT_S - PREFILL_S) / growth)  # U_L = 48.8 users
 
 
 def test_discover_stream_finds_the_load_where_ttft_passes_its_limit(tmp_path: Path) -> None:

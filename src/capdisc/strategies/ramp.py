@@ -37,6 +37,9 @@ MAX_REFINE_STEPS = 5
 MAX_SEARCH_STEPS = 9
 # After a step that did not pass, at least this pause (then until nothing is in flight).
 MIN_DRAIN_S = 1.0
+# A median latency within this factor of the first passing step's: the server has not
+# slowed with load yet (far from its knee), and a new level is measured after one latency.
+FLAT_LATENCY = 1.2
 
 
 def whole_intervals(step_s: float, interval_s: float) -> float:
@@ -248,21 +251,32 @@ class RampPlanner:
         return MIN_DRAIN_S
 
     def _settle_before(self) -> float:
-        """How long a new level runs before it is measured: one latency.
+        """How long a new level runs before it is measured.
 
         Each new user starts its first task at a random phase within an interval, so
-        from the spawn new tasks arrive at the level's rate (on an idle target after a
-        drain as when users join running ones), and what is in flight reaches the
-        level within one latency: the p95 of the latest passing step, at most an
-        interval (the first step's, none being known yet). The window still holds
-        exactly one task per user per interval; the backlog's baseline waits until
-        every user is in its cycle (``baseline_s``: one interval after the spawn).
+        from the spawn new tasks arrive at the level's rate, and what is in flight
+        reaches the level within one latency. While the server has not slowed with
+        load (the latest passing step's median within :data:`FLAT_LATENCY` of the
+        first's) that is the settle: the p95 of the latest passing step, at most an
+        interval. Near the knee (latency growing with load, as a batching server's or a
+        queue's close to capacity) a level starts close to critical, where what the
+        window sees of a slow drift depends on when it opens: there, and for the first
+        step, one whole interval. The window holds exactly one task per user per
+        interval either way; the backlog's baseline waits until every user is in its
+        cycle (``baseline_s``: one interval after the spawn).
         """
         interval = self.settings.interval
-        passing = [r for r in self.results if r.passed and r.p95_ms is not None]
-        if not passing or passing[-1].p95_ms is None:
+        passing = [
+            r for r in self.results if r.passed and r.p50_ms is not None and r.p95_ms is not None
+        ]
+        if not passing:
             return interval
-        return min(interval, passing[-1].p95_ms / 1000.0)
+        first, latest = passing[0], passing[-1]
+        assert first.p50_ms is not None and latest.p50_ms is not None
+        assert latest.p95_ms is not None
+        if latest.p50_ms > FLAT_LATENCY * first.p50_ms:
+            return interval
+        return min(interval, latest.p95_ms / 1000.0)
 
     def _step(self, users: int, phase: Literal["ramp", "refine", "confirm"]) -> Step:
         self._index += 1

@@ -329,6 +329,33 @@ def test_a_level_is_measured_one_latency_after_its_spawn() -> None:
     assert all(s.settle_s + s.baseline_s == pytest.approx(INTERVAL) for s in seen)
 
 
+def test_near_the_knee_a_level_is_measured_one_interval_after_its_spawn() -> None:
+    """A server whose latency grows with load (x1.5 at 4 users, x2 at 8): once the
+    median is 20% above the first step's, a new level settles a whole interval."""
+    planner = RampPlanner(settings())
+    seen: list[Step] = []
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    while step is not None and len(seen) < 4:
+        seen.append(step)
+        step.window_start = clock + step.settle_s
+        step.window_end = step.window_start + step.hold_s
+        slowdown = 1 + step.users / 8
+        rows = [
+            (*r[:2], r[1] + (r[2] - r[1]) * slowdown, *r[3:9], r[9] * slowdown, *r[10:])
+            for r in synthetic_rows(
+                step.users, step.window_start, step.window_end, 100.0, overloaded=False
+            )
+        ]
+        clock = step.window_end
+        step = planner.next_step(step, rows)
+    assert [s.users for s in seen] == [4, 8, 12, 16]
+    assert seen[0].settle_s == INTERVAL  # nothing known yet
+    assert seen[1].settle_s < INTERVAL  # 4 users' latency is the first: flat
+    assert [s.settle_s for s in seen[2:]] == [INTERVAL, INTERVAL]  # x2/x1.5 > 1.2
+    assert all(s.baseline_s == 0.0 for s in seen[2:])
+
+
 def overloaded_step(users: int, u_star: float, *, at_end: int) -> tuple[Step, list]:
     step = Step(index=1, users=users, hold_s=8.0, settle_s=0.0)
     step.window_start, step.window_end = 1_000.0, 1_008.0
