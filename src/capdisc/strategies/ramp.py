@@ -250,20 +250,22 @@ class RampPlanner:
             return 0.0
         return MIN_DRAIN_S
 
-    def _settle_before(self) -> float:
+    def _settle_before(self, drain_s: float) -> float:
         """How long a new level runs before it is measured.
 
         Each new user starts its first task at a random phase within an interval, so
         from the spawn new tasks arrive at the level's rate, and what is in flight
-        reaches the level within one latency. While the server has not slowed with
-        load (the latest passing step's median within :data:`FLAT_LATENCY` of the
-        first's) that is the settle: the p95 of the latest passing step, at most an
-        interval. Near the knee (latency growing with load, as a batching server's or a
-        queue's close to capacity) a level starts close to critical, where what the
-        window sees of a slow drift depends on when it opens: there, and for the first
-        step, one whole interval. The window holds exactly one task per user per
-        interval either way; the backlog's baseline waits until every user is in its
-        cycle (``baseline_s``: one interval after the spawn).
+        reaches the level within one latency: the p95 of the latest passing step, at
+        most an interval. That is the settle after a drain (an empty target: a level
+        past capacity grows its queue from the start, which the window then sees
+        whole) and on a climb while the server has not slowed with load (the latest
+        passing step's median within :data:`FLAT_LATENCY` of the first's). A climb near
+        the knee (latency growing with load, as a batching server's or a queue's close
+        to capacity) carries the level below's state into a level close to critical,
+        whose slow drift a window sees more of the earlier it opens: there, and for
+        the first step, one whole interval. The window holds exactly one task per user
+        per interval either way; the backlog's baseline waits until every user is in
+        its cycle (``baseline_s``: one interval after the spawn).
         """
         interval = self.settings.interval
         passing = [
@@ -274,7 +276,7 @@ class RampPlanner:
         first, latest = passing[0], passing[-1]
         assert first.p50_ms is not None and latest.p50_ms is not None
         assert latest.p95_ms is not None
-        if latest.p50_ms > FLAT_LATENCY * first.p50_ms:
+        if drain_s == 0 and latest.p50_ms > FLAT_LATENCY * first.p50_ms:
             return interval
         return min(interval, latest.p95_ms / 1000.0)
 
@@ -284,7 +286,7 @@ class RampPlanner:
         if phase != "ramp":
             self._search_steps += 1
         drain_s = self._drain_after(users)
-        settle_s = self._settle_before()
+        settle_s = self._settle_before(drain_s)
         self._current = Step(
             index=self._index,
             users=users,

@@ -331,12 +331,13 @@ def test_a_level_is_measured_one_latency_after_its_spawn() -> None:
 
 def test_near_the_knee_a_level_is_measured_one_interval_after_its_spawn() -> None:
     """A server whose latency grows with load (x1.5 at 4 users, x2 at 8): once the
-    median is 20% above the first step's, a new level settles a whole interval."""
+    median is 20% above the first step's, a climb settles a whole interval; a level
+    after a drain (the target empty) still one latency."""
     planner = RampPlanner(settings())
     seen: list[Step] = []
     step: Step | None = planner.first_step()
     clock = 1_000_000.0
-    while step is not None and len(seen) < 4:
+    while step is not None and len(seen) < 8:
         seen.append(step)
         step.window_start = clock + step.settle_s
         step.window_end = step.window_start + step.hold_s
@@ -344,16 +345,18 @@ def test_near_the_knee_a_level_is_measured_one_interval_after_its_spawn() -> Non
         rows = [
             (*r[:2], r[1] + (r[2] - r[1]) * slowdown, *r[3:9], r[9] * slowdown, *r[10:])
             for r in synthetic_rows(
-                step.users, step.window_start, step.window_end, 100.0, overloaded=False
+                step.users, step.window_start, step.window_end, 14.0, overloaded=step.users > 14
             )
         ]
         clock = step.window_end
         step = planner.next_step(step, rows)
-    assert [s.users for s in seen] == [4, 8, 12, 16]
+    assert [s.users for s in seen][:4] == [4, 8, 12, 16]
     assert seen[0].settle_s == INTERVAL  # nothing known yet
     assert seen[1].settle_s < INTERVAL  # 4 users' latency is the first: flat
-    assert [s.settle_s for s in seen[2:]] == [INTERVAL, INTERVAL]  # x2/x1.5 > 1.2
-    assert all(s.baseline_s == 0.0 for s in seen[2:])
+    assert [s.settle_s for s in seen[2:4]] == [INTERVAL, INTERVAL]  # x2/x1.5 > 1.2
+    assert all(s.baseline_s == 0.0 for s in seen[2:4])
+    drained = [s for s in seen if s.drain_s > 0]
+    assert drained and all(0 < s.settle_s < INTERVAL for s in drained)
 
 
 def overloaded_step(users: int, u_star: float, *, at_end: int) -> tuple[Step, list]:
