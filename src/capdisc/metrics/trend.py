@@ -65,8 +65,9 @@ TREND_CONFIDENCE = 0.95
 # A stationary server's latency wanders with what is in flight (a batching server's by
 # a third of itself within a few seconds at full load): a climb over the step smaller
 # than this share of the median is not yet a queue. A queue's climb grows with the
-# step, so an extended step settles it.
-MATERIAL_SHARE_OF_MEDIAN = 0.5
+# step, so an extended step settles it. (At a half, a queue 5 % past capacity could
+# not fail one 4-interval window: its climb is about half its median there.)
+MATERIAL_SHARE_OF_MEDIAN = 0.4
 # Counts (backlog, deficit): beyond this many noise SDs a material excess fails
 # (one-sided 99 %), beyond Z_WARN it is suggestive only and the step should be extended.
 Z_FAIL = 2.33

@@ -224,6 +224,14 @@ def test_a_level_measured_one_latency_after_its_spawn_never_passes_past_capacity
     assert all(e.verdict != "pass" for e in past)
 
 
+def test_five_percent_past_capacity_fails_in_one_window_after_a_drain() -> None:
+    """21 users on the anchor's 20 from an empty target: the queue climbs about half its
+    median over 4 intervals, which a share of a half could not fail without extending."""
+    found = Counter(e.verdict for e in spawned(ANCHOR, 21, 21, 2.0, 8.0, latency_s=0.5))
+    assert found["pass"] == 0
+    assert found["fail"] >= 0.8 * len(SEEDS), found
+
+
 def test_the_backlog_baseline_waits_until_every_user_is_in_its_cycle() -> None:
     """Counted as the window opens, the new users not yet started make what is in flight
     grow by itself: a healthy level from no users reads as a backlog building."""
