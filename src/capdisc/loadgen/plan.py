@@ -52,8 +52,9 @@ class Step:
     """Users held at one level: ``settle_s`` not measured, then ``hold_s`` measured.
 
     ``baseline_s`` into the window the first in-flight count is taken (the backlog's
-    baseline): a step that measures as soon as its new users run (no settle) has them
-    all in their pacing cycle only one interval later.
+    baseline): a step measured before a whole interval has passed since its spawn
+    counts from one interval into its window, where every user is in its pacing cycle
+    and whole intervals remain to the window's end.
     """
 
     index: int

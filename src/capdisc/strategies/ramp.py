@@ -265,7 +265,8 @@ class RampPlanner:
         whose slow drift a window sees more of the earlier it opens: there, and for
         the first step, one whole interval. The window holds exactly one task per user
         per interval either way; the backlog's baseline waits until every user is in
-        its cycle (``baseline_s``: one interval after the spawn).
+        its cycle (``baseline_s``: one interval into the window, whole intervals
+        before its end).
         """
         interval = self.settings.interval
         passing = [
@@ -292,7 +293,10 @@ class RampPlanner:
             users=users,
             hold_s=self.hold_s,
             settle_s=settle_s,
-            baseline_s=self.settings.interval - settle_s,
+            # Counted where every user is in its cycle and whole intervals before the
+            # window's end: at its start after a whole interval of settling, else one
+            # interval into it.
+            baseline_s=0.0 if settle_s >= self.settings.interval else self.settings.interval,
             phase=phase,
             drain_s=drain_s,
         )

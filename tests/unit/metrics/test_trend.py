@@ -182,7 +182,7 @@ def spawned(
 ) -> list[Evidence]:
     """``joining`` users join the others (4 intervals in; all of them: an idle target,
     as after a drain); the window opens one latency later, the backlog's baseline one
-    interval after the spawn (or at the window's start)."""
+    interval into it (or at its start)."""
     return [
         judge(
             simulate(
@@ -193,7 +193,7 @@ def spawned(
                 seed=s,
                 grace_s=interval_s,
                 settle_s=latency_s,
-                baseline_s=interval_s - latency_s if baseline else 0.0,
+                baseline_s=interval_s if baseline else 0.0,
                 previous_users=users - joining,
                 previous_s=4 * interval_s,
             )
