@@ -9,6 +9,8 @@ planner must land within 10% of U*.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from capdisc.loadgen.plan import Step
@@ -44,6 +46,22 @@ def synthetic_rows(users: int, start: float, end: float, u_star: float, *, overl
                 rows.append((*row, duration, "", "", "", ""))
             scheduled += INTERVAL
     return rows
+
+
+def run_steps(planner: RampPlanner, rows_of: Callable[[Step], list], limit: int) -> list[Step]:
+    """Run the planner on the rows ``rows_of`` gives each step (its window set), at most
+    ``limit`` steps; returns every step."""
+    seen: list[Step] = []
+    step: Step | None = planner.first_step()
+    clock = 1_000_000.0
+    while step is not None and len(seen) < limit:
+        seen.append(step)
+        step.window_start = clock + step.settle_s
+        step.window_end = step.window_start + step.hold_s
+        rows = rows_of(step)
+        clock = step.window_end
+        step = planner.next_step(step, rows)
+    return seen
 
 
 def drive(planner: RampPlanner, u_star: float, false_pass: set[int] = frozenset()) -> list[int]:
@@ -303,21 +321,17 @@ def test_an_inconclusive_step_is_extended_then_judged_on_all_its_time(
 
 def test_a_level_is_measured_one_latency_after_its_spawn() -> None:
     """The window opens one latency (the latest passing step's p95) after the spawn,
-    the backlog's baseline when every user is in its cycle (one interval after it);
-    the first step, no latency known yet, waits one interval."""
+    the backlog's baseline when every user is in its cycle (one interval into the
+    window); the first step, no latency known yet, waits one interval."""
     planner = RampPlanner(settings())
-    seen: list[Step] = []
-    step: Step | None = planner.first_step()
-    clock = 1_000_000.0
-    while step is not None and len(seen) < 20:
-        seen.append(step)
-        step.window_start = clock + step.settle_s
-        step.window_end = step.window_start + step.hold_s
-        rows = synthetic_rows(
+
+    def rows_of(step: Step) -> list:
+        assert step.window_start is not None and step.window_end is not None
+        return synthetic_rows(
             step.users, step.window_start, step.window_end, 10.0, overloaded=step.users > 10
         )
-        clock = step.window_end
-        step = planner.next_step(step, rows)
+
+    seen = run_steps(planner, rows_of, 20)
     first, climb = seen[0], seen[1]
     assert (first.settle_s, first.baseline_s) == (INTERVAL, 0.0)
     p95_s = planner.results[0].p95_ms / 1000
@@ -334,22 +348,18 @@ def test_near_the_knee_a_level_is_measured_one_interval_after_its_spawn() -> Non
     median is 20% above the first step's, a climb settles a whole interval; a level
     after a drain (the target empty) still one latency."""
     planner = RampPlanner(settings())
-    seen: list[Step] = []
-    step: Step | None = planner.first_step()
-    clock = 1_000_000.0
-    while step is not None and len(seen) < 8:
-        seen.append(step)
-        step.window_start = clock + step.settle_s
-        step.window_end = step.window_start + step.hold_s
+
+    def rows_of(step: Step) -> list:
+        assert step.window_start is not None and step.window_end is not None
         slowdown = 1 + step.users / 8
-        rows = [
+        return [
             (*r[:2], r[1] + (r[2] - r[1]) * slowdown, *r[3:9], r[9] * slowdown, *r[10:])
             for r in synthetic_rows(
                 step.users, step.window_start, step.window_end, 14.0, overloaded=step.users > 14
             )
         ]
-        clock = step.window_end
-        step = planner.next_step(step, rows)
+
+    seen = run_steps(planner, rows_of, 8)
     assert [s.users for s in seen][:4] == [4, 8, 12, 16]
     assert seen[0].settle_s == INTERVAL  # nothing known yet
     assert seen[1].settle_s < INTERVAL  # 4 users' latency is the first: flat
