@@ -36,7 +36,6 @@ __all__ = [
     "check_out_dir",
     "create_out_dir",
     "default_out_dir",
-    "rewrite_compare_summary",
     "utc_now_iso",
     "write_compare_outputs",
     "write_discovery_outputs",
@@ -314,17 +313,6 @@ def write_discovery_outputs(
     summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
     write_summary(summary, out_dir)
     return summary
-
-
-def rewrite_compare_summary(summary: CompareSummary, out_dir: Path, warnings: list[str]) -> None:
-    """Write a comparison's ``compare.md`` and ``summary.json`` again (its verdict changed)."""
-    from capdisc.reports.markdown import compare_markdown
-
-    try:
-        write_text(out_dir / "compare.md", compare_markdown(summary))
-    except OSError as exc:
-        warnings.append(f"compare.md not written: {exc.strerror}")
-    write_summary(summary, out_dir)
 
 
 def write_compare_outputs(

@@ -6,7 +6,8 @@ import this module; it imports nothing of capdisc's. (One row of ``requests.csv`
 
 - :data:`StopReason`, the one set of reasons a run can end with;
 - the ``summary.json`` models, validated by pydantic: schema 1, and schema 2 for a
-  comparison (:data:`COMPARE_SCHEMA`; schema-1 comparisons still read).
+  discovery, schema 3 for a comparison (:data:`COMPARE_SCHEMA`; older ones still read).
+  A compared metric and a block are :mod:`capdisc.verdicts`'.
 
 The field names are public API (see the README); add fields freely, rename or remove
 them only with a schema bump and a CHANGELOG entry. Times are Unix epoch seconds;
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from capdisc.verdicts import BlockStats, GateOutcome, MetricDiff, Verdict
 
 __all__ = [
     "COMPARE_SCHEMA",
@@ -45,7 +48,6 @@ __all__ = [
     "TargetInfo",
     "TokenStats",
     "ToolsInfo",
-    "Verdict",
     "VersionDiff",
     "VersionStats",
     "WorkerClock",
@@ -65,12 +67,13 @@ SCHEMA = 2
 StopReason = Literal[
     "max_users", "slo", "duration", "failure_threshold", "interrupted", "client_bound"
 ]
-# The verdict of a comparison (schema 2). Schema-1 summaries said "no_difference" instead
-# of "equivalent"/"inconclusive"; they still read (:data:`LegacyVerdict`).
-Verdict = Literal["b_faster", "b_slower", "equivalent", "inconclusive"]
+# Schema-1 comparisons said "no_difference" instead of "equivalent"/"inconclusive"; they
+# still read (:data:`LegacyVerdict`).
 LegacyVerdict = Literal["no_difference"]
-# The comparison summary's schema: 2 since the paired design and its four verdicts.
-COMPARE_SCHEMA = 2
+# The comparison summary's schema: 2 since the paired design and its four verdicts, 3
+# since every metric a user feels has its own verdict (``diff.metrics``) and ``ttft``
+# is the first token (a schema-1 run's was the first byte).
+COMPARE_SCHEMA = 3
 
 
 class _Model(BaseModel):
@@ -419,6 +422,8 @@ class VersionStats(_Model):
     offered_rps: float | None = None
     achieved_rps: float | None = None
     goodput: Goodput | None = None
+    # Schema 3: each measured block, with its overload and client checks.
+    blocks: list[BlockStats] = Field(default_factory=list)
 
 
 class VersionDiff(_Model):
@@ -449,6 +454,11 @@ class VersionDiff(_Model):
     # The smallest change of the median this run detects with 80% power, in percent.
     mde_pct: float | None = None
     margin_pct: float | None = None
+    # Schema 3: every compared metric by name (:data:`capdisc.verdicts.METRICS`), and
+    # whether the answers differ in length (then end-to-end is judged per output token).
+    metrics: dict[str, MetricDiff] = Field(default_factory=dict)
+    failure_margin_pts: float | None = None
+    length_differs: bool = False
 
 
 class CompareSummary(_Model):
@@ -459,6 +469,7 @@ class CompareSummary(_Model):
     started_at: str
     finished_at: str
     stop_reason: StopReason = "duration"
+    stop_detail: str = ""
     load: CompareLoad
     slo: Slo | None = None
     a: VersionStats
@@ -470,8 +481,15 @@ class CompareSummary(_Model):
     load_reasons: list[str] = Field(default_factory=list)
     regression_limit_pct: float | None = None
     regression: bool = False
-    # With --fail-on-regression: pass (exit 0), regression (exit 1), inconclusive (exit 5).
-    gate: Literal["pass", "regression", "inconclusive"] | None = None
+    # With --gate or --fail-on-regression: pass (exit 0), regression (exit 1),
+    # inconclusive (exit 5), broken (the baseline failed: exit 1).
+    gate: GateOutcome | None = None
+    gate_reason: str = ""
+    # Schema 3: the metric that decided the verdict (None: no metric did), the version
+    # whose failures stopped the run, the versions that built a queue within blocks.
+    decided_by: str | None = None
+    broken: Literal["a", "b"] | None = None
+    overloaded: list[Literal["a", "b"]] = Field(default_factory=list)
     client: ClientInfo | None = None
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)

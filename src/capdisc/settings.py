@@ -42,6 +42,7 @@ from capdisc.fields import (
     resolve,
     validation_message,
 )
+from capdisc.verdicts import DEFAULT_GATE, GATED_METRICS
 
 __all__ = [
     "ApiKind",
@@ -120,6 +121,36 @@ class TargetConfig(_Section):
 
 
 _THRESHOLD_ENV = ("LOAD_TEST_FAILURE_THRESHOLD", "CAPDISC_FAILURE_THRESHOLD")
+
+
+def _gate(value: Any) -> Any:
+    """``ttft_p50:10,e2e_p95:5,failures`` -> ((metric, limit or None), ...)."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        return value
+    found: dict[str, float | None] = {}
+    for item in value:
+        if isinstance(item, list | tuple) and len(item) == 2:
+            name, limit = str(item[0]), item[1]
+        else:
+            name, _, raw = str(item).partition(":")
+            name, raw = name.strip(), raw.strip()
+            try:
+                limit = float(raw.rstrip("%").removesuffix("pt").strip()) if raw else None
+            except ValueError:
+                raise ValueError(f"{item!r}: the limit must be a number (e.g. e2e_p95:5)") from None
+        if name not in GATED_METRICS:
+            raise ValueError(f"unknown metric {name!r} (choose from {', '.join(GATED_METRICS)})")
+        if limit is not None and (not isinstance(limit, int | float) or limit < 0):
+            raise ValueError(f"{name}: the limit must be 0 or more")
+        found[name] = None if limit is None else float(limit)
+    if not found:
+        raise ValueError("names no metric")
+    return tuple(found.items())
+
+
+Gate = Annotated[tuple[tuple[str, float | None], ...], BeforeValidator(_gate)]
 
 
 class TokenCount(NamedTuple):
@@ -393,13 +424,51 @@ class CompareSettings(_RunOptions, _SloOptions):
         panel="Load",
         help="Equivalent when B's change lies within +/- this many percent (default 2).",
     )
+    failure_margin: float = option(
+        0.5,
+        ge=0,
+        panel="Load",
+        metavar="PTS",
+        help="A failure rate higher by more than this many points (the interval above it) "
+        "makes B slower, whatever its latency (default 0.5).",
+    )
+    gate: Gate | None = option(
+        None,
+        panel="Load",
+        metavar="METRIC[:PCT],...",
+        help="The metrics that decide the verdict and gate the exit code, each with its "
+        "regression limit: ttft_p50, ttft_p95, tpot_p50, e2e_p50, e2e_p95 (percent), "
+        "failures (points). Default: ttft_p50, tpot_p50, e2e_p50, e2e_p95 and failures, "
+        "gated only with --fail-on-regression. A metric without a limit takes "
+        "--fail-on-regression (failures: --failure-margin), else the margin.",
+    )
     fail_on_regression: float | None = option(
         None,
         ge=0,
         panel="Load",
-        help="Exit 1 when the interval shows B slower by more than PCT percent, 0 when it "
-        "shows B at most PCT slower, else 5 (inconclusive: run longer).",
+        help="Gate every judged metric at PCT percent (failures at --failure-margin): exit 1 "
+        "when an interval shows B slower beyond its limit, 0 when every interval shows B "
+        "within it, else 5 (inconclusive: run longer).",
     )
+
+    def gate_limits(self) -> dict[str, float] | None:
+        """The judged metrics with their regression limits; None when nothing is gated."""
+        if self.gate is None and self.fail_on_regression is None:
+            return None
+        return {name: self._limit(name, pct) for name, pct in self.judged_with_limits()}
+
+    def judged_with_limits(self) -> tuple[tuple[str, float | None], ...]:
+        """The metrics that decide the verdict, each with the limit the user gave (or None)."""
+        if self.gate is not None:
+            return self.gate
+        return tuple((name, None) for name in DEFAULT_GATE)
+
+    def _limit(self, name: str, given: float | None) -> float:
+        if given is not None:
+            return given
+        if name == "failures":
+            return self.failure_margin
+        return self.fail_on_regression if self.fail_on_regression is not None else self.margin
 
 
 class Settings(BaseSettings):

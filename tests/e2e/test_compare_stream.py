@@ -74,8 +74,14 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     assert good_a["requests"] == summary["a"]["requests"]
     assert good_b["pct"] > 90 > 10 > good_a["pct"], (good_a, good_b)
     assert "SLO: TPOT <= 8.5 ms at p95" in output
-    assert summary["schema"] == 2
+    assert summary["schema"] == 3
     assert summary["verdict"] == "b_faster", summary["diff"]
+    metrics = summary["diff"]["metrics"]
+    assert metrics["tpot_p50"]["verdict"] == "faster" and metrics["tpot_p50"]["judged"]
+    assert metrics["output_tokens"]["verdict"] in ("equivalent", "inconclusive")
+    assert metrics[summary["decided_by"]]["verdict"] == "faster"
+    assert [b["block"] for b in summary["a"]["blocks"]] == [1, 2, 3, 4]
+    assert "B vs A per metric" in output
     diff = summary["diff"]
     lo, hi = diff["p50_ci95_pct"]
     assert lo < hi < 0 and diff["design"] == "paired" and diff["pairs"] == 4
@@ -159,7 +165,7 @@ def test_overload_gives_no_verdict_and_the_gate_says_inconclusive(
     reasons = " ".join(summary["load_reasons"])
     assert "A achieved" in reasons and "B achieved" in reasons and "late" in reasons
     assert summary["a"]["achieved_rps"] < 0.9 * summary["a"]["offered_rps"]
-    assert "Inconclusive (exit 5): the load was unequal: run longer" in result.stdout
+    assert "Inconclusive (exit 5): the load was unequal" in result.stdout
 
 
 def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:

@@ -49,8 +49,7 @@ def compare_stream(
     """
     from capdisc.settings import load_settings, resolve
     from capdisc.strategies.calibrate import cache_dir
-    from capdisc.strategies.client import run_compare_checked
-    from capdisc.strategies.stream import CompareRequest, resolve_source
+    from capdisc.strategies.stream import CompareRequest, resolve_source, run_compare
 
     env = load_settings()
     source_a = resolve_source(a, "a", env.profiles_dir, target)
@@ -74,7 +73,7 @@ def compare_stream(
                 f"{settings.users} users every {settings.interval:g}s, "
                 f"results in {request.out_dir}"
             )
-        outcome = run_compare_checked(request, progress, cache_dir(env))
+        outcome = run_compare(request, progress, cache_dir(env))
     print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
     if outcome.failure is not None:
         raise outcome.failure

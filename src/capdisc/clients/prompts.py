@@ -7,7 +7,11 @@ can serve them; dataset prompts are the user's own.
 
 The n-th request of a session gets prompt n: the prompt of a request depends only on
 the seed and its place in the session's order of starts, never on which user sent
-it, so both versions of a comparison get the same prompts in the same order. Prompts
+it, so both versions of a comparison get the same prompts in the same order. A
+comparison's pairs start at different places (``Workload.first_request``), and a
+synthetic prompt's unique prefix names the version it is sent to: the two blocks of a
+pair get prompts of the same lengths and words, and still neither can be served from
+the other's prefix cache when both versions share one backend. Prompts
 are built lazily, one per request, from a generator seeded by ``(seed, n)``, as a
 slice of a seeded text of words prepared once per seed: no prompt is kept, and building
 one costs microseconds (``benchmarks/prompts.py``).
@@ -73,8 +77,9 @@ class PromptSource:
         """True when every request is the same (one prompt, one length)."""
         return not self.entries and self.prompt_tokens is None and self.output_tokens is None
 
-    def request(self, index: int) -> tuple[list[dict[str, Any]], int]:
-        """The messages and max tokens of the ``index``-th request."""
+    def request(self, index: int, tag: str = "") -> tuple[list[dict[str, Any]], int]:
+        """The messages and max tokens of the ``index``-th request (``tag``: the version it
+        goes to, in a synthetic prompt's prefix only)."""
         if self.fixed:
             return [{"role": "user", "content": self.prompt}], self.max_tokens
         rng = random.Random(f"{self.seed}:{index}")
@@ -87,7 +92,7 @@ class PromptSource:
         if self.prompt_tokens is None:
             return [{"role": "user", "content": self.prompt}], max_tokens
         words = max(1, _draw(rng, self.prompt_tokens) - 4)
-        prefix = f"#{index:x}-{rng.getrandbits(32):08x}:"
+        prefix = f"#{tag}{index:x}-{rng.getrandbits(32):08x}:"
         return [
             {"role": "user", "content": prefix + _pool(self.seed).words(rng, words)}
         ], max_tokens

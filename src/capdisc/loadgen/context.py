@@ -18,6 +18,8 @@ from typing import Any, Literal, Self
 from capdisc.loadgen.engine import RunControl, ensure_file_limit, html_report, run_session
 from capdisc.loadgen.plan import ProgressSink, SessionResult, StepPlanner, Workload
 from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
+from capdisc.loadgen.threshold import FailureThreshold
+from capdisc.records import RequestRecord
 from capdisc.rundir import RecordWriter, write_text
 
 __all__ = ["RunContext"]
@@ -28,6 +30,8 @@ class RunContext:
 
     ``users`` is the most users the command will run at once (to raise the
     open-files limit); a limit that cannot be raised enough becomes a warning.
+    ``threshold`` is how failures stop the run (default: ``failure_threshold``
+    failures over the run); ``keep_rows`` keeps every row in :attr:`rows`.
     """
 
     def __init__(
@@ -42,6 +46,8 @@ class RunContext:
         expect_workers: int = 0,
         records_name: str = "requests.csv",
         master_bind: str = "127.0.0.1:5557",
+        threshold: FailureThreshold | None = None,
+        keep_rows: bool = False,
     ) -> None:
         if workers == "auto":  # the strategy resolves it from the client ceiling first
             raise ValueError("resolve --workers auto before the run (strategies.client)")
@@ -52,7 +58,12 @@ class RunContext:
         self.master_bind = master_bind
         self.warnings: list[str] = []
         self.sessions: list[SessionResult] = []
-        self.control = RunControl(failure_threshold=failure_threshold, stop_timeout=stop_timeout)
+        self.control = RunControl(
+            failure_threshold=failure_threshold, stop_timeout=stop_timeout, threshold=threshold
+        )
+        # Every row of the run, in memory, for a command that computes its figures from
+        # them at the end (instead of reading requests.csv back).
+        self.rows: list[RequestRecord] | None = [] if keep_rows else None
         limit = ensure_file_limit(users)
         if limit:
             self._warn(limit)
@@ -115,6 +126,7 @@ class RunContext:
             expect_workers=self.expect_workers,
             selfcheck=self.selfcheck,
             master_bind=self.master_bind,
+            sink=self.rows.append if self.rows is not None else None,
         )
         self.sessions.append(result)
         self.warnings.extend(w for w in result.warnings if w not in self.warnings)

@@ -299,7 +299,9 @@ def run_worker(master_host: str, master_port: int) -> None:
         user_class.number_offset = int(msg.data["index"]) * USER_BLOCK
         sampler.process = f"worker {msg.data['index']}"
         # A new session: this worker's requests take their prompts from its own block.
-        state.requests = itertools.count(int(msg.data["index"]) * USER_BLOCK)
+        state.requests = itertools.count(
+            workload.first_request + int(msg.data["index"]) * USER_BLOCK
+        )
 
     env.events.request.add_listener(outbox.on_request)
     # Rows go out when the users stop, and again just before the last report on the

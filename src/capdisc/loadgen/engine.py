@@ -23,7 +23,7 @@ import math
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -42,6 +42,7 @@ from capdisc.loadgen.plan import (
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
 from capdisc.loadgen.state import SessionState
+from capdisc.loadgen.threshold import FailureThreshold
 from capdisc.loadgen.users import make_user_class
 from capdisc.records import RequestRecord, is_round
 from capdisc.rundir import RecordWriter
@@ -65,14 +66,23 @@ _AWAIT_SLACK_S = 1.0
 class RunControl:
     """Stop requests shared by every session of one command (threshold, Ctrl+C, SIGTERM)."""
 
-    def __init__(self, *, failure_threshold: int, stop_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        failure_threshold: int,
+        stop_timeout: float,
+        threshold: FailureThreshold | None = None,
+    ) -> None:
         self.failure_threshold = failure_threshold
+        self.threshold = threshold or FailureThreshold(failure_threshold)
         self.stop_timeout = stop_timeout
         self.reason: StopReason | None = None
         self.detail = ""
+        # When the first stop was asked for: a step or block cut by it ends there, not
+        # after the wait for the requests in flight.
+        self.requested_at: float | None = None
         self.forced = False
         self.event = gevent.event.Event()
-        self.failures = 0
         # Set by the running session: how to stop at once on a second Ctrl+C.
         self.force_stop: Any = None
 
@@ -81,7 +91,13 @@ class RunControl:
         if self.reason is None:
             self.reason = reason
             self.detail = detail
+            self.requested_at = time.time()
         self.event.set()
+
+    @property
+    def failures(self) -> int:
+        """Failed requests of the whole run so far."""
+        return self.threshold.failures
 
     def on_signal(self, signum: int) -> None:
         """First Ctrl+C stops gracefully; a second one forces the stop at once."""
@@ -175,15 +191,17 @@ def run_session(
     expect_workers: int = 0,
     selfcheck: SelfCheck | None = None,
     master_bind: str = "127.0.0.1:5557",
+    sink: Callable[[RequestRecord], None] | None = None,
 ) -> SessionResult:
     """Run one Locust session until the planner, the threshold or a signal ends it.
 
     With ``workers`` (local processes) or ``expect_workers`` (``capdisc worker`` on
     other machines), this process is a Locust master and the users run on workers.
     Each step reaches the planner with capdisc's own load in ``step.client``.
+    ``sink`` receives every row as it is written (a command that keeps its rows).
     """
     logging.getLogger("locust").setLevel(logging.ERROR)
-    state = SessionState()
+    state = SessionState(first_request=workload.first_request)
     rows: list[RequestRecord] = []
     distributed = workers > 0 or expect_workers > 0
     shape = PlannedShape(
@@ -209,6 +227,8 @@ def run_session(
 
     def on_row(row: RequestRecord) -> None:
         writer.write(row)
+        if sink is not None:
+            sink(row)
         if keep_rows:
             rows.append(row)
         if is_round(row.name):
@@ -220,16 +240,13 @@ def run_session(
             # failure, and no threshold that would rewrite why the session stopped.
             counts["cut"] += 1
             return
-        rolling.add(row.ts_end, row.duration_ms, row.ok == 1)
-        if row.ok != 1:
+        ok = row.ok == 1
+        rolling.add(row.ts_end, row.duration_ms, ok)
+        if not ok:
             counts["failures"] += 1
-            control.failures += 1
-            threshold = control.failure_threshold
-            if threshold and control.failures >= threshold:
-                control.request_stop(
-                    "failure_threshold",
-                    f"{control.failures} failed requests reached the threshold of {threshold}",
-                )
+        reached = control.threshold.note(row.version, ok)
+        if reached is not None:
+            control.request_stop("failure_threshold", reached)
 
     env.events.spawning_complete.add_listener(shape.mark_spawned)
     shape.rows_delay_s = 0.5 if distributed else 0.0  # workers send rows every 0.25 s
@@ -303,7 +320,9 @@ def run_session(
             stop_local_workers(worker_processes)
         step = shape.current
         if control.reason is not None and step is not None and step.window_start is not None:
-            stopped_at = time.time()
+            # The step ends where the stop was asked for (the wait for what was in
+            # flight after it is no measured time).
+            stopped_at = min(time.time(), control.requested_at or math.inf)
             if stopped_at > step.window_start:
                 shape.close_step(step, stopped_at)
                 planner.abandon_step(step, list(rows), stopped_at, control.detail)

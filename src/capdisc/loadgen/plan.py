@@ -45,6 +45,10 @@ class Workload:
     tools: ToolsSettings | None = None
     # What each request asks (None: the target's one prompt and max_tokens).
     prompts: PromptSource | None = None
+    # The place of the session's first request in the prompt order: the blocks of one
+    # comparison pair share it, and each pair starts past the last, so no prompt is
+    # sent to a version twice (a prefix cache would serve it).
+    first_request: int = 0
 
 
 @dataclass

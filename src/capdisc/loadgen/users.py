@@ -265,7 +265,7 @@ class PacedUser(User):
 
     def next_request(self) -> tuple[list[dict[str, Any]], int]:
         """The messages and max tokens of the session's next request."""
-        return self._prompts.request(next(self.session.requests))
+        return self._prompts.request(next(self.session.requests), self.workload.version)
 
     def chat_body(
         self, messages: list[dict[str, Any]], max_tokens: int, *, stream: bool, **kw: Any

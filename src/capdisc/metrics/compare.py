@@ -1,11 +1,16 @@
-"""Is B faster than A? Block pairs, a t-interval of their log ratios, failures counted.
+"""Is B faster than A? Block pairs, a t-interval of their log ratios per metric, failures counted.
 
 A comparison runs each version in blocks; live versions alternate in pairs, A B then
-B A, and so on (``compare stream``). Every block gives one figure per version (its
-median end-to-end time, its p95, TTFT and TPOT medians), with **failed requests
-ranked slower than every success** (a timeout is not a fast answer left out). Per
-pair the log ratio B/A of that figure is one observation; the 95% interval is the
-t-interval of their mean (n - 1 degrees of freedom), reported as a change in percent.
+B A, and so on (``compare stream``). Every block gives one figure per version and
+metric (:data:`capdisc.verdicts.METRICS`: TTFT p50 and p95, TPOT p50, end-to-end p50
+and p95, the mean answer length), with **failed requests ranked slower than every
+success** (a timeout is not a fast answer left out). Per pair the log ratio B/A of
+that figure is one observation; the 95% interval is the t-interval of their mean
+(n - 1 degrees of freedom), reported as a change in percent, and the metric's verdict
+compares the interval with its margin (:func:`metric_verdict`). When the answers
+differ in length by more than :data:`LENGTH_MARGIN_PCT`, end-to-end times are compared
+per output token. Only whole pairs enter these intervals (a block cut by a stop is
+left out with its pair).
 
 - Requests close in time share the server's state, so the unit is the block, never
   the request: a block effect widens the interval, as it should, instead of being
@@ -18,9 +23,9 @@ t-interval of their mean (n - 1 degrees of freedom), reported as a change in per
   cancelled, which the strategy says in a warning.
 
 The failure rate difference (B - A, in points) has its own interval, spanning both the
-pairs' t-interval and Newcombe's interval of two proportions over all requests. A
-version whose failure rate is significantly higher is the slower one, and never the
-faster one: when its median says otherwise, the verdict is inconclusive. The
+pairs' t-interval and Newcombe's interval of two proportions over all measured
+requests (cut blocks included), judged against ``--failure-margin``. The overall
+verdict and the gate follow from the metrics in :mod:`capdisc.metrics.decision`. The
 request-level Mann-Whitney p-value is kept as information only: requests are not
 independent, so it cannot carry a verdict.
 """
@@ -28,6 +33,7 @@ independent, so it cannot carry a verdict.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,19 +41,22 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import tasks
-from capdisc.schema import Pacing, Verdict, VersionDiff
+from capdisc.schema import Pacing, VersionDiff
+from capdisc.verdicts import DEFAULT_GATE, METRICS, MetricDiff, MetricVerdict
 
 __all__ = [
     "LATE_SHARE_LIMIT",
+    "LENGTH_MARGIN_PCT",
     "LOAD_SHARE_LIMIT",
     "MIN_BLOCK_TASKS",
     "POWER",
+    "FailureCounts",
     "Interval",
     "block_quantile",
     "compare_versions",
-    "decide",
-    "gate",
+    "failure_difference",
     "load_reasons",
+    "metric_verdict",
 ]
 
 Design = Literal["paired", "unpaired"]
@@ -60,11 +69,23 @@ POWER = 0.80
 # most LATE_SHARE_LIMIT of its tasks started late (the limits of a passing step).
 LOAD_SHARE_LIMIT = 0.90
 LATE_SHARE_LIMIT = 0.10
+# Answers whose mean length differs by more than this (in percent) are of different
+# lengths: end-to-end times are then compared per output token.
+LENGTH_MARGIN_PCT = 5.0
+# The metrics taken as a quantile of one column per block: (column, quantile).
+_QUANTILES = {
+    "ttft_p50": ("ttft_ms", 0.5),
+    "ttft_p95": ("ttft_ms", 0.95),
+    "tpot_p50": ("tpot_ms", 0.5),
+    "e2e_p50": ("duration_ms", 0.5),
+    "e2e_p95": ("duration_ms", 0.95),
+}
+_PER_TOKEN = "ms_per_output_token"
 _METHOD = {
-    "paired": "t-interval of per-pair log ratios (A B B A block pairs); failures ranked "
-    "slowest; Mann-Whitney U for information",
-    "unpaired": "Welch t-interval of per-block log figures (no pairs); failures ranked "
-    "slowest; Mann-Whitney U for information",
+    "paired": "per metric, t-interval of per-pair log ratios (A B B A block pairs); "
+    "failures ranked slowest; Mann-Whitney U for information",
+    "unpaired": "per metric, Welch t-interval of per-block log figures (no pairs); "
+    "failures ranked slowest; Mann-Whitney U for information",
 }
 
 
@@ -137,6 +158,46 @@ def _figure(block: pd.DataFrame, column: str, q: float) -> float:
     return block_quantile(values, int((~ok).sum()), q)
 
 
+def _mean_length(block: pd.DataFrame) -> float:
+    """The mean output tokens of a block's successful requests; NaN when not measured."""
+    ok = block["ok"].to_numpy() == 1
+    values = block["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)[ok]
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size and values.mean() > 0 else math.nan
+
+
+def _with_per_token(rows: pd.DataFrame) -> pd.DataFrame:
+    tokens = rows["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
+    durations = rows["duration_ms"].to_numpy(dtype="float64")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_token = np.where(tokens > 0, durations / tokens, np.nan)
+    return rows.assign(**{_PER_TOKEN: per_token})
+
+
+def metric_verdict(
+    ci: tuple[float, float] | None,
+    margin: float,
+    lower: MetricVerdict = "faster",
+    higher: MetricVerdict = "slower",
+) -> MetricVerdict:
+    """A metric's verdict from its interval (B - A) and its margin.
+
+    ``equivalent`` when the interval lies within +/- ``margin``; ``higher`` (slower)
+    when it lies above ``margin``, ``lower`` (faster) below ``-margin``: a change inside
+    the margin never decides, however significant. Otherwise ``inconclusive``.
+    """
+    if ci is None:
+        return "inconclusive"
+    lo, hi = ci
+    if -margin <= lo and hi <= margin:
+        return "equivalent"
+    if lo > margin:
+        return higher
+    if hi < -margin:
+        return lower
+    return "inconclusive"
+
+
 def _paired(a: list[float], b: list[float]) -> Interval | None:
     logs = [math.log(y / x) for x, y in zip(a, b, strict=True)]
     if not logs or not all(math.isfinite(v) for v in logs):
@@ -190,6 +251,33 @@ def _failure_interval(
     return diff * 100.0, (lo * 100.0, hi * 100.0)
 
 
+@dataclass(frozen=True)
+class FailureCounts:
+    """Each side's failed and answered tasks, and B's rate minus A's with its 95% interval."""
+
+    failed_a: int
+    answered_a: int
+    failed_b: int
+    answered_b: int
+    diff_pts: float | None
+    ci95_pts: tuple[float, float] | None
+
+
+def failure_difference(a: pd.DataFrame, b: pd.DataFrame) -> FailureCounts:
+    """B's failure rate minus A's over all their task rows, in points, with Newcombe's
+    95% interval (None when a side has no row)."""
+    a, b = tasks(a), tasks(b)
+    found = _failure_interval(a, b, [])
+    return FailureCounts(
+        failed_a=int((a["ok"] != 1).sum()),
+        answered_a=len(a),
+        failed_b=int((b["ok"] != 1).sum()),
+        answered_b=len(b),
+        diff_pts=None if found is None else found[0],
+        ci95_pts=None if found is None else found[1],
+    )
+
+
 def _mann_whitney(a: pd.DataFrame, b: pd.DataFrame) -> float | None:
     def ranked(rows: pd.DataFrame) -> np.ndarray:
         values = rows["duration_ms"].to_numpy(dtype="float64")
@@ -209,27 +297,41 @@ def compare_versions(
     *,
     design: Design = "paired",
     margin_pct: float = 2.0,
+    failure_margin_pts: float = 0.5,
+    judged: Collection[str] = DEFAULT_GATE,
+    gate_limits: Mapping[str, float] | None = None,
+    partial_a: Collection[int] = (),
+    partial_b: Collection[int] = (),
+    not_compared: Mapping[str, str] | None = None,
     alpha: float = 0.05,
 ) -> VersionDiff:
-    """B against A from their measured task rows (``step`` = block number).
+    """B against A from their measured task rows (``step`` = block number), per metric.
 
     ``paired``: block k of A with block k of B (both must have at least
-    ``MIN_BLOCK_TASKS`` tasks). ``unpaired``: all blocks of each as two groups.
-    Figures that cannot be had (no pair, an infinite median) are None.
+    ``MIN_BLOCK_TASKS`` tasks). ``unpaired``: all blocks of each as two groups. Blocks
+    in ``partial_a`` and ``partial_b`` (cut by a stop) are left out of the latency and
+    length intervals, with their pairs, and counted in the failure rates. ``judged`` names the metrics that decide the verdict,
+    ``gate_limits`` their regression limits (None: no gate); ``not_compared`` maps a
+    metric to why it cannot be compared (left out, never judged). Figures that cannot
+    be had (no pair, an infinite quantile) are None.
     """
     a, b = tasks(a_df), tasks(b_df)
-    blocks_a, blocks_b = _blocks(a), _blocks(b)
+    whole_a = a[~a["step"].isin(list(partial_a))]
+    whole_b = b[~b["step"].isin(list(partial_b))]
+    blocks_a, blocks_b = _blocks(_with_per_token(whole_a)), _blocks(_with_per_token(whole_b))
     if design == "paired":
         keys = sorted(set(blocks_a) & set(blocks_b))
         ga, gb = [blocks_a[k] for k in keys], [blocks_b[k] for k in keys]
     else:
         ga, gb = list(blocks_a.values()), list(blocks_b.values())
 
-    def interval(column: str, q: float) -> Interval | None:
-        fa, fb = [_figure(g, column, q) for g in ga], [_figure(g, column, q) for g in gb]
+    def interval_of(fa: list[float], fb: list[float]) -> Interval | None:
         if any(math.isnan(v) for v in fa + fb) or not (fa and fb):
             return None
         return _paired(fa, fb) if design == "paired" else _welch(fa, fb)
+
+    def interval(column: str, q: float) -> Interval | None:
+        return interval_of([_figure(g, column, q) for g in ga], [_figure(g, column, q) for g in gb])
 
     def both(found: Interval | None) -> tuple[float | None, tuple[float, float] | None]:
         if found is None:
@@ -238,17 +340,75 @@ def compare_versions(
             return _pct(found.estimate), None
         return _pct(found.estimate), found.pct(alpha)
 
-    p50 = interval("duration_ms", 0.5)
-    p50_pct, p50_ci = both(p50)
-    p95_pct, p95_ci = both(interval("duration_ms", 0.95))
-    ttft_pct, ttft_ci = both(interval("ttft_ms", 0.5))
-    tpot_pct, tpot_ci = both(interval("tpot_ms", 0.5))
+    intervals = {name: interval(column, q) for name, (column, q) in _QUANTILES.items()}
+    length = interval_of([_mean_length(g) for g in ga], [_mean_length(g) for g in gb])
+    length_pct, length_ci = both(length)
+    per_token = length_pct is not None and abs(length_pct) > LENGTH_MARGIN_PCT
+    if per_token:
+        for name in ("e2e_p50", "e2e_p95"):
+            intervals[name] = interval(_PER_TOKEN, _QUANTILES[name][1])
     pair_diffs = (
         [float((y["ok"] != 1).mean() - (x["ok"] != 1).mean()) for x, y in zip(ga, gb, strict=True)]
         if design == "paired"
         else []
     )
     failures = _failure_interval(a, b, pair_diffs)
+    skipped = dict(not_compared or {})
+    metrics: dict[str, MetricDiff] = {}
+    for name in METRICS:
+        limit = None if gate_limits is None else gate_limits.get(name)
+        if name == "failures":
+            ci = None if failures is None else failures[1]
+            metric = MetricDiff(
+                metric=name,
+                unit="pt",
+                a=_rate_pct(a),
+                b=_rate_pct(b),
+                change=None if failures is None else failures[0],
+                ci95=ci,
+                margin=failure_margin_pts,
+                verdict=metric_verdict(ci, failure_margin_pts),
+            )
+        elif name == "output_tokens":
+            metric = MetricDiff(
+                metric=name,
+                a=_pooled_length(a),
+                b=_pooled_length(b),
+                change=length_pct,
+                ci95=length_ci,
+                margin=LENGTH_MARGIN_PCT,
+                verdict=metric_verdict(length_ci, LENGTH_MARGIN_PCT, "shorter", "longer"),
+            )
+        else:
+            change, ci = both(intervals[name])
+            column, q = _QUANTILES[name]
+            metric = MetricDiff(
+                metric=name,
+                a=_pooled(a, column, q),
+                b=_pooled(b, column, q),
+                change=change,
+                ci95=ci,
+                margin=margin_pct,
+                verdict=metric_verdict(ci, margin_pct),
+                per_token=per_token and name.startswith("e2e"),
+            )
+        if name in skipped:
+            metric = metric.model_copy(
+                update={"change": None, "ci95": None, "verdict": "inconclusive"}
+            )
+        metrics[name] = metric.model_copy(
+            update={
+                "judged": name in judged and name not in skipped,
+                "gate_limit": limit if name not in skipped else None,
+                "note": skipped.get(name, "")
+                or ("" if metric.ci95 is not None else _no_interval(metric.change)),
+            }
+        )
+    p50 = intervals["e2e_p50"] if not per_token else interval("duration_ms", 0.5)
+    p50_pct, p50_ci = both(p50)
+    p95_pct, p95_ci = both(interval("duration_ms", 0.95))
+    ttft_pct, ttft_ci = both(intervals["ttft_p50"])
+    tpot_pct, tpot_ci = both(intervals["tpot_p50"])
     mde = p50.mde_pct(alpha) if p50 is not None and p50_ci is not None else None
     return VersionDiff(
         p50_pct=p50_pct,
@@ -256,8 +416,8 @@ def compare_versions(
         p95_pct=p95_pct,
         p95_ci95_pct=p95_ci,
         p_value=_mann_whitney(a, b),
-        ttft_p50_pct=ttft_pct,
-        ttft_p50_ci95_pct=ttft_ci,
+        ttft_p50_pct=None if "ttft_p50" in skipped else ttft_pct,
+        ttft_p50_ci95_pct=None if "ttft_p50" in skipped else ttft_ci,
         tpot_p50_pct=tpot_pct,
         tpot_p50_ci95_pct=tpot_ci,
         failure_rate_pts=None if failures is None else failures[0],
@@ -269,7 +429,33 @@ def compare_versions(
         mde_pct=mde,
         margin_pct=margin_pct,
         method=_METHOD[design],
+        metrics=metrics,
+        failure_margin_pts=failure_margin_pts,
+        length_differs=per_token,
     )
+
+
+def _no_interval(change: float | None) -> str:
+    if change is None:
+        return "not measured on both sides, or most requests failed"
+    return "too few block pairs for an interval (2 or more needed)"
+
+
+def _rate_pct(rows: pd.DataFrame) -> float | None:
+    return float((rows["ok"] != 1).mean()) * 100.0 if len(rows) else None
+
+
+def _pooled(rows: pd.DataFrame, column: str, q: float) -> float | None:
+    """A version's quantile over all its measured requests, failures ranked slowest."""
+    if rows.empty:
+        return None
+    value = _figure(rows, column, q)
+    return value if math.isfinite(value) else None
+
+
+def _pooled_length(rows: pd.DataFrame) -> float | None:
+    value = _mean_length(rows) if not rows.empty else math.nan
+    return value if math.isfinite(value) else None
 
 
 def load_reasons(
@@ -294,78 +480,3 @@ def load_reasons(
             f"(> {100 * LATE_SHARE_LIMIT:.0f}%)"
         )
     return reasons
-
-
-def decide(diff: VersionDiff, unequal_load: list[str]) -> tuple[Verdict, str]:
-    """The verdict and why, in words.
-
-    Unequal load gives no verdict. Otherwise the median's interval decides: within
-    +/- the margin ``equivalent``, below 0 ``b_faster``, above 0 ``b_slower``, else
-    ``inconclusive``. A failure rate that is significantly higher on one side makes
-    that side the slower one (failures rank slower than any success), and when its
-    median says the opposite, the verdict is ``inconclusive``: a version that fails
-    more is never the faster one.
-    """
-    if unequal_load:
-        return "inconclusive", "unequal load: " + "; ".join(unequal_load)
-    verdict, why = _latency_verdict(diff)
-    fails = diff.failure_rate_ci95_pts
-    if fails is None or fails[0] <= 0 <= fails[1]:
-        return verdict, why
-    worse: Verdict = "b_slower" if fails[0] > 0 else "b_faster"
-    better: Verdict = "b_faster" if fails[0] > 0 else "b_slower"
-    who = "B" if fails[0] > 0 else "A"
-    more = f"{who} fails more often ({_pts(diff.failure_rate_pts)}, 95% CI {_pts_ci(fails)})"
-    if verdict == better:
-        return "inconclusive", f"{more}, but its median is lower: {why}"
-    return worse, more if verdict == worse else f"{more}; median: {why}"
-
-
-def _pts(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f} pt"
-
-
-def _pts_ci(ci: tuple[float, float]) -> str:
-    return f"{ci[0]:+.2f} .. {ci[1]:+.2f} pt"
-
-
-def _latency_verdict(diff: VersionDiff) -> tuple[Verdict, str]:
-    ci = diff.p50_ci95_pct
-    if ci is None:
-        if diff.p50_pct is None:
-            return "inconclusive", "no median to compare (too few requests, or most failed)"
-        return "inconclusive", "too few block pairs for an interval (2 or more needed)"
-    lo, hi = ci
-    margin = diff.margin_pct or 0.0
-    if -margin <= lo and hi <= margin:
-        return "equivalent", f"the 95% interval lies within the \u00b1{margin:g}% margin"
-    if hi < 0:
-        return "b_faster", "the 95% interval is below 0"
-    if lo > 0:
-        return "b_slower", "the 95% interval is above 0"
-    return "inconclusive", (
-        f"the 95% interval spans 0 and reaches beyond the \u00b1{margin:g}% margin: run longer"
-    )
-
-
-Gate = Literal["pass", "regression", "inconclusive"]
-
-
-def gate(diff: VersionDiff, unequal_load: list[str], limit_pct: float) -> tuple[Gate, int]:
-    """``--fail-on-regression``: regression (exit 1), pass (exit 0) or inconclusive (exit 5).
-
-    Regression: the interval's lower bound of B's slowdown is above the limit, or B
-    fails significantly more often. Pass: the upper bound is at or below the limit.
-    Unequal load or no interval can only be inconclusive.
-    """
-    fails = diff.failure_rate_ci95_pts
-    if not unequal_load and fails is not None and fails[0] > 0:
-        return "regression", 1
-    ci = diff.p50_ci95_pct
-    if unequal_load or ci is None:
-        return "inconclusive", 5
-    if ci[0] > limit_pct:
-        return "regression", 1
-    if ci[1] <= limit_pct:
-        return "pass", 0
-    return "inconclusive", 5

@@ -31,7 +31,7 @@ from capdisc.records import (
     is_round,
 )
 
-__all__ = ["cut_mask", "read_records", "records_frame", "rounds", "tasks"]
+__all__ = ["answered", "cut_mask", "read_records", "records_frame", "rounds", "tasks"]
 
 _FLOAT_COLUMNS = (
     "ts_scheduled",
@@ -123,6 +123,14 @@ def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:
 def tasks(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of whole tasks (what steps, pacing and capacity count)."""
     return df[~_round_mask(df)]
+
+
+def answered(df: pd.DataFrame, version: str | None = None) -> pd.DataFrame:
+    """The tasks the target answered (of ``version``): not those capdisc's stop cut."""
+    rows = tasks(df)
+    if version is not None:
+        rows = rows[rows["version"] == version]
+    return rows[~cut_mask(rows)]
 
 
 def cut_mask(df: pd.DataFrame) -> pd.Series:

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
-from capdisc.records import is_round
+from capdisc.records import STOPPED_IN_FLIGHT, is_round
 
 __all__ = [
     "MATERIAL_OVERLOAD",
@@ -51,6 +51,7 @@ __all__ = [
     "judge_evidence",
     "latency_trend",
     "lateness",
+    "split_censored",
     "throughput_deficit",
 ]
 
@@ -176,6 +177,23 @@ class Evidence:
     def deciding(self) -> tuple[str, ...]:
         """The reasons of the tests that gave the overall verdict."""
         return tuple(t.reason for t in self.tests if t.verdict == self.verdict)
+
+
+def split_censored(tasks_df: pd.DataFrame) -> tuple[pd.DataFrame, list[Censored]]:
+    """The tasks the target answered, and those cut in flight by capdisc's stop as
+    :class:`Censored` at their age (their rows' duration)."""
+    cut = tasks_df["error"] == STOPPED_IN_FLIGHT
+    gone = tasks_df[cut]
+    censored = [
+        Censored(age_ms=age, user=user, ts_start=start)
+        for age, user, start in zip(
+            gone["duration_ms"].astype(float).tolist(),
+            gone["user"].astype(int).tolist(),
+            gone["ts_start"].astype(float).tolist(),
+            strict=True,
+        )
+    ]
+    return tasks_df[~cut], censored
 
 
 def judge_evidence(

@@ -1,9 +1,9 @@
-"""The words and table of a comparison, shared by the terminal and the markdown section.
+"""The words and tables of a comparison, shared by the terminal and the markdown section.
 
 Everything here reads a finished :class:`~capdisc.schema.CompareSummary`: the verdict
-with its interval, why, the margin and the minimum detectable effect, the gate of
-``--fail-on-regression``, and the A | B | diff table. Schema-1 summaries (verdict
-``no_difference``, no pairs) read as they did.
+with the metric that decided it, why, the margin and the minimum detectable effect,
+the gate, the A | B | diff table and the per-metric table (each metric's change, 95%
+interval, margin and verdict). Schema-1 and schema-2 summaries read as they did.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from capdisc.durations import format_duration
+from capdisc.metrics.decision import METRIC_LABELS, metric_text
 from capdisc.reports.terminal import (
     _MISSING,
     _int,
@@ -26,10 +27,12 @@ from capdisc.reports.terminal import (
     slo_text,
 )
 from capdisc.schema import CompareSummary, VersionStats
+from capdisc.verdicts import METRICS, MetricDiff
 
 __all__ = [
     "compare_rows",
     "load_line",
+    "metric_rows",
     "regression_line",
     "render_comparison",
     "statistics_line",
@@ -55,6 +58,8 @@ def _ci(ci: tuple[float, float] | None, unit: str = "%") -> str:
 def verdict_head(summary: CompareSummary) -> str:
     """``B is faster``, ``equivalent within ±2%``, ``inconclusive``, ..."""
     if summary.verdict == "equivalent":
+        if summary.diff.metrics:
+            return "equivalent within the margins"
         return f"equivalent within \u00b1{summary.diff.margin_pct or 0:g}%"
     return _HEADS[summary.verdict]
 
@@ -67,6 +72,11 @@ def verdict_line(summary: CompareSummary) -> str:
     """
     diff = summary.diff
     head = verdict_head(summary)
+    if diff.metrics:  # schema 3: the metric (or check) that decided
+        decided = diff.metrics.get(summary.decided_by or "")
+        if decided is not None:
+            return f"Verdict: {head}: {metric_text(decided)}"
+        return f"Verdict: {head}"
     if diff.p50_pct is None:
         return f"Verdict: {head}: no median to compare"
     text = f"Verdict: {head}: median {format_pct(diff.p50_pct)}"
@@ -106,8 +116,20 @@ def _rate(v: VersionStats) -> str:
 
 
 def regression_line(summary: CompareSummary) -> str:
-    """What ``--fail-on-regression`` decided, with its exit code (only when a limit was set)."""
-    limit = f"{summary.regression_limit_pct:g}%"
+    """What the gate decided, with its exit code (only when a gate was asked for)."""
+    if summary.diff.metrics and summary.gate is not None:  # schema 3
+        heads = {
+            "regression": "Regression (exit 1)",
+            "broken": "Broken baseline (exit 1)",
+            "pass": "No regression (exit 0)",
+            "inconclusive": "Inconclusive (exit 5)",
+        }
+        limits = ", ".join(
+            f"{METRIC_LABELS.get(m.metric, m.metric)} {m.gate_limit:g}{_unit(m)}"
+            for m in _gated(summary)
+        )
+        return f"{heads[summary.gate]}: {summary.gate_reason} (limits: {limits})"
+    limit = f"{summary.regression_limit_pct or 0:g}%"
     diff = summary.diff
     if summary.gate is None:  # schema 1
         if summary.regression:
@@ -133,6 +155,56 @@ def regression_line(summary: CompareSummary) -> str:
         else f"the interval {_ci(diff.p50_ci95_pct)} spans the {limit} limit"
     )
     return f"Inconclusive (exit 5): {why}: run longer"
+
+
+def _unit(metric: MetricDiff) -> str:
+    return " pt" if metric.unit == "pt" else "%"
+
+
+def _gated(summary: CompareSummary) -> list[MetricDiff]:
+    return [m for m in summary.diff.metrics.values() if m.judged and m.gate_limit is not None]
+
+
+def _figure(metric: MetricDiff, value: float | None) -> str:
+    if value is None:
+        return _MISSING
+    if metric.metric == "failures":
+        return f"{value:.2f}%"
+    if metric.metric == "output_tokens":
+        return f"{value:.1f}"
+    return format_ms(value)
+
+
+_METRIC_VERDICTS = {"faster": "B faster", "slower": "B slower", "shorter": "B shorter"}
+
+
+def metric_rows(summary: CompareSummary) -> list[tuple[str, str, str, str, str, str]]:
+    """The per-metric table (schema 3): metric (``*`` decides the verdict), A, B, change with
+    its 95% interval, margin, verdict. Empty for an older summary."""
+    rows = []
+    for name in METRICS:
+        metric = summary.diff.metrics.get(name)
+        if metric is None:
+            continue
+        unit = _unit(metric)
+        label = METRIC_LABELS.get(name, name) + (" /token" if metric.per_token else "")
+        change = format_pct(metric.change, unit=unit, digits=2 if unit == " pt" else 1)
+        if metric.ci95 is not None:
+            change += f" [{_ci(metric.ci95, unit).replace(' .. ', ', ')}]"
+        verdict = _METRIC_VERDICTS.get(metric.verdict, metric.verdict.replace("longer", "B longer"))
+        if metric.note and metric.ci95 is None:
+            verdict += f" ({metric.note})" if metric.note.startswith("not compared") else ""
+        rows.append(
+            (
+                ("* " if metric.judged else "  ") + label,
+                _figure(metric, metric.a),
+                _figure(metric, metric.b),
+                change,
+                f"\u00b1{metric.margin:g}{unit}",
+                verdict,
+            )
+        )
+    return rows
 
 
 def load_line(summary: CompareSummary) -> str:
@@ -248,11 +320,24 @@ def render_comparison(summary: CompareSummary, console: Console) -> None:
     for cells in compare_rows(summary):
         table.add_row(*cells)
     console.print(table)
+    metrics = metric_rows(summary)
+    if metrics:
+        per_metric = Table(
+            title="B vs A per metric (* decides the verdict; failures ranked slowest)",
+            title_justify="left",
+        )
+        for heading in ("metric", "A", "B", "change [95% CI]", "margin", "verdict"):
+            per_metric.add_column(
+                heading, justify="left" if heading in ("metric", "verdict") else "right"
+            )
+        for metric_cells in metrics:
+            per_metric.add_row(*metric_cells)
+        console.print(per_metric)
     style = _STYLES.get(summary.verdict, "bold")
     console.print(Text(verdict_line(summary), style=style), markup=False, soft_wrap=True)
     details = statistics_line(summary)
     if details:
         console.print(details, markup=False, soft_wrap=True)
-    if summary.regression_limit_pct is not None:
+    if summary.regression_limit_pct is not None or summary.gate is not None:
         style = "bold red" if summary.regression else ""
         console.print(regression_line(summary), style=style, markup=False, soft_wrap=True)

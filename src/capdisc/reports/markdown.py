@@ -9,7 +9,14 @@ anything.
 
 from __future__ import annotations
 
-from capdisc.reports.comparison import compare_rows, load_line, regression_line, verdict_head
+from capdisc.reports.comparison import (
+    compare_rows,
+    load_line,
+    metric_rows,
+    regression_line,
+    verdict_head,
+    verdict_line,
+)
 from capdisc.reports.terminal import format_p_value, format_pct
 from capdisc.schema import CompareSummary
 
@@ -28,6 +35,20 @@ def _interval(ci: tuple[float, float] | None) -> str:
 def verdict_paragraph(summary: CompareSummary) -> str:
     """The verdict, the interval, the margin and the minimum detectable effect in one paragraph."""
     diff = summary.diff
+    if diff.metrics:  # schema 3: every metric has its line in the table above
+        text = f"**{_cell(verdict_line(summary))}.**"
+        if summary.verdict_reason:
+            text += f" Why: {_cell(summary.verdict_reason)}."
+        if diff.design == "paired":
+            text += f" From {diff.pairs} A B B A block pairs."
+        elif diff.design == "unpaired":
+            text += f" From {diff.blocks_a} blocks of A against {diff.blocks_b} of B, not paired."
+        if diff.mde_pct is not None:
+            text += (
+                f" This run detects a change of the end-to-end median of \u00b1{diff.mde_pct:.1f}%"
+                " or more with 80% power (its minimum detectable effect)."
+            )
+        return text
     text = f"**Verdict: {verdict_head(summary)}.**"
     if diff.p50_pct is None:
         text += " There is no median to compare (too few requests, or most of them failed)."
@@ -74,8 +95,16 @@ def compare_markdown(summary: CompareSummary) -> str:
         "|---|---:|---:|---:|",
     ]
     lines += [f"| {' | '.join(_cell(c) for c in row)} |" for row in compare_rows(summary)]
+    metrics = metric_rows(summary)
+    if metrics:
+        lines += [
+            "",
+            "| metric (* decides) | A | B | change [95% CI] | margin | verdict |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        lines += [f"| {' | '.join(_cell(c.strip()) for c in row)} |" for row in metrics]
     lines += ["", verdict_paragraph(summary)]
-    if summary.regression_limit_pct is not None:
+    if summary.regression_limit_pct is not None or summary.gate is not None:
         lines += ["", _cell(regression_line(summary)) + "."]
     if summary.diff.design is None:  # schema 1
         method = (
@@ -85,11 +114,14 @@ def compare_markdown(summary: CompareSummary) -> str:
     else:
         method = (
             "each version runs in blocks, in A B then B A pairs, so a drift of the machine "
-            "cancels; per pair, the log ratio of B's to A's median end-to-end time (failed "
+            "cancels; per pair and metric, the log ratio of B's to A's block figure (failed "
             "requests ranked slower than every success) is one observation, and the 95% "
-            "interval is the t-interval of their mean. Equivalent: the interval lies within "
-            "the margin. A load either side did not get (under 90% of the offered rate, or "
-            "over 10% of its tasks late) gives no verdict"
+            "interval is the t-interval of their mean; failure rates have their own interval "
+            "in points. A metric is slower or faster when its interval lies beyond its margin, "
+            "equivalent within it. B is slower when a judged metric is slower (failures "
+            "first), faster when none is slower and one is faster. A load either side did not "
+            "get (under 90% of the offered rate, over 10% of its tasks late, a queue building "
+            "within its blocks) gives no latency verdict"
         )
     lines += [
         "",

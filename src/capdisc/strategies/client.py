@@ -9,8 +9,6 @@
   of one process (``strategies.calibrate``; calibrating first when nothing is cached
   and the peak is high), how many ``--workers`` it needs, and ``--workers auto``.
 - :func:`client_info`, after it: the ``client`` section of ``summary.json``.
-- :func:`run_compare_checked`: ``compare stream`` with the plan and the block check
-  (its blocks are judged from ``client.csv`` once it is done).
 """
 
 from __future__ import annotations
@@ -18,15 +16,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from capdisc.loadgen.plan import ProgressSink, WorkloadKind
 from capdisc.schema import ClientCeiling, ClientInfo, ClientLoad, WorkerClock, WorkloadCeiling
-
-if TYPE_CHECKING:
-    from capdisc.strategies.stream import CompareOutcome, CompareRequest
 
 __all__ = [
     "MAX_CPU",
@@ -37,7 +32,6 @@ __all__ = [
     "client_bound_reason",
     "client_info",
     "plan_client",
-    "run_compare_checked",
     "workers_needed",
 ]
 
@@ -254,88 +248,3 @@ def client_info(
         bound=bound,
         clocks=list(clocks),
     )
-
-
-def run_compare_checked(
-    request: CompareRequest, progress: ProgressSink | None, cache: Path
-) -> CompareOutcome:
-    """``compare stream`` with its client planned first and its blocks checked after.
-
-    A client-bound block means the comparison measured capdisc as much as the servers:
-    the verdict becomes ``inconclusive`` (a gated run exits 5) and ``summary.json`` and
-    ``compare.md`` are written again with the ``client`` section.
-    """
-    from capdisc.strategies.stream import run_compare
-
-    settings = request.settings
-    live = [s.profile for s in (request.a, request.b) if s.profile is not None]
-    tokens = max((p.target.max_tokens for p in live), default=1)
-    rate = settings.users / settings.interval if live else 0.0
-    plan = plan_client(
-        Demand("stream", rate, tokens), settings.workers, settings.expect_workers, cache, progress
-    )
-    resolved = settings.model_copy(update={"workers": plan.workers})
-    outcome = run_compare(replace(request, settings=resolved), progress)
-    return _check_blocks(outcome, plan)
-
-
-def _check_blocks(outcome: CompareOutcome, plan: ClientPlan) -> CompareOutcome:
-    from capdisc.loadgen.selfcheck import client_load, read_client_samples
-    from capdisc.metrics.frame import read_records
-    from capdisc.rundir import rewrite_compare_summary, write_summary
-
-    summary = outcome.summary
-    samples = read_client_samples(outcome.out_dir / "client.csv")
-    records = read_records(outcome.out_dir / "requests.csv")
-    notes = list(plan.notes)
-    loads: list[tuple[str, ClientLoad | None, float]] = []
-    blocks: dict[str, ClientLoad] = {}
-    bound: list[str] = []
-    for side, stats in (("a", summary.a), ("b", summary.b)):
-        if stats.run_dir is not None:
-            continue  # a saved run: measured (and checked) when it ran
-        for block, start, end in stats.windows:
-            name = f"{side}{int(block)}"
-            load = client_load(samples, start, end)
-            rows = records[
-                (records["version"] == side)
-                & (records["ts_end"] >= start)
-                & (records["ts_end"] < end)
-            ]
-            chunks = float(rows["chunks"].fillna(0).sum()) / max(end - start, 1e-9)
-            loads.append((name, load, chunks))
-            if load is not None:
-                blocks[name] = load
-            reason = client_bound_reason(load)
-            if reason is not None:
-                bound.append(name)
-                notes.append(
-                    f"block {side.upper()}{int(block)} was {reason}: the comparison measured "
-                    f"capdisc as much as the servers, treat its verdict as inconclusive; "
-                    f"{plan.advice()}"
-                )
-    info = client_info(plan, loads, bound, outcome.worker_clocks).model_copy(
-        update={"blocks": blocks}
-    )
-    warnings = outcome.warnings + [n for n in notes if n not in outcome.warnings]
-    update: dict[str, object] = {"client": info, "warnings": warnings}
-    if bound:
-        # capdisc was the limit: the figures are not the servers' alone, so no verdict.
-        reason = f"client-bound block(s) {', '.join(bound)}: capdisc itself was the limit"
-        update.update(
-            verdict="inconclusive",
-            verdict_reason=reason,
-            load_reasons=[*summary.load_reasons, reason],
-            regression=False,
-        )
-        if summary.gate is not None:
-            update["gate"] = "inconclusive"
-            outcome.exit_code = 5
-    summary = summary.model_copy(update=update)
-    if bound:
-        rewrite_compare_summary(summary, outcome.out_dir, outcome.warnings)
-    else:
-        write_summary(summary, outcome.out_dir)
-    outcome.summary = summary
-    outcome.warnings = warnings
-    return outcome

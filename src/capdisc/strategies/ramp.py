@@ -20,9 +20,15 @@ from typing import Literal
 from capdisc.durations import format_duration
 from capdisc.loadgen.plan import Step
 from capdisc.metrics.figures import step_figures
-from capdisc.metrics.frame import cut_mask, records_frame, tasks
+from capdisc.metrics.frame import records_frame, tasks
 from capdisc.metrics.goodput import goodput
-from capdisc.metrics.trend import Censored, Evidence, fails_however_long, judge_evidence
+from capdisc.metrics.trend import (
+    Censored,
+    Evidence,
+    fails_however_long,
+    judge_evidence,
+    split_censored,
+)
 from capdisc.records import RequestRecord
 from capdisc.schema import Capacity, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
@@ -187,18 +193,8 @@ class RampPlanner:
         measured = tasks(frame)
         measured = measured[(measured["ts_start"] >= start) & (measured["ts_start"] < end)]
         # Requests cut by a stop are censored at their age, as those still in flight.
-        cut = cut_mask(measured)
-        gone = measured[cut]
-        censored = [Censored(age_ms=age) for age in censored_ms] + [
-            Censored(age_ms=age, user=user, ts_start=start)
-            for age, user, start in zip(
-                gone["duration_ms"].astype(float).tolist(),
-                gone["user"].astype(int).tolist(),
-                gone["ts_start"].astype(float).tolist(),
-                strict=True,
-            )
-        ]
-        measured = measured[~cut]
+        measured, cut = split_censored(measured)
+        censored = [Censored(age_ms=age) for age in censored_ms] + cut
         if opened is not None:
             in_flight_start, in_flight_start_at = opened.in_flight_start, opened.in_flight_start_at
         else:

@@ -1,16 +1,24 @@
 """``compare stream A B``: the same fixed streaming load on two versions, and a verdict.
 
 Streaming connections make true capacity hard to reach, so this strategy holds
-the load fixed (users, pacing interval, prompt, seed, temperature 0) and compares
-request durations. Live versions run in pairs of blocks, A B then B A (A B B A A B
-B A for 4 pairs), so a drift of the machine or network hits both alike and cancels
-in the pairs (``metrics.compare``); each block's ramp-up (one interval after its
-users spawned) is excluded. A version may also be a saved run directory, whose
-measured rows are reused instead of run again (then there are no pairs).
+the load fixed (users, pacing interval, prompts, seed, temperature 0) and compares
+what users feel: first token, time per token, end-to-end time and its tail, failures
+and the length of the answers. Live versions run in pairs of blocks, A B then B A
+(A B B A A B B A for 4 pairs), so a drift of the machine or network hits both alike
+and cancels in the pairs (``metrics.compare``); each block's ramp-up (one interval
+after its users spawned) is excluded. Both blocks of a pair get the same prompts and
+each pair new ones, so no block is served from another's prompt cache. A version may
+also be a saved run directory, whose measured rows are reused instead of run again
+(then there are no pairs).
+
+One pass: the client is planned first, every block is checked (client-bound, a queue
+building) from what the run kept in memory, the verdict is final before anything is
+written, and every file is written once (``rundir.write_compare_outputs``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,23 +29,13 @@ from typing import Any, Literal
 from capdisc.clients.prompts import PromptSource, prompt_source
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
-from capdisc.metrics.compare import compare_versions, decide, gate, load_reasons
-from capdisc.metrics.figures import measured_tasks, version_stats
-from capdisc.metrics.frame import cut_mask, read_records
-from capdisc.metrics.goodput import goodput
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
-from capdisc.rundir import append_records, check_out_dir, create_out_dir
-from capdisc.schema import (
-    CompareLoad,
-    CompareSummary,
-    StopReason,
-    VersionStats,
-    WorkerClock,
-    load_summary,
-)
+from capdisc.rundir import check_out_dir, create_out_dir, write_compare_outputs
+from capdisc.schema import CompareSummary, StopReason, WorkerClock, load_summary
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
+from capdisc.strategies.client import Demand, plan_client
+from capdisc.strategies.compare_verdict import Block, Run, assess
 from capdisc.strategies.session import load_engine, open_target
-from capdisc.strategies.slo import slo_of
 from capdisc.target import Target
 
 __all__ = ["CompareOutcome", "CompareRequest", "VersionSource", "resolve_source", "run_compare"]
@@ -124,7 +122,7 @@ def resolve_source(
 class HoldPlanner:
     """One block: hold ``users`` for ``hold_s`` after one interval of ramp-up."""
 
-    # The comparison reads its rows back from requests.csv at the end.
+    # The comparison keeps every row of the run (RunContext.rows) and reads them at the end.
     needs_rows = False
 
     def __init__(
@@ -133,6 +131,10 @@ class HoldPlanner:
         self.step = Step(index=block, users=users, hold_s=hold_s, settle_s=interval_s, phase="hold")
         self.label = label
         self.window: tuple[float, float] | None = None
+        # The block as the engine closed it (in-flight counts, client load), and whether
+        # a stop cut its window short.
+        self.closed: Step | None = None
+        self.cut = False
 
     def first_step(self) -> Step:
         return self.step
@@ -140,6 +142,7 @@ class HoldPlanner:
     def next_step(self, finished: Step, rows: object) -> Step | None:
         assert finished.window_start is not None and finished.window_end is not None
         self.window = (finished.window_start, finished.window_end)
+        self.closed = finished
         return None
 
     def decided_early(self, step: Step, rows: object, remaining_s: float) -> bool:
@@ -147,7 +150,10 @@ class HoldPlanner:
 
     def abandon_step(self, step: Step, rows: object, stopped_at: float, why: str) -> None:
         assert step.window_start is not None
-        self.window = (step.window_start, stopped_at)
+        end = step.window_end if step.window_end is not None else stopped_at
+        self.window = (step.window_start, min(stopped_at, end))
+        self.closed = step
+        self.cut = stopped_at < end
 
     def describe(self) -> str:
         return f"{self.label} block {self.step.index}"
@@ -161,48 +167,42 @@ def _block_order(settings: CompareSettings, live: list[Side]) -> list[tuple[Side
     return [(side, n) for n in blocks for side in (("a", "b") if n % 2 else ("b", "a"))]
 
 
-def _saved_rows(
-    source: VersionSource, request: CompareRequest, warnings: list[str]
-) -> tuple[Any, VersionStats, float]:
-    """A saved side's measured rows, its saved figures and the rate it was offered."""
-    assert source.saved_dir is not None
-    summary = load_summary(source.saved_dir / "summary.json")
-    assert isinstance(summary, CompareSummary)  # checked by resolve_source
-    load = summary.load
-    settings = request.settings
-    if (load.users, load.interval_s, load.temperature) != (
-        settings.users,
-        settings.interval,
-        settings.temperature,
-    ):
-        warnings.append(
-            f"{source.side.upper()} was measured under another load ({load.users} users every "
-            f"{load.interval_s:g}s, temperature {load.temperature:g}): the comparison is not like "
-            "for like"
-        )
-    saved = summary.a if source.side == "a" else summary.b
-    df = read_records(source.saved_dir / "requests.csv")
-    windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
-    rows = measured_tasks(df, source.side, windows)
-    return rows, saved, load.users / load.interval_s
+def _prompt_stride(settings: CompareSettings, targets: Mapping[str, Target]) -> int:
+    """More requests than one block can start: pair k's prompts start at (k - 1) x this.
+
+    A block starts one task per user and interval over its ramp-up, window and the wait
+    for its last requests (at most the request timeout).
+    """
+    timeout = max((t.timeout_s for t in targets.values()), default=0.0)
+    span = settings.interval + settings.duration / settings.blocks + timeout + 1.0
+    return settings.users * (math.ceil(span / settings.interval) + 2)
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_compare(request: CompareRequest, progress: ProgressSink | None) -> CompareOutcome:
-    """Run (or reuse) both versions, compare them and write every output."""
+def run_compare(
+    request: CompareRequest, progress: ProgressSink | None, cache: Path
+) -> CompareOutcome:
+    """Plan the client, run (or reuse) both versions, judge them and write every output once."""
     settings = request.settings
     prompts = request.prompts()  # a bad dataset is refused before anything starts
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
-    sessions: dict[str, list[SessionResult]] = {"a": [], "b": []}
-    clocks: list[WorkerClock] = []
-    windows: dict[str, list[tuple[int, float, float]]] = {"a": [], "b": []}
+    profiles = [s.profile for s in sources.values() if s.profile is not None]
+    tokens = max((p.target.max_tokens for p in profiles), default=1)
+    rate = settings.users / settings.interval if live else 0.0
+    plan = plan_client(
+        Demand("stream", rate, tokens), settings.workers, settings.expect_workers, cache, progress
+    )
+    settings = settings.model_copy(update={"workers": plan.workers})
+    blocks: list[Block] = []
     started = datetime.now(UTC).timestamp()
     stop_reason: StopReason = "duration"
+    stop_detail = ""
+    broken: str | None = None
     with ExitStack() as stack:
         targets: dict[str, Target] = {}
         for side in live:
@@ -212,20 +212,24 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
         load_engine()
         from capdisc.clients.preflight import preflight
         from capdisc.loadgen.context import RunContext
+        from capdisc.loadgen.threshold import FailureThreshold
 
         for side in live:
             preflight(targets[side])
         out_dir = create_out_dir(request.out_dir)
         hold_s = settings.duration / settings.blocks
+        stride = _prompt_stride(settings, targets)
         with RunContext(
             out_dir,
             failure_threshold=settings.failure_threshold,
+            threshold=FailureThreshold.for_comparison(settings.failure_threshold),
+            keep_rows=True,
             users=settings.users if live else 0,
             progress=progress,
             stop_timeout=request.stop_timeout_s,
             workers=settings.workers,
             expect_workers=settings.expect_workers,
-            master_bind=settings.master_bind,  # issue 16 hook: --master-bind
+            master_bind=settings.master_bind,
         ) as run:
             for side, block in _block_order(settings, live):
                 workload = Workload(
@@ -236,6 +240,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                     seed=settings.seed,
                     version=side,
                     prompts=prompts,
+                    first_request=(block - 1) * stride,
                 )
                 planner = HoldPlanner(
                     block,
@@ -245,134 +250,47 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
                     f"{side.upper()} ({sources[side].label})",
                 )
                 result = run.run(workload, planner)
-                sessions[side].append(result)
-                clocks += [
-                    clock.model_copy(update={"block": f"{side}{block}"})
-                    for clock in result.worker_clocks
-                ]
-                if planner.window is not None:
-                    windows[side].append((block, *planner.window))
+                blocks.append(Block(side, block, planner.window, planner.closed, planner.cut))
+                for clock in result.worker_clocks:
+                    blocks[-1].clocks.append(clock.model_copy(update={"block": f"{side}{block}"}))
                 if result.stop_reason is not None:
-                    stop_reason = result.stop_reason
+                    stop_reason, stop_detail = result.stop_reason, result.stop_detail
+                    if stop_reason == "failure_threshold":
+                        broken = run.control.threshold.version
                     break
             finished = datetime.now(UTC).timestamp()
             run.close_records()
             for side in live:
-                run.write_report(f"report-{side}.html", sessions[side])
-            outcome = _finish(
-                request, out_dir, sources, windows, stop_reason, started, finished, run.warnings
+                run.write_report(f"report-{side}.html", _sessions(run.sessions, blocks, side))
+            assessed = assess(
+                Run(
+                    settings=settings,
+                    sources={side: (s.label, s.saved_dir) for side, s in sources.items()},
+                    blocks=blocks,
+                    rows=run.rows or [],
+                    plan=plan,
+                    stop_reason=stop_reason,
+                    stop_detail=stop_detail,
+                    broken=broken,
+                    started_at=_iso(started),
+                    finished_at=_iso(finished),
+                    warnings=run.warnings,
+                    out_dir=out_dir,
+                )
             )
-            outcome.worker_clocks = clocks
-            return outcome
-
-
-def _measured_s(windows: list[tuple[int, float, float]]) -> float | None:
-    """The measured time of a version: its windows added up."""
-    total = sum(end - start for _, start, end in windows)
-    return total if total > 0 else None
-
-
-def _finish(
-    request: CompareRequest,
-    out_dir: Path,
-    sources: dict[str, VersionSource],
-    windows: dict[str, list[tuple[int, float, float]]],
-    stop_reason: StopReason,
-    started: float,
-    finished: float,
-    warnings: list[str],
-) -> CompareOutcome:
-    from capdisc.rundir import write_compare_outputs
-
-    settings = request.settings
-    records = read_records(out_dir / "requests.csv")
-    frames: dict[str, Any] = {}
-    stats: dict[str, VersionStats] = {}
-    unequal: list[str] = []
-    slo = slo_of(settings)
-    for side in ("a", "b"):
-        source = sources[side]
-        offered = settings.users / settings.interval
-        if source.saved_dir is not None:
-            rows, saved, offered = _saved_rows(source, request, warnings)
-            side_windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
-            extra: dict[str, Any] = {"run_dir": str(source.saved_dir), "windows": saved.windows}
-            append_records(rows.assign(version=side), out_dir / "requests.csv", warnings, side)
-        else:
-            rows = measured_tasks(records, side, windows[side])
-            side_windows = windows[side]
-            extra = {"windows": side_windows}
-        # A request cut in flight by the stop (Ctrl+C, the threshold) is no answer of
-        # the target: counted, out of the figures, never a failure.
-        cut = cut_mask(rows)
-        rows = rows[~cut]
-        extra["censored"] = int(cut.sum())
-        if extra["censored"]:
-            warnings.append(
-                f"{side.upper()}: {extra['censored']} requests started in a measured block "
-                "were cut in flight by the stop: counted as censored, not in the figures"
+            summary = write_compare_outputs(
+                assessed.summary, assessed.frames["a"], assessed.frames["b"], out_dir, run.warnings
             )
-        frames[side] = rows
-        measured = _measured_s(side_windows)
-        base = version_stats(rows, source.label, settings.interval, measured)
-        achieved = base.requests / measured if measured else None
-        extra.update(offered_rps=offered, achieved_rps=achieved)
-        if slo is not None:
-            extra["goodput"] = goodput(rows, slo, measured)
-        stats[side] = base.model_copy(update=extra)
-        unequal += load_reasons(side.upper(), offered, achieved, base.pacing)
-    paired = not settings.sequential and all(s.profile is not None for s in sources.values())
-    if not paired:
-        warnings.append(
-            "A and B were not measured in alternating pairs (--sequential or a saved run): "
-            "the interval compares their blocks as two groups and cannot cancel a drift "
-            "between them"
-        )
-    diff = compare_versions(
-        frames["a"],
-        frames["b"],
-        design="paired" if paired else "unpaired",
-        margin_pct=settings.margin,
-    )
-    verdict, reason = decide(diff, unequal)
-    limit = settings.fail_on_regression
-    outcome_gate, exit_code = gate(diff, unequal, limit) if limit is not None else (None, 0)
-    summary = CompareSummary(
-        started_at=_iso(started),
-        finished_at=_iso(finished),
-        stop_reason=stop_reason,
-        load=CompareLoad(
-            users=settings.users,
-            interval_s=settings.interval,
-            duration_s=settings.duration,
-            temperature=settings.temperature,
-            blocks=settings.blocks,
-            order="abba" if paired else "sequential",
-        ),
-        slo=slo,
-        a=stats["a"],
-        b=stats["b"],
-        diff=diff,
-        verdict=verdict,
-        verdict_reason=reason,
-        load_reasons=unequal,
-        regression_limit_pct=limit,
-        regression=outcome_gate == "regression",
-        gate=outcome_gate,
-    )
-    summary = write_compare_outputs(summary, frames["a"], frames["b"], out_dir, warnings)
-    failure = None
-    if (
-        stats["a"].requests - stats["a"].failures == 0
-        or stats["b"].requests - stats["b"].failures == 0
-    ):
-        failure = RunFailed(
-            f"a version has no successful measured request ({stop_reason}); raw records are in {out_dir}"
-        )
-    return CompareOutcome(
-        summary=summary,
-        out_dir=out_dir,
-        exit_code=exit_code,
-        warnings=warnings,
-        failure=failure,
-    )
+            return CompareOutcome(
+                summary=summary,
+                out_dir=out_dir,
+                exit_code=assessed.exit_code,
+                warnings=summary.warnings,
+                failure=assessed.failure,
+                worker_clocks=[c for b in blocks for c in b.clocks],
+            )
+
+
+def _sessions(sessions: list[SessionResult], blocks: list[Block], side: str) -> list[SessionResult]:
+    """The Locust sessions of ``side``'s blocks (one session per block, in run order)."""
+    return [session for session, block in zip(sessions, blocks, strict=False) if block.side == side]

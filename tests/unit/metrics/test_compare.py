@@ -14,16 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from capdisc.metrics.compare import (
-    block_quantile,
-    compare_versions,
-    decide,
-    gate,
-    load_reasons,
-)
+from capdisc.metrics.compare import block_quantile, compare_versions, load_reasons
+from capdisc.metrics.decision import Checks, decide, gate
 from capdisc.metrics.frame import records_frame
 from capdisc.records import RequestRecord
 from capdisc.schema import Pacing, VersionDiff
+from capdisc.verdicts import MetricDiff
 
 T0 = 1_700_000_000.0
 
@@ -87,7 +83,13 @@ def runs(
 
 
 def verdict(diff: VersionDiff) -> str:
-    return decide(diff, [])[0]
+    return decide(diff)[0]
+
+
+def gated(a: pd.DataFrame, b: pd.DataFrame, limit: float) -> VersionDiff:
+    """The comparison with every default metric gated at ``limit`` (failures at 0.5 pt)."""
+    limits = {m: limit for m in ("ttft_p50", "tpot_p50", "e2e_p50", "e2e_p95")}
+    return compare_versions(a, b, gate_limits={**limits, "failures": 0.5})
 
 
 def test_block_quantile_ranks_failures_slowest() -> None:
@@ -125,7 +127,7 @@ def test_b_faster_and_equivalent() -> None:
     diff = compare_versions(a, b, margin_pct=2.0)
     assert diff.p50_ci95_pct is not None
     assert diff.p50_ci95_pct[0] >= -2 and diff.p50_ci95_pct[1] <= 2
-    assert decide(diff, []) == ("equivalent", "the 95% interval lies within the \u00b12% margin")
+    assert decide(diff) == ("equivalent", "every judged metric lies within its margin", None)
 
 
 def test_drift_cancels_in_abba_pairs() -> None:
@@ -169,20 +171,20 @@ def test_failures_are_never_faster() -> None:
     assert diff.failure_rate_pts is not None and diff.failure_rate_pts > 20
     assert diff.failure_rate_ci95_pts is not None and diff.failure_rate_ci95_pts[0] > 0
     assert diff.p50_pct is not None and diff.p50_pct > 0  # failures rank slowest
-    chosen, reason = decide(diff, [])
-    assert chosen == "b_slower" and "fails more" in reason
-    assert gate(diff, [], 5.0) == ("regression", 1)
+    chosen, reason, decided_by = decide(diff)
+    assert chosen == "b_slower" and "fails more" in reason and decided_by == "failures"
+    assert gate(gated(a, b, 5.0))[:2] == ("regression", 1)
 
 
-def test_failing_more_but_faster_is_inconclusive() -> None:
-    """B fails 3% of its requests (A none) but is 20% faster: never b_faster, and the
-    median says it is not slower either: inconclusive, and the gate fails it."""
+def test_failing_more_beyond_the_margin_is_slower_however_fast() -> None:
+    """B fails 3% of its requests (A none) but is 20% faster: failures decide first
+    (beyond the 0.5 pt margin), so B is slower, and the gate fails it."""
     a, b = runs(np.random.default_rng(12), factor=0.8, b_fail=0.03, per_block=1000)
     diff = compare_versions(a, b)
     assert diff.p50_ci95_pct is not None and diff.p50_ci95_pct[1] < 0
-    chosen, reason = decide(diff, [])
-    assert chosen == "inconclusive" and reason.startswith("B fails more often (+")
-    assert gate(diff, [], 5.0) == ("regression", 1)
+    chosen, reason, _ = decide(diff)
+    assert chosen == "b_slower" and reason.startswith("B fails more often: failures +")
+    assert gate(gated(a, b, 5.0))[:2] == ("regression", 1)
 
 
 def test_a_few_failures_are_no_verdict_by_themselves() -> None:
@@ -196,30 +198,49 @@ def test_a_few_failures_are_no_verdict_by_themselves() -> None:
 
 
 def test_fail_on_regression_uses_the_interval() -> None:
-    """Case 4 (issue 13): median +5.2%, CI +0.5% .. +9.9%, limit 5%: inconclusive (exit 5).
+    """A median +5.2%, CI +0.5% .. +9.9%, limit 5%: inconclusive (exit 5).
 
     The point estimate above the limit used to exit 1.
     """
 
     def diff(lo: float, hi: float) -> VersionDiff:
+        e2e = MetricDiff(
+            metric="e2e_p50",
+            change=(lo + hi) / 2,
+            ci95=(lo, hi),
+            margin=2.0,
+            verdict="inconclusive",
+            judged=True,
+            gate_limit=5.0,
+        )
+        failures = MetricDiff(
+            metric="failures",
+            unit="pt",
+            change=0.0,
+            ci95=(-0.1, 0.1),
+            margin=0.5,
+            verdict="equivalent",
+            judged=True,
+            gate_limit=0.5,
+        )
         return VersionDiff(
-            p50_pct=(lo + hi) / 2,
-            p50_ci95_pct=(lo, hi),
+            p50_pct=None,
+            p50_ci95_pct=None,
             p95_pct=None,
             p_value=None,
-            failure_rate_pts=0.0,
-            failure_rate_ci95_pts=(-0.1, 0.1),
+            metrics={"e2e_p50": e2e, "failures": failures},
         )
 
-    assert gate(diff(0.5, 9.9), [], 5.0) == ("inconclusive", 5)
-    assert gate(diff(5.5, 9.9), [], 5.0) == ("regression", 1)
-    assert gate(diff(-3.0, 5.0), [], 5.0) == ("pass", 0)
-    assert gate(diff(-3.0, 1.0), ["A started 40% of its tasks late (> 10%)"], 5.0) == (
-        "inconclusive",
-        5,
+    assert gate(diff(0.5, 9.9))[:2] == ("inconclusive", 5)
+    assert gate(diff(5.5, 9.9))[:2] == ("regression", 1)
+    assert gate(diff(-3.0, 5.0))[:2] == ("pass", 0)
+    late = Checks(unequal_load=["A started 40% of its tasks late (> 10%)"])
+    assert gate(diff(-3.0, 1.0), late)[:2] == ("inconclusive", 5)
+    no_interval = diff(0, 0)
+    no_interval.metrics["e2e_p50"] = no_interval.metrics["e2e_p50"].model_copy(
+        update={"ci95": None}
     )
-    no_interval = diff(0, 0).model_copy(update={"p50_ci95_pct": None})
-    assert gate(no_interval, [], 5.0) == ("inconclusive", 5)
+    assert gate(no_interval)[:2] == ("inconclusive", 5)
 
 
 def test_unequal_load_gives_no_verdict() -> None:
@@ -233,7 +254,7 @@ def test_unequal_load_gives_no_verdict() -> None:
         "A started 60% of its tasks late (> 10%)",
     ]
     a, b = runs(np.random.default_rng(7), factor=0.8)
-    chosen, reason = decide(compare_versions(a, b), reasons)
+    chosen, reason, _ = decide(compare_versions(a, b), Checks(unequal_load=reasons))
     assert chosen == "inconclusive" and reason.startswith("unequal load: A achieved 4.0")
 
 
@@ -257,8 +278,8 @@ def test_too_little_is_never_a_verdict() -> None:
     diff = compare_versions(a, b)
     assert diff.p50_pct == pytest.approx(200.0, rel=0.1)
     assert diff.p50_ci95_pct is None and diff.mde_pct is None
-    assert decide(diff, [])[0] == "inconclusive"
-    assert gate(diff, [], 5.0) == ("inconclusive", 5)
+    assert decide(diff)[0] == "inconclusive"
+    assert gate(gated(a, b, 5.0))[:2] == ("inconclusive", 5)
 
     a, b = runs(np.random.default_rng(10), per_block=4, factor=3.0)
     assert compare_versions(a, b).pairs == 0

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from capdisc.metrics.compare import compare_versions, decide
+from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.decision import decide
 from capdisc.metrics.figures import version_stats
 from capdisc.metrics.frame import records_frame
 from capdisc.reports.markdown import compare_markdown
@@ -235,19 +236,21 @@ def test_from_records_to_every_output(tmp_path: Path) -> None:
     """Metrics feed the reports end to end: records to stats, diff, table, markdown, plot."""
     a_df, b_df = stream_frame(5, 1.0), stream_frame(6, 0.7)
     diff = compare_versions(a_df, b_df)
-    verdict, reason = decide(diff, [])
+    verdict, reason, decided_by = decide(diff)
     summary = comparison(
         verdict,
+        decided_by=decided_by,
         a=version_stats(a_df, "v1", 20.0),
         b=version_stats(b_df, "v2", 20.0),
         diff=diff,
         verdict_reason=reason,
     )
     CompareSummary.model_validate_json(summary.model_dump_json(by_alias=True))
-    assert summary.schema_ == 2
+    assert summary.schema_ == 3
     out = console()
     render_summary(summary, out)
-    assert "Verdict: B is faster" in out.export_text()
+    text = out.export_text()
+    assert "Verdict: B is faster: " in text and "B vs A per metric" in text
     assert "B is faster" in compare_markdown(summary)
     plot_compare(a_df, b_df, "v1", "v2", tmp_path / "compare.png")
     assert_png(tmp_path / "compare.png")
