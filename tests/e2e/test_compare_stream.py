@@ -110,7 +110,8 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     order = [key for key, _ in sorted(firsts.items(), key=lambda item: item[1])]
     assert " ".join("".join(key).upper() for key in order) == "A1 B1 B2 A2 A3 B3 B4 A4"
     markdown = (run / "compare.md").read_text()
-    assert "**Verdict: B is faster.**" in markdown and "minimum detectable effect" in markdown
+    assert "**Verdict: B is faster: " in markdown and "minimum detectable effect" in markdown
+    assert "| metric (* decides) |" in markdown
     assert "| goodput |" in markdown
 
 
@@ -172,11 +173,20 @@ def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:
     """A saved run is reused as A without rerunning it; a slower B beyond the limit exits 1.
 
     A saved side has no pairs: its blocks and B's compare as two groups, with a warning.
+    Saved before TTFT meant the first token (no ``ttfb_ms`` column: its ``ttft_ms`` was
+    the first byte), its TTFT is named in a warning and not compared, never mixed with a
+    live run's first token.
     """
     fast = profile(tmp_path, "fast", per_token_ms=7, seed=2)
     slow = profile(tmp_path, "slow", per_token_ms=10, seed=1)
     code, first, output = compare(str(fast), str(fast), tmp_path / "first")
     assert code == 0, output
+    saved = tmp_path / "first" / "requests.csv"
+    with saved.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    drop = rows[0].index("ttfb_ms")
+    with saved.open("w", newline="") as handle:
+        csv.writer(handle).writerows([r[:drop] + r[drop + 1 :] for r in rows])
     code, second, output = compare(
         str(tmp_path / "first"), str(slow), tmp_path / "second", "--fail-on-regression", "5"
     )
@@ -186,6 +196,9 @@ def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:
     assert any("not measured in alternating pairs" in w for w in second["warnings"])
     assert second["a"]["requests"] == first["a"]["requests"]
     assert second["a"]["run_dir"] == str(tmp_path / "first")
+    ttft = second["diff"]["metrics"]["ttft_p50"]
+    assert ttft["judged"] is False and ttft["change"] is None and "first byte" in ttft["note"]
+    assert any("TTFT is not compared" in w for w in second["warnings"])
 
 
 def test_requests_cut_by_ctrl_c_are_censored_not_failures(

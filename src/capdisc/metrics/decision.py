@@ -141,26 +141,38 @@ def decide(diff: VersionDiff, checks: Checks | None = None) -> tuple[Verdict, st
     judged = _judged(diff)
     if not judged:
         return "inconclusive", "no metric to judge", None
+    undecided = [m for m in judged if m.verdict == "inconclusive"]
     slower = [m for m in judged if m.verdict == "slower"]
     if slower:
-        return "b_slower", "; ".join(metric_text(m) for m in slower) + note, slower[0].metric
+        main = _largest(slower)
+        why = metric_text(main) + _also("slower", slower, main) + _also("undecided", undecided)
+        return "b_slower", why + note, main.metric
     faster = [m for m in judged if m.verdict == "faster"]
     if faster:
-        why = "; ".join(metric_text(m) for m in faster)
-        undecided = [m for m in judged if m.verdict == "inconclusive"]
-        if undecided:
-            names = ", ".join(METRIC_LABELS.get(m.metric, m.metric) for m in undecided)
-            why += f" (undecided: {names})"
-        return "b_faster", why + note, faster[0].metric
+        main = _largest(faster)
+        why = metric_text(main) + _also("faster", faster, main) + _also("undecided", undecided)
+        return "b_faster", why + note, main.metric
     if all(m.verdict == "equivalent" for m in judged):
         return "equivalent", "every judged metric lies within its margin" + note, None
-    undecided = [m for m in judged if m.verdict == "inconclusive"]
     why = "; ".join(metric_text(m) for m in undecided)
     return (
         "inconclusive",
         f"{why}: the intervals reach beyond the margins, run longer" + note,
         (undecided[0].metric),
     )
+
+
+def _largest(metrics: list[MetricDiff]) -> MetricDiff:
+    """The metric that decided among several: failures first, then the largest change."""
+    for metric in metrics:
+        if metric.metric == "failures":
+            return metric
+    return max(metrics, key=lambda m: abs(m.change or 0.0))
+
+
+def _also(what: str, metrics: list[MetricDiff], main: MetricDiff | None = None) -> str:
+    names = [METRIC_LABELS.get(m.metric, m.metric) for m in metrics if m is not main]
+    return f"; {what}: {', '.join(names)}" if names else ""
 
 
 def gate(diff: VersionDiff, checks: Checks | None = None) -> tuple[GateOutcome, int, str]:
