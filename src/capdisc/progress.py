@@ -23,6 +23,8 @@ _PLAIN_EVERY_S = 10.0
 
 def _line(s: ProgressSnapshot) -> Text:
     threshold = f"/{s.failure_threshold}" if s.failure_threshold else ""
+    if s.threshold_note:
+        threshold = f" ({s.threshold_note})"
     p95 = "-" if s.p95_ms is None else f"{s.p95_ms:,.0f} ms"
     remaining = "" if s.remaining_s is None else f", step ends in {format_duration(s.remaining_s)}"
     text = Text()

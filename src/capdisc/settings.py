@@ -243,8 +243,9 @@ class _RunOptions(_Section):
         ge=0,
         panel="Run",
         env=_THRESHOLD_ENV,
-        help="Stop the run after this many failed requests "
-        "(default 5, 0 = never; env LOAD_TEST_FAILURE_THRESHOLD).",
+        help="Stop the run after this many failed requests; compare stream counts each "
+        "version's among its latest 20 x N (default 5, 0 = never; env "
+        "LOAD_TEST_FAILURE_THRESHOLD).",
     )
     workers: Workers = option(
         0,

@@ -36,16 +36,19 @@ def compare_stream(
     workload: Mapping[str, Any],
     load: Mapping[str, Any],
 ) -> None:
-    """Compare streaming latency of two versions under the same fixed load.
+    """Compare what users feel on two versions under the same fixed streaming load.
 
-    Both versions get the same paced users, prompt and seed at temperature 0;
-    live versions run in block pairs A B, B A, ... so drift cancels. Success is
-    HTTP 200 with more than 2 chunks, counted without parsing. The verdict comes
-    from the 95% t-interval of the per-pair change of the median (failures ranked
-    slowest): b_faster, b_slower, equivalent (within --margin) or inconclusive
-    (also when either version did not get the offered load). With
-    --fail-on-regression PCT: exit 1 regression, 0 pass, 5 inconclusive.
-    Target options (--model, --api, ...) apply to both live versions.
+    Both versions get the same paced users, prompts and seed at temperature 0; live
+    versions run in block pairs A B, B A, ... so drift cancels. Success is HTTP 200
+    with more than 2 chunks, counted without parsing. Every metric (TTFT p50 and p95,
+    TPOT p50, end-to-end p50 and p95, failures, answer length) gets its own 95%
+    interval from the pairs (failures ranked slowest) and verdict against its margin.
+    The verdict: b_slower when a judged metric (--gate) is slower beyond its margin
+    (failures first), b_faster when none is slower and one is faster, equivalent when
+    all are within, else inconclusive (also for unequal load, a queue building in both
+    versions, or a client-bound block). With --gate or --fail-on-regression: exit 1
+    regression, 0 pass, 5 inconclusive. Target options (--model, --api, ...) apply to
+    both live versions.
     """
     from capdisc.settings import load_settings, resolve
     from capdisc.strategies.calibrate import cache_dir

@@ -298,6 +298,7 @@ def run_session(
                         p95_ms=rolling.p95(time.time()),
                         elapsed_s=time.time() - started,
                         remaining_s=shape.remaining_in_step(),
+                        threshold_note=control.threshold.note_for(workload.version),
                     )
                 )
     finally:

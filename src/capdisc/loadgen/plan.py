@@ -157,6 +157,9 @@ class ProgressSnapshot:
     p95_ms: float | None
     elapsed_s: float
     remaining_s: float | None
+    # How the threshold counts when not over the whole run (a comparison): e.g.
+    # "2/5 in B's latest 100".
+    threshold_note: str = ""
 
 
 class ProgressSink(Protocol):

@@ -75,6 +75,13 @@ class FailureThreshold:
             f"(failure threshold {self.limit} in {self.window})",
         )
 
+    def note_for(self, version: str) -> str:
+        """The count toward the threshold, for the progress line (empty over the run)."""
+        if self.window is None or not self.limit:
+            return ""
+        count = self._recent_failures.get(version, 0)
+        return f"{count}/{self.limit} in {version.upper()}'s latest {self.window}"
+
     def _reach(self, version: str, detail: str) -> str:
         self._reached = True
         self.version = version or None

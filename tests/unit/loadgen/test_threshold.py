@@ -86,3 +86,12 @@ def test_zero_never_stops_and_a_discovery_counts_the_run() -> None:
     results = [run.note("", ok) for ok in [False] * 4 + [True] * 500 + [False]]
     assert results[-1] == "5 failed requests reached the threshold of 5"
     assert all(r is None for r in results[:-1]) and run.version is None
+
+
+def test_the_progress_line_shows_the_count_that_stops_a_comparison() -> None:
+    threshold = FailureThreshold.for_comparison(5)
+    threshold.note("b", False)
+    threshold.note("b", True)
+    assert threshold.note_for("b") == "1/5 in B's latest 100"
+    assert threshold.note_for("a") == "0/5 in A's latest 100"
+    assert FailureThreshold(5).note_for("b") == ""
