@@ -48,7 +48,8 @@ import numpy as np
 import pandas as pd
 
 from capdisc.errors import CapdiscError
-from capdisc.metrics.compare import compare_versions, decide
+from capdisc.metrics.compare import compare_versions
+from capdisc.metrics.decision import decide
 from capdisc.profiles import Profile
 from capdisc.settings import CompareSettings, TargetConfig
 from capdisc.simulator.config import SimulatorConfig
@@ -87,38 +88,76 @@ DEFAULT = Scale("default", users=200, interval_s=20.0, duration_s=480.0, pairs=4
 
 @dataclass(frozen=True)
 class Scenario:
-    """What the server does besides noise; ``effect`` is B's true slowdown (0.10 = +10%)."""
+    """What the servers do besides noise. B's true effects: ``effect`` on every latency
+    (0.10 = +10%), ``ttft_effect`` and ``tpot_effect`` on one, ``tail`` (share, factor)
+    of its requests that much slower end to end, ``b_fail`` extra failures, ``b_tokens``
+    times the answer length; ``background_fail`` fails on both sides."""
 
     label: str
     scale: Scale
     effect: float = 0.0
+    ttft_effect: float = 0.0
+    tpot_effect: float = 0.0
+    tail: tuple[float, float] = (0.0, 1.0)
+    b_fail: float = 0.0
+    b_tokens: float = 1.0
+    background_fail: float = 0.0
     drift_per_10min: float = 0.0
     block_sd: float = 0.0
     wander_sd: float = 0.0  # slow server-state fluctuation: AR(1), 5 min correlation time
-    required: bool = False  # one of the issue's targets (the others are information)
+    required: bool = False  # one of the issues' targets (the others are information)
+    # What a run must find: "b_slower", or "length" (the answers differ, and B is not
+    # called faster for it); empty for an A/A run (no b_faster or b_slower allowed).
+    expect: str = ""
 
     @property
     def detect(self) -> bool:
-        return self.effect != 0.0
+        return bool(self.expect)
 
 
 def scenarios() -> list[Scenario]:
     out = []
     for scale in (V1V2, DEFAULT):
+        default = scale is DEFAULT
         out += [
             Scenario("A/A, no drift", scale, required=True),
             Scenario("A/A, +5% per 10 min drift", scale, drift_per_10min=0.05, required=True),
             Scenario("A/A, 1% random block effects", scale, block_sd=0.01, required=True),
+            Scenario("A/A, 0.2% background failures", scale, background_fail=0.002, required=True),
             Scenario("A/A, 2% slow fluctuation", scale, wander_sd=0.02),
             Scenario("A/A, drift + block effects", scale, drift_per_10min=0.05, block_sd=0.01),
-            Scenario("B +10%", scale, effect=0.10, required=scale is V1V2),
-            Scenario("B +10%, 1% block effects", scale, effect=0.10, block_sd=0.01),
+            Scenario("B +10%", scale, effect=0.10, required=not default, expect="b_slower"),
+            Scenario(
+                "B +10%, 1% block effects", scale, effect=0.10, block_sd=0.01, expect="b_slower"
+            ),
+            Scenario("B TTFT +20%", scale, ttft_effect=0.20, required=default, expect="b_slower"),
+            Scenario("B TPOT +10%", scale, tpot_effect=0.10, required=default, expect="b_slower"),
+            Scenario(
+                "B p95 tail +50% (10% of requests x1.9)",
+                scale,
+                tail=(0.10, 1.9),
+                required=default,
+                expect="b_slower",
+            ),
+            Scenario("B failures +2 pt", scale, b_fail=0.02, required=default, expect="b_slower"),
+            Scenario(
+                "B answers 25% shorter", scale, b_tokens=0.75, required=default, expect="length"
+            ),
         ]
     return out
 
 
+TTFT_MS, TPOT_MS, TOKENS, TIMEOUT_MS = 200.0, 10.0, 128, 30_000.0
+
+
 def simulate(s: Scenario, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The measured rows of one comparison, A B B A, as ``compare_versions`` reads them."""
+    """The measured rows of one comparison, A B B A, as ``compare_versions`` reads them.
+
+    Each request: TTFT and TPOT lognormal (the scale's noise on TTFT, half of it on
+    TPOT) times the server's state (drift, block effect, wander), ``TOKENS`` tokens
+    (times ``b_tokens`` for B), end to end TTFT + TPOT x (tokens - 1); a failure is a
+    timeout with no token figures.
+    """
     scale = s.scale
     n = scale.per_block
     order = [(side, k) for k in range(1, scale.pairs + 1) for side in ("ab" if k % 2 else "ba")]
@@ -131,24 +170,35 @@ def simulate(s: Scenario, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.Da
             wander[i] = rho * wander[i - 1] + rng.normal(0, s.wander_sd * math.sqrt(1 - rho**2))
     frames: dict[str, list[pd.DataFrame]] = {"a": [], "b": []}
     for position, (side, block) in enumerate(order):
+        b = side == "b"
         minutes = (position + rng.uniform(0, 1, n)) * scale.block_min
-        log_ms = (
-            math.log(500.0)
-            + rng.normal(0, scale.sigma, n)
-            + rng.normal(0, s.block_sd)
+        state = (
+            rng.normal(0, s.block_sd)
             + wander[position]
             + np.log1p(s.drift_per_10min * minutes / 10.0)
-            + (math.log1p(s.effect) if side == "b" else 0.0)
+            + (math.log1p(s.effect) if b else 0.0)
         )
+        ttft = np.exp(math.log(TTFT_MS) + rng.normal(0, scale.sigma, n) + state)
+        tpot = np.exp(math.log(TPOT_MS) + rng.normal(0, scale.sigma / 2, n) + state)
+        if b:
+            ttft *= 1.0 + s.ttft_effect
+            tpot *= 1.0 + s.tpot_effect
+        tokens = np.full(n, round(TOKENS * (s.b_tokens if b else 1.0)), dtype="float64")
+        total = ttft + tpot * (tokens - 1)
+        if b and s.tail[0]:
+            total = np.where(rng.uniform(size=n) < s.tail[0], total * s.tail[1], total)
+        fail = s.background_fail + (s.b_fail if b else 0.0)
+        failed = rng.uniform(size=n) < fail
         frames[side].append(
             pd.DataFrame(
                 {
                     "name": "stream",
                     "step": block,
-                    "ok": 1,
-                    "duration_ms": np.exp(log_ms),
-                    "ttft_ms": np.nan,
-                    "tpot_ms": np.nan,
+                    "ok": np.where(failed, 0, 1),
+                    "duration_ms": np.where(failed, TIMEOUT_MS, total),
+                    "ttft_ms": np.where(failed, np.nan, ttft),
+                    "tpot_ms": np.where(failed, np.nan, tpot),
+                    "output_tokens": np.where(failed, np.nan, tokens),
                 }
             )
         )
@@ -171,22 +221,33 @@ def run_simulation(reps: int, seed: int) -> bool:
         f"statistics-level simulation: {reps} repetitions per scenario; v1/v2 scale "
         f"{V1V2.per_block} requests per block, default scale {DEFAULT.per_block}; 4 pairs\n"
     )
-    header = "| scale | scenario | b_faster | b_slower | equivalent | inconclusive | target | MDE | CI width |"
+    header = (
+        "| scale | scenario | b_faster | b_slower | equivalent | inconclusive | target "
+        "| decided by (runs) | MDE | CI width |"
+    )
     print(header)
-    print("|---|---|---:|---:|---:|---:|---|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---|---|---:|---:|")
     all_ok = True
     for index, s in enumerate(scenarios()):
         rng = np.random.default_rng([seed, index])
         counts: Counter[str] = Counter()
+        deciders: Counter[str] = Counter()
         mdes, widths = [], []
+        found = 0
         for _ in range(reps):
             diff = compare_versions(*simulate(s, rng))
-            counts[decide(diff, [])[0]] += 1
+            verdict, _, decided_by = decide(diff)
+            counts[verdict] += 1
+            deciders[decided_by or "-"] += verdict in ("b_faster", "b_slower")
+            if s.expect == "length":  # flagged, and no speed verdict for it
+                found += diff.length_differs and verdict in ("equivalent", "inconclusive")
+            else:
+                found += verdict == s.expect
             if diff.mde_pct is not None and diff.p50_ci95_pct is not None:
                 mdes.append(diff.mde_pct)
                 widths.append(diff.p50_ci95_pct[1] - diff.p50_ci95_pct[0])
         if s.detect:
-            hits = counts["b_slower"]
+            hits = found
             ok = hits / reps >= DETECTION_TARGET
             lo, hi = wilson(hits, reps)
             target = f"found {hits / reps:.1%} [{lo:.1%}, {hi:.1%}]"
@@ -205,24 +266,43 @@ def run_simulation(reps: int, seed: int) -> bool:
         cells = " | ".join(f"{counts[v] / reps:.1%}" for v in VERDICTS)
         mde = f"\u00b1{statistics.median(mdes):.1f}%" if mdes else "-"
         width = f"{statistics.median(widths):.1f} pt" if widths else "-"
-        print(f"| {s.scale.name} | {s.label} | {cells} | {target} | {mde} | {width} |", flush=True)
+        decided = ", ".join(f"{k} {v}" for k, v in deciders.most_common(2) if v) or "-"
+        print(
+            f"| {s.scale.name} | {s.label} | {cells} | {target} | {decided} | {mde} | {width} |",
+            flush=True,
+        )
     return all_ok
 
 
 # -- real runs -------------------------------------------------------------------------
 
 BASE_PREFILL_MS, BASE_PER_TOKEN_MS, OUTPUT_TOKENS = 50.0, 10.0, 32
+# The real arms and what B's simulator changes: (prefill, per token, output tokens,
+# error rate, drift), and what the run must find ("" for an A/A: no b_faster/b_slower).
+ARMS: dict[str, tuple[float, float, int, float, bool, str]] = {
+    "A/A": (1.0, 1.0, OUTPUT_TOKENS, 0.0, False, ""),
+    "A/A with drift": (1.0, 1.0, OUTPUT_TOKENS, 0.0, True, ""),
+    "B +10%": (1.1, 1.1, OUTPUT_TOKENS, 0.0, False, "b_slower"),
+    "B TTFT +20%": (1.25, 1.0, OUTPUT_TOKENS, 0.0, False, "b_slower"),
+    "B failures 2%": (1.0, 1.0, OUTPUT_TOKENS, 0.02, False, "b_slower"),
+    "B answers 25% shorter": (1.0, 1.0, 24, 0.0, False, "length"),
+}
 
 
-def _profile(name: str, factor: float, drift: float, seed: int) -> Profile:
-    config = SimulatorConfig(
-        slots=64,
-        prefill_ms=BASE_PREFILL_MS * factor,
-        per_token_ms=BASE_PER_TOKEN_MS * factor,
-        output_tokens=OUTPUT_TOKENS,
-        jitter=0.1,
-        seed=seed,
-        drift_per_min=drift,
+def _profile(
+    name: str, prefill: float, per_token: float, tokens: int, errors: float, drift: float, seed: int
+) -> Profile:
+    config = SimulatorConfig.model_validate(
+        {
+            "slots": 64,
+            "prefill_ms": BASE_PREFILL_MS * prefill,
+            "per_token_ms": BASE_PER_TOKEN_MS * per_token,
+            "output_tokens": tokens,
+            "jitter": 0.1,
+            "seed": seed,
+            "drift_per_min": drift,
+            "faults": {"error_rate": errors},
+        }
     )
     target = TargetConfig(embedded=True, model=config.model, max_tokens=OUTPUT_TOKENS, timeout=10.0)
     return Profile(target=target, simulator=config, name=name)
@@ -231,10 +311,10 @@ def _profile(name: str, factor: float, drift: float, seed: int) -> Profile:
 def real_run(arm: str, rep: int, args: argparse.Namespace, out: Path) -> str:
     """One comparison exactly as the CLI runs it; returns a line with its verdict."""
     seed = args.seed * 1000 + rep * 10
-    factor = 1.1 if arm == "B +10%" else 1.0
-    drift = args.drift if "drift" in arm else 0.0
-    a = _profile("a", 1.0, drift, seed + 1)
-    b = _profile("b", factor, drift, seed + 2)
+    prefill, per_token, tokens, errors, drifting, expect = ARMS[arm]
+    drift = args.drift if drifting else 0.0
+    a = _profile("a", 1.0, 1.0, OUTPUT_TOKENS, 0.0, drift, seed + 1)
+    b = _profile("b", prefill, per_token, tokens, errors, drift, seed + 2)
     settings = CompareSettings(
         users=args.users,
         interval=args.interval,
@@ -251,15 +331,20 @@ def real_run(arm: str, rep: int, args: argparse.Namespace, out: Path) -> str:
     )
     started = time.monotonic()
     try:
-        summary = run_compare(request, progress=None).summary
+        summary = run_compare(request, None, out.parent / "cache").summary
     except (CapdiscError, OSError) as exc:
         return f"error: {exc}"
     d = summary.diff
-    ci = "-" if d.p50_ci95_pct is None else f"{d.p50_ci95_pct[0]:+.1f} .. {d.p50_ci95_pct[1]:+.1f}"
-    mde = "-" if d.mde_pct is None else f"{d.mde_pct:.1f}"
+    if expect == "length":
+        ok = d.length_differs and summary.verdict in ("equivalent", "inconclusive")
+    elif expect:
+        ok = summary.verdict == expect
+    else:
+        ok = summary.verdict not in ("b_faster", "b_slower")
     return (
-        f"{summary.verdict:12} median {d.p50_pct or 0:+.1f}% CI {ci} MDE {mde}% "
-        f"({summary.a.requests}/{summary.b.requests} requests, {time.monotonic() - started:.0f} s)"
+        f"{'ok  ' if ok else 'MISS'} {summary.verdict:12} decided by {summary.decided_by or '-':14} "
+        f"({summary.a.requests}/{summary.b.requests} requests, stop {summary.stop_reason}, "
+        f"{time.monotonic() - started:.0f} s)"
     )
 
 
@@ -270,15 +355,17 @@ def run_real(args: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="compare-power-") as work:
         for rep in range(1, args.real_reps + 1):
-            for arm in ("B +10%", "A/A", "A/A with drift"):
-                out = Path(work) / f"{arm.replace(' ', '_').replace('/', '')}-{rep}"
-                print(f"{arm:15} {rep}: {real_run(arm, rep, args, out)}", flush=True)
+            for arm in ARMS:
+                out = (
+                    Path(work) / f"{arm.replace(' ', '_').replace('/', '').replace('%', '')}-{rep}"
+                )
+                print(f"{arm:22} {rep}: {real_run(arm, rep, args, out)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sim-reps", type=int, default=2000, help="simulated repetitions")
-    parser.add_argument("--real-reps", type=int, default=3, help="real runs per arm (0: none)")
+    parser.add_argument("--sim-reps", type=int, default=500, help="simulated repetitions")
+    parser.add_argument("--real-reps", type=int, default=2, help="real runs per arm (0: none)")
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=4.8, help="seconds per version")

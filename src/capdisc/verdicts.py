@@ -68,7 +68,7 @@ class MetricDiff(_Model):
     verdict: MetricVerdict
     judged: bool = False
     gate_limit: float | None = None
-    # e2e only: judged per output token, because the answers differ in length.
+    # e2e only: judged per output token at A's answer length (the answers differ in length).
     per_token: bool = False
     # Why there is no figure (too few pairs, not measured, not comparable).
     note: str = ""

@@ -9,7 +9,7 @@ that figure is one observation; the 95% interval is the t-interval of their mean
 (n - 1 degrees of freedom), reported as a change in percent, and the metric's verdict
 compares the interval with its margin (:func:`metric_verdict`). When the answers
 differ in length by more than :data:`LENGTH_MARGIN_PCT`, end-to-end times are compared
-per output token. Only whole pairs enter these intervals (a block cut by a stop is
+per output token, at A's answer length. Only whole pairs enter these intervals (a block cut by a stop is
 left out with its pair).
 
 - Requests close in time share the server's state, so the unit is the block, never
@@ -70,7 +70,7 @@ POWER = 0.80
 LOAD_SHARE_LIMIT = 0.90
 LATE_SHARE_LIMIT = 0.10
 # Answers whose mean length differs by more than this (in percent) are of different
-# lengths: end-to-end times are then compared per output token.
+# lengths: end-to-end times are then compared per output token, at A's length.
 LENGTH_MARGIN_PCT = 5.0
 # The metrics taken as a quantile of one column per block: (column, quantile).
 _QUANTILES = {
@@ -80,7 +80,7 @@ _QUANTILES = {
     "e2e_p50": ("duration_ms", 0.5),
     "e2e_p95": ("duration_ms", 0.95),
 }
-_PER_TOKEN = "ms_per_output_token"
+_AT_LENGTH = "ms_at_reference_length"
 _METHOD = {
     "paired": "per metric, t-interval of per-pair log ratios (A B B A block pairs); "
     "failures ranked slowest; Mann-Whitney U for information",
@@ -166,12 +166,22 @@ def _mean_length(block: pd.DataFrame) -> float:
     return float(values.mean()) if values.size and values.mean() > 0 else math.nan
 
 
-def _with_per_token(rows: pd.DataFrame) -> pd.DataFrame:
+def _at_length(rows: pd.DataFrame, length: float | None) -> pd.DataFrame:
+    """Each request's end-to-end time scaled to an answer of ``length`` tokens, per output
+    token: TTFT + (end-to-end - TTFT) x (length - 1) / (tokens - 1).
+
+    Dividing the whole time by the tokens would charge a shorter answer its first
+    token's time over fewer tokens (shorter answers at the same speed would read
+    slower); scaling the generation after the first token compares like with like.
+    """
+    if length is None:
+        return rows.assign(**{_AT_LENGTH: np.nan})
     tokens = rows["output_tokens"].to_numpy(dtype="float64", na_value=np.nan)
     durations = rows["duration_ms"].to_numpy(dtype="float64")
+    first = rows["ttft_ms"].to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_token = np.where(tokens > 0, durations / tokens, np.nan)
-    return rows.assign(**{_PER_TOKEN: per_token})
+        scaled = first + (durations - first) * (length - 1.0) / (tokens - 1.0)
+    return rows.assign(**{_AT_LENGTH: np.where(tokens > 1, scaled, np.nan)})
 
 
 def metric_verdict(
@@ -318,7 +328,10 @@ def compare_versions(
     a, b = tasks(a_df), tasks(b_df)
     whole_a = a[~a["step"].isin(list(partial_a))]
     whole_b = b[~b["step"].isin(list(partial_b))]
-    blocks_a, blocks_b = _blocks(_with_per_token(whole_a)), _blocks(_with_per_token(whole_b))
+    # A's mean answer is the reference length, should B's differ (see _at_length).
+    reference = _pooled_length(whole_a)
+    blocks_a = _blocks(_at_length(whole_a, reference))
+    blocks_b = _blocks(_at_length(whole_b, reference))
     if design == "paired":
         keys = sorted(set(blocks_a) & set(blocks_b))
         ga, gb = [blocks_a[k] for k in keys], [blocks_b[k] for k in keys]
@@ -346,7 +359,7 @@ def compare_versions(
     per_token = length_pct is not None and abs(length_pct) > LENGTH_MARGIN_PCT
     if per_token:
         for name in ("e2e_p50", "e2e_p95"):
-            intervals[name] = interval(_PER_TOKEN, _QUANTILES[name][1])
+            intervals[name] = interval(_AT_LENGTH, _QUANTILES[name][1])
     pair_diffs = (
         [float((y["ok"] != 1).mean() - (x["ok"] != 1).mean()) for x, y in zip(ga, gb, strict=True)]
         if design == "paired"

@@ -70,7 +70,7 @@ def metric_text(metric: MetricDiff) -> str:
     unit = " pt" if metric.unit == "pt" else "%"
     label = METRIC_LABELS.get(metric.metric, metric.metric)
     if metric.per_token:
-        label += " per output token"
+        label += " at A's answer length"
     if metric.change is None:
         return f"{label}: {metric.note or 'not measured'}"
     text = f"{label} {_num(metric.change, unit)}"
@@ -98,7 +98,8 @@ def _length_note(diff: VersionDiff) -> str:
     )
     return (
         f"; the answers differ in length: B's are {abs(length.change):.1f}% {how}{sizes}, so "
-        "end-to-end times are judged per output token (for answers of one length, use "
+        "end-to-end times are judged per output token at A's length (for answers of one "
+        "length, use "
         "--output-control ignore_eos or min_tokens)"
     )
 
