@@ -85,6 +85,9 @@ class BlockStats(_Model):
     p50_ms: float | None = None
     ttft_p50_ms: float | None = None
     chunks: int = 0  # streamed chunks of its requests (the client's work)
+    # Our requests in flight at the window's start and end (the backlog's counts).
+    in_flight_start: int | None = None
+    in_flight_end: int | None = None
     # Cut by a stop: its window ends where it was cut, and its pair is left out of the
     # latency intervals (its failures still count).
     cut: bool = False

@@ -70,3 +70,13 @@ def rows_so_far(run: Path) -> list[dict[str, str]]:
     text = (run / "requests.csv").read_text()
     complete = text[: text.rfind("\n") + 1]
     return list(csv.DictReader(complete.splitlines()))
+
+
+def simulator_profile(directory: Path, name: str, simulator: str) -> Path:
+    """A profile ``name.toml`` with an embedded simulator of the ``[simulator]`` lines given
+    (max_tokens 64, timeout 10 s), as a user would write one."""
+    path = directory / f"{name}.toml"
+    path.write_text(
+        f'[target]\nembedded = true\nmax_tokens = 64\ntimeout = "10s"\n\n[simulator]\n{simulator}\n'
+    )
+    return path

@@ -18,30 +18,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.e2e.helpers import rows_of, run_capdisc
+from tests.e2e.helpers import rows_of, run_capdisc, simulator_profile
 
 pytestmark = pytest.mark.slow
 
 
-def profile(tmp_path: Path, name: str, simulator: str) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f"""
-[target]
-embedded = true
-max_tokens = 64
-timeout = "10s"
-
-[simulator]
-{simulator}
-"""
-    )
-    return path
-
-
 def test_a_version_failing_a_tenth_stops_the_run_and_is_slower(tmp_path: Path) -> None:
-    healthy = profile(tmp_path, "healthy", "slots = 16\nper_token_ms = 2\noutput_tokens = 20")
-    failing = profile(
+    healthy = simulator_profile(
+        tmp_path, "healthy", "slots = 16\nper_token_ms = 2\noutput_tokens = 20"
+    )
+    failing = simulator_profile(
         tmp_path,
         "failing",
         "slots = 16\nper_token_ms = 2\noutput_tokens = 20\n[simulator.faults]\nerror_rate = 0.1",
@@ -95,8 +81,8 @@ def test_both_versions_building_a_queue_get_no_latency_verdict(tmp_path: Path) -
     queue slowly (latency stays within the 4 s pacing, so no start is late and the load
     check passes); by latency alone B was faster."""
     slot = "slots = 1\nprefill_ms = 20\noutput_tokens = 20\njitter = 0.05\nseed = 3\n"
-    a = profile(tmp_path, "a", slot + "per_token_ms = 4")
-    b = profile(tmp_path, "b", slot + "per_token_ms = 3.5")
+    a = simulator_profile(tmp_path, "a", slot + "per_token_ms = 4")
+    b = simulator_profile(tmp_path, "b", slot + "per_token_ms = 3.5")
     out = tmp_path / "run"
     result = run_capdisc(
         "compare", "stream", str(a), str(b),

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import StartSimulator
-from tests.e2e.helpers import rows_of, rows_so_far, run_capdisc, start_capdisc, wait_until
+from tests.e2e.helpers import (
+    rows_of,
+    rows_so_far,
+    run_capdisc,
+    simulator_profile,
+    start_capdisc,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -25,24 +32,12 @@ LOAD = ["--users", "12", "--interval", "0.5s", "--duration", "4s", "--blocks", "
 
 
 def profile(tmp_path: Path, name: str, per_token_ms: float, seed: int) -> Path:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f"""
-[target]
-embedded = true
-max_tokens = 64
-timeout = "10s"
-
-[simulator]
-slots = 16
-prefill_ms = 20
-per_token_ms = {per_token_ms}
-output_tokens = 20
-jitter = 0.1
-seed = {seed}
-"""
+    return simulator_profile(
+        tmp_path,
+        name,
+        f"slots = 16\nprefill_ms = 20\nper_token_ms = {per_token_ms}\noutput_tokens = 20\n"
+        f"jitter = 0.1\nseed = {seed}",
     )
-    return path
 
 
 def compare(a: str, b: str, out: Path, *extra: str) -> tuple[int, dict, str]:
@@ -81,6 +76,10 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
     assert metrics["output_tokens"]["verdict"] in ("equivalent", "inconclusive")
     assert metrics[summary["decided_by"]]["verdict"] == "faster"
     assert [b["block"] for b in summary["a"]["blocks"]] == [1, 2, 3, 4]
+    # Healthy servers: no queue, and what was in flight at each window's start counted
+    # (a window set a tick late once counted none, and every block "built a queue").
+    assert summary["overloaded"] == []
+    assert all(b["in_flight_start"] > 0 for s in "ab" for b in summary[s]["blocks"])
     assert "B vs A per metric" in output
     diff = summary["diff"]
     lo, hi = diff["p50_ci95_pct"]

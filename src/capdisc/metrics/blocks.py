@@ -56,6 +56,8 @@ def block_stats(
         chunks=int(rows["chunks"].fillna(0).sum()),
         cut=cut,
         client_bound=client_bound,
+        in_flight_start=in_flight_at_start,
+        in_flight_end=in_flight_at_end,
     )
     if cut or client_bound or end <= start:
         return stats

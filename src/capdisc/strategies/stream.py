@@ -122,8 +122,10 @@ def resolve_source(
 class HoldPlanner:
     """One block: hold ``users`` for ``hold_s`` after one interval of ramp-up."""
 
-    # The comparison keeps every row of the run (RunContext.rows) and reads them at the end.
-    needs_rows = False
+    # The figures come from every row of the run (RunContext.rows), but the engine must
+    # keep a block's rows too: a window set a tick after it opened counts what was in
+    # flight at its start from the rows that ended since (without them, none).
+    needs_rows = True
 
     def __init__(
         self, block: int, users: int, hold_s: float, interval_s: float, label: str
@@ -167,6 +169,13 @@ def _block_order(settings: CompareSettings, live: list[Side]) -> list[tuple[Side
     return [(side, n) for n in blocks for side in (("a", "b") if n % 2 else ("b", "a"))]
 
 
+def _block_hold(settings: CompareSettings) -> float:
+    """A block's measured time: ``duration / blocks`` rounded up to whole intervals, so the
+    backlog's two counts find every user at the same point of its cycle."""
+    intervals = math.ceil(settings.duration / settings.blocks / settings.interval - 1e-9)
+    return max(intervals, 1) * settings.interval
+
+
 def _prompt_stride(settings: CompareSettings, targets: Mapping[str, Target]) -> int:
     """More requests than one block can start: pair k's prompts start at (k - 1) x this.
 
@@ -174,7 +183,7 @@ def _prompt_stride(settings: CompareSettings, targets: Mapping[str, Target]) -> 
     for its last requests (at most the request timeout).
     """
     timeout = max((t.timeout_s for t in targets.values()), default=0.0)
-    span = settings.interval + settings.duration / settings.blocks + timeout + 1.0
+    span = settings.interval + _block_hold(settings) + timeout + 1.0
     return settings.users * (math.ceil(span / settings.interval) + 2)
 
 
@@ -217,7 +226,7 @@ def run_compare(
         for side in live:
             preflight(targets[side])
         out_dir = create_out_dir(request.out_dir)
-        hold_s = settings.duration / settings.blocks
+        hold_s = _block_hold(settings)
         stride = _prompt_stride(settings, targets)
         with RunContext(
             out_dir,
