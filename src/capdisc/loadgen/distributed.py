@@ -302,6 +302,7 @@ def run_worker(master_host: str, master_port: int) -> None:
         state.requests = itertools.count(
             workload.first_request + int(msg.data["index"]) * USER_BLOCK
         )
+        state.users = itertools.count(int(msg.data["index"]) * USER_BLOCK)
 
     env.events.request.add_listener(outbox.on_request)
     # Rows go out when the users stop, and again just before the last report on the

@@ -14,11 +14,14 @@ __all__ = ["SessionState"]
 
 class SessionState:
     """What users share with the engine: the current step number, the place of the
-    next request in the session (which picks its prompt), and what is in flight."""
+    next request in the session (which picks its prompt) and of the next user (which
+    seeds its phase), and what is in flight."""
 
     def __init__(self, first_request: int = 0) -> None:
         self.step = 0
         self.requests = itertools.count(first_request)
+        # The place of each new user among the session's (it seeds the user's phase).
+        self.users = itertools.count()
         # This process's requests (tool tasks) in flight: user number -> (ts_start as
         # in its row, step). A user runs one task at a time, so its number is the key;
         # the entry goes once the row is fired (or the user is cut).

@@ -84,7 +84,12 @@ class PacedUser(User):
         self._prompts = self.workload.prompts or PromptSource(
             prompt=target.prompt, max_tokens=target.max_tokens
         )
-        self._rng = random.Random(self.workload.seed * 1_000_003 + self.number)
+        # The phase depends on the seed, the session's place in the prompt order and the
+        # user's place among the session's users, never on its number in the run: the
+        # two blocks of a comparison pair get the same arrival pattern, as they get the
+        # same prompts, so the pair's difference is the servers' alone.
+        w = self.workload
+        self._rng = random.Random(f"{w.seed}:{w.first_request}:{next(self.session.users)}")
         self._next_start = 0.0
         self._first = True
         # The step in which the current task started (every row of it carries it), and
