@@ -10,7 +10,8 @@ itself is not comparable. In order, the first that applies decides:
    broken A (the baseline) leaves ``inconclusive``, and a gate fails closed;
 3. failures higher beyond ``--failure-margin``: ``b_slower``, whatever the latency;
 4. a queue building within a version's blocks (the overload tests of discovery): B
-   alone is ``b_slower``, A alone ``b_faster``, both give no latency verdict;
+   alone (no block of A failing them) is ``b_slower``, A alone ``b_faster``; queues in
+   blocks of both give no latency verdict;
 5. unequal realized load (achieved rate, late starts): no latency verdict;
 6. the judged metrics: ``b_slower`` when any is slower beyond its margin, ``b_faster``
    when none is slower and one is faster, ``equivalent`` when all are within their
@@ -50,13 +51,27 @@ class Checks:
     """What the run itself says about the load, before any metric is read."""
 
     unequal_load: Sequence[str] = ()
-    # Versions whose blocks built a queue, and why (one line per version).
+    # Versions whose blocks built a queue, and why (one line per version); versions
+    # none of whose blocks failed a queue test.
     overloaded: Sequence[Side] = ()
     overload_reasons: Sequence[str] = ()
+    queue_free: Sequence[Side] = ()
     # The version whose failures stopped the run (the failure threshold), and how.
     broken: Side | None = None
     broken_detail: str = ""
     client_bound: Sequence[str] = field(default_factory=tuple)
+
+    def queued_alone(self) -> Side | None:
+        """The version that built a queue while no block of the other showed one.
+
+        A one-sided overload decides only then: a noisy server trips the queue tests in
+        some blocks of both versions of an A/A, and which one crosses half is chance.
+        """
+        if len(self.overloaded) != 1:
+            return None
+        side = self.overloaded[0]
+        other: Side = "a" if side == "b" else "b"
+        return side if other in self.queue_free else None
 
 
 def _num(value: float, unit: str) -> str:
@@ -126,17 +141,22 @@ def decide(diff: VersionDiff, checks: Checks | None = None) -> tuple[Verdict, st
     if failures is not None and failures.judged and failures.verdict == "slower":
         return "b_slower", f"B fails more often: {metric_text(failures)}", "failures"
     overload = "; ".join(checks.overload_reasons)
-    if set(checks.overloaded) == {"a", "b"}:
+    alone = checks.queued_alone()
+    if alone == "b":
+        return "b_slower", f"B builds a queue at a load A sustains: {overload}", "overload"
+    if alone == "a":
+        return "b_faster", f"A builds a queue at a load B sustains: {overload}", "overload"
+    if checks.overloaded:
+        who = (
+            "both versions build"
+            if len(checks.overloaded) == 2
+            else "queues build in blocks of both versions"
+        )
         return (
             "inconclusive",
-            f"both versions build a queue at this load, so no latency verdict: {overload}; "
-            "compare at fewer --users",
+            f"{who} at this load, so no latency verdict: {overload}; compare at fewer --users",
             "overload",
         )
-    if "b" in checks.overloaded:
-        return "b_slower", f"B builds a queue at a load A sustains: {overload}", "overload"
-    if "a" in checks.overloaded:
-        return "b_faster", f"A builds a queue at a load B sustains: {overload}", "overload"
     if checks.unequal_load:
         return "inconclusive", "unequal load: " + "; ".join(checks.unequal_load), "load"
     judged = _judged(diff)
@@ -197,13 +217,13 @@ def gate(diff: VersionDiff, checks: Checks | None = None) -> tuple[GateOutcome, 
     above = [m for m in failures if m.ci95 is not None and m.ci95[0] > (m.gate_limit or 0.0)]
     if above:
         return "regression", 1, f"B fails more often: {metric_text(above[0])}"
-    overloaded = set(checks.overloaded)
-    if overloaded == {"a", "b"}:
-        return "inconclusive", 5, "both versions build a queue at this load"
-    if overloaded == {"b"}:
+    alone = checks.queued_alone()
+    if alone == "b":
         return "regression", 1, "B builds a queue at a load A sustains"
+    if checks.overloaded and alone is None:
+        return "inconclusive", 5, "queues build in blocks of both versions at this load"
     # A alone queued: its late starts are its own, B's metrics are gated as they are.
-    if checks.unequal_load and overloaded != {"a"}:
+    if checks.unequal_load and alone != "a":
         return "inconclusive", 5, "the load was unequal"
     above = [m for m in judged if m.ci95 is not None and m.ci95[0] > (m.gate_limit or 0.0)]
     if above:

@@ -43,9 +43,14 @@ _MINUS = "\u2212"  # a real minus sign: a hyphen next to a number reads as a das
 
 
 def format_ms(ms: float | None) -> str:
-    """Milliseconds as a person reads them: ``452 ms``, ``1.24 s``, ``12.5 s``, ``2m05s``."""
+    """Milliseconds as a person reads them: ``0.35 ms``, ``7.2 ms``, ``452 ms``, ``1.24 s``,
+    ``12.5 s``, ``2m05s`` (a fast server's time per token is well under a millisecond)."""
     if ms is None or not math.isfinite(ms):
         return _MISSING
+    if ms < 1:
+        return f"{ms:.2f} ms"
+    if ms < 10:
+        return f"{ms:.1f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
     seconds = ms / 1000

@@ -131,6 +131,9 @@ def assess(run: Run) -> Assessed:
         unequal_load=[*sides["a"].unequal, *sides["b"].unequal],
         overloaded=overloaded,
         overload_reasons=[r for r in queues.values() if r is not None],
+        queue_free=[
+            s for s in ("a", "b") if not any(b.overload == "fail" for b in sides[s].stats.blocks)
+        ],
         broken=broken,
         broken_detail=broken_detail,
         client_bound=list(bound),

@@ -95,7 +95,14 @@ def discovery(**changes: object) -> DiscoverySummary:
 
 @pytest.mark.parametrize(
     ("ms", "text"),
-    [(None, "-"), (0.4, "0 ms"), (452.4, "452 ms"), (1240.0, "1.24 s"), (12_500, "12.5 s")],
+    [
+        (None, "-"),
+        (0.4, "0.40 ms"),
+        (7.23, "7.2 ms"),
+        (452.4, "452 ms"),
+        (1240.0, "1.24 s"),
+        (12_500, "12.5 s"),
+    ],
 )
 def test_format_ms(ms: float | None, text: str) -> None:
     """Milliseconds read as a person would say them."""
