@@ -44,7 +44,8 @@ def test_a_version_failing_a_tenth_stops_the_run_and_is_slower(tmp_path: Path) -
     assert summary["stop_reason"] == "failure_threshold"
     assert summary["stop_detail"].startswith("B failed 5 of its latest")
     assert summary["broken"] == "b" and summary["verdict"] == "b_slower"
-    assert summary["gate"] == "regression" and summary["decided_by"] == "failures"
+    assert summary["gate"] == "regression" and summary["decided_by"] == "broken"
+    assert "Verdict: B is slower: B is broken: B failed 5 of its latest" in result.stdout
     assert summary["verdict_reason"].startswith("B is broken: B failed 5 of its latest")
     assert "Regression (exit 1): B is broken" in result.stdout
     for name in ("requests.csv", "compare.md", "compare.png", "report-a.html"):

@@ -130,12 +130,12 @@ def decide(diff: VersionDiff, checks: Checks | None = None) -> tuple[Verdict, st
             "client",
         )
     if checks.broken == "b":
-        return "b_slower", f"B is broken: {checks.broken_detail}", "failures"
+        return "b_slower", f"B is broken: {checks.broken_detail}", "broken"
     if checks.broken == "a":
         return (
             "inconclusive",
             f"A, the baseline, is broken: {checks.broken_detail}; no comparison",
-            "failures",
+            "broken",
         )
     failures = diff.metrics.get("failures")
     if failures is not None and failures.judged and failures.verdict == "slower":
@@ -148,7 +148,7 @@ def decide(diff: VersionDiff, checks: Checks | None = None) -> tuple[Verdict, st
         return "b_faster", f"A builds a queue at a load B sustains: {overload}", "overload"
     if checks.overloaded:
         who = (
-            "both versions build"
+            "both versions build a queue"
             if len(checks.overloaded) == 2
             else "queues build in blocks of both versions"
         )

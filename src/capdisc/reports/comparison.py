@@ -76,6 +76,8 @@ def verdict_line(summary: CompareSummary) -> str:
         decided = diff.metrics.get(summary.decided_by or "")
         if decided is not None:
             return f"Verdict: {head}: {metric_text(decided)}"
+        if summary.decided_by and summary.verdict_reason:  # a check: broken, overload, ...
+            return f"Verdict: {head}: {summary.verdict_reason.split('; ')[0]}"
         return f"Verdict: {head}"
     if diff.p50_pct is None:
         return f"Verdict: {head}: no median to compare"

@@ -348,7 +348,9 @@ def _broken(run: Run, records: Any, sides: dict[str, _Side]) -> tuple[Side | Non
         (counts.failed_b, counts.answered_b) if who == "a" else (counts.failed_a, counts.answered_a)
     )
     other = "A" if who == "b" else "B"
-    detail = f"{run.stop_detail}; {who.upper()} failed {mine[0]} of its {mine[1]} requests"
+    detail = (
+        f"{run.stop_detail}; over the run {who.upper()} failed {mine[0]} of its {mine[1]} requests"
+    )
     if theirs[1] == 0:
         return who, detail + f", {other} had answered none yet"
     if counts.ci95_pts is None:
