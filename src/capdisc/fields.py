@@ -1,7 +1,7 @@
 """How a settings field is declared and merged: the machinery under :mod:`capdisc.settings`.
 
 A settings field declared with :func:`option` carries its command-line flag, help
-text and panel (the CLI generates its options from them); :func:`resolve` merges
+text and panel (the CLI generates its options from them); :func:`merge_section` merges
 built-in defaults < profile < environment < flags into a settings model and turns a
 bad value into one line naming the flag. Durations accept what users type.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
@@ -19,18 +19,17 @@ from pydantic.fields import FieldInfo
 from capdisc.durations import parse_duration
 from capdisc.errors import UsageError
 
-if TYPE_CHECKING:
-    from capdisc.settings import Settings
-
 __all__ = [
     "OptionSpec",
     "Panel",
     "PositiveSeconds",
     "Seconds",
+    "Section",
+    "SectionT",
     "flag_of",
+    "merge_section",
     "option",
     "option_spec",
-    "resolve",
     "validation_message",
 ]
 
@@ -113,7 +112,7 @@ def flag_of(model: type[BaseModel], name: str) -> str:
     return spec.flag if spec is not None else "--" + name.replace("_", "-")
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -134,18 +133,20 @@ def validation_message(error: ValidationError, name_of: Mapping[str, str] | None
     return f"{loc}: {message}" if loc else message
 
 
-SectionT = TypeVar("SectionT", bound=_Section)
+SectionT = TypeVar("SectionT", bound=Section)
 
 
-def resolve(
+def merge_section(
     model: type[SectionT],
     profile_section: BaseModel | None,
-    env: Settings,
+    env: Mapping[str, Any],
     flags: Mapping[str, Any],
 ) -> SectionT:
     """Merge built-in defaults < profile < environment < flags into ``model``.
 
-    ``flags`` maps field names to what the command line gave (None = not given).
+    ``env`` holds the values the environment set, by field name (a field takes one
+    only when its option names an environment variable); ``flags`` maps field names
+    to what the command line gave (None = not given).
     Durations may still be text (``30s``): the model parses them. A bad value
     raises a ``UsageError`` naming its flag.
     """
@@ -154,8 +155,8 @@ def resolve(
         data.update(profile_section.model_dump(exclude_unset=True))
     for name in model.model_fields:
         spec = option_spec(model, name)
-        if spec is not None and spec.env and name in env.model_fields_set:
-            data[name] = getattr(env, name)
+        if spec is not None and spec.env and name in env:
+            data[name] = env[name]
     unknown = set(flags) - set(model.model_fields)
     if unknown:
         raise ValueError(f"not fields of {model.__name__}: {sorted(unknown)}")

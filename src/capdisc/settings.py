@@ -17,11 +17,13 @@ runs live), read from ``CAPDISC_*`` variables, never from a profile.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     BeforeValidator,
     Field,
     ValidationError,
@@ -35,11 +37,12 @@ from capdisc.fields import (
     OptionSpec,
     PositiveSeconds,
     Seconds,
-    _Section,
+    Section,
+    SectionT,
     flag_of,
+    merge_section,
     option,
     option_spec,
-    resolve,
     validation_message,
 )
 from capdisc.verdicts import DEFAULT_GATE, GATED_METRICS
@@ -70,7 +73,7 @@ __all__ = [
 ApiKind = Literal["openai", "ollama"]
 
 
-class TargetConfig(_Section):
+class TargetConfig(Section):
     """Where the load goes and what each request asks for (profile table ``[target]``)."""
 
     embedded: bool = option(
@@ -179,7 +182,7 @@ def _token_count(value: Any) -> Any:
 Tokens = Annotated[TokenCount, BeforeValidator(_token_count)]
 
 
-class WorkloadSettings(_Section):
+class WorkloadSettings(Section):
     """What the requests carry (profile table ``[workload]``): one prompt, synthetic ones, or a dataset."""
 
     prompt_tokens: Tokens | None = option(
@@ -231,7 +234,7 @@ def _host_port(value: Any) -> Any:
 HostPort = Annotated[str, BeforeValidator(_host_port)]
 
 
-class _RunOptions(_Section):
+class _RunOptions(Section):
     """What every load command shares: when to stop, where the users run, the seed."""
 
     seed: int = option(
@@ -307,7 +310,7 @@ class RampSettings(_RunOptions):
         return self
 
 
-class _SloOptions(_Section):
+class _SloOptions(Section):
     """Token-level limits a request must meet to count as good (goodput)."""
 
     slo_ttft: PositiveSeconds | None = option(
@@ -490,6 +493,18 @@ class Settings(BaseSettings):
         default=None,
         description="Where the client ceiling is cached (default: the user's cache directory).",
     )
+
+
+def resolve(
+    model: type[SectionT],
+    profile_section: BaseModel | None,
+    env: Settings,
+    flags: Mapping[str, Any],
+) -> SectionT:
+    """Merge built-in defaults < profile < environment < flags into ``model`` (a bad
+    value is a ``UsageError`` naming its flag)."""
+    overrides = {name: getattr(env, name) for name in env.model_fields_set}
+    return merge_section(model, profile_section, overrides, flags)
 
 
 def load_settings() -> Settings:

@@ -20,7 +20,6 @@ import locust.stats  # isort: skip
 
 import logging
 import math
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ import gevent.event
 from locust.env import Environment
 from locust.html import get_html_report
 
+from capdisc.loadgen.control import RunControl
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT
 from capdisc.loadgen.plan import (
     ProgressSink,
@@ -42,15 +42,12 @@ from capdisc.loadgen.plan import (
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
 from capdisc.loadgen.state import SessionState
-from capdisc.loadgen.threshold import FailureThreshold
 from capdisc.loadgen.users import make_user_class
 from capdisc.records import RequestRecord, is_round
 from capdisc.rundir import RecordWriter
-from capdisc.schema import StopReason, WorkerClock
+from capdisc.schema import WorkerClock
 
 __all__ = [
-    "PlannedShape",
-    "RunControl",
     "await_bound",
     "ensure_file_limit",
     "html_report",
@@ -61,60 +58,6 @@ _ = locust  # imported for its side effect (patching) before the rest
 
 # Past the request timeout, so that a request timing out at the bound has its row.
 _AWAIT_SLACK_S = 1.0
-
-
-class RunControl:
-    """Stop requests shared by every session of one command (threshold, Ctrl+C, SIGTERM)."""
-
-    def __init__(
-        self,
-        *,
-        failure_threshold: int,
-        stop_timeout: float,
-        threshold: FailureThreshold | None = None,
-    ) -> None:
-        self.failure_threshold = failure_threshold
-        self.threshold = threshold or FailureThreshold(failure_threshold)
-        self.stop_timeout = stop_timeout
-        self.reason: StopReason | None = None
-        self.detail = ""
-        # When the first stop was asked for: a step or block cut by it ends there, not
-        # after the wait for the requests in flight.
-        self.requested_at: float | None = None
-        self.forced = False
-        self.event = gevent.event.Event()
-        # Set by the running session: how to stop at once on a second Ctrl+C.
-        self.force_stop: Any = None
-
-    def request_stop(self, reason: StopReason, detail: str) -> None:
-        """Ask the running session to stop; the first reason wins."""
-        if self.reason is None:
-            self.reason = reason
-            self.detail = detail
-            self.requested_at = time.time()
-        self.event.set()
-
-    @property
-    def failures(self) -> int:
-        """Failed requests of the whole run so far."""
-        return self.threshold.failures
-
-    def on_signal(self, signum: int) -> None:
-        """First Ctrl+C stops gracefully; a second one forces the stop at once."""
-        if self.reason is not None and self.event.is_set():
-            self.forced = True
-            if self.force_stop is not None:
-                self.force_stop()
-            return
-        name = signal.Signals(signum).name
-        self.request_stop("interrupted", f"{name} received")
-
-    def install_signal_handlers(self) -> list[Any]:
-        """Route SIGINT and SIGTERM to :meth:`on_signal` (returns handles to cancel)."""
-        return [
-            gevent.signal_handler(sig, self.on_signal, sig)
-            for sig in (signal.SIGINT, signal.SIGTERM)
-        ]
 
 
 def ensure_file_limit(users: int) -> str | None:

@@ -29,7 +29,8 @@ from capdisc.loadgen.plan import ProgressSink, Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE
 
 if TYPE_CHECKING:
-    from capdisc.loadgen.engine import PlannedShape, RunControl
+    from capdisc.loadgen.control import RunControl
+    from capdisc.loadgen.shape import PlannedShape
 
 __all__ = [
     "WorkerClock",

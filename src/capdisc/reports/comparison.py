@@ -14,15 +14,15 @@ from rich.text import Text
 
 from capdisc.durations import format_duration
 from capdisc.metrics.decision import METRIC_LABELS, metric_text
-from capdisc.reports.terminal import (
-    _MISSING,
-    _int,
-    _rps,
-    _share,
-    _tps,
+from capdisc.reports.formatting import (
+    MISSING,
+    format_int,
     format_ms,
     format_p_value,
     format_pct,
+    format_rps,
+    format_share,
+    format_tps,
     goodput_text,
     slo_text,
 )
@@ -51,7 +51,7 @@ _STYLES = {"b_faster": "bold green", "b_slower": "bold red"}
 
 def _ci(ci: tuple[float, float] | None, unit: str = "%") -> str:
     if ci is None:
-        return _MISSING
+        return MISSING
     return f"{format_pct(ci[0], unit=unit)} .. {format_pct(ci[1], unit=unit)}"
 
 
@@ -114,7 +114,7 @@ def statistics_line(summary: CompareSummary) -> str:
 
 
 def _rate(v: VersionStats) -> str:
-    return _share(v.failures / v.requests) if v.requests else _MISSING
+    return format_share(v.failures / v.requests) if v.requests else MISSING
 
 
 def regression_line(summary: CompareSummary) -> str:
@@ -169,7 +169,7 @@ def _gated(summary: CompareSummary) -> list[MetricDiff]:
 
 def _figure(metric: MetricDiff, value: float | None) -> str:
     if value is None:
-        return _MISSING
+        return MISSING
     if metric.metric == "failures":
         return f"{value:.2f}%"
     if metric.metric == "output_tokens":
@@ -215,7 +215,7 @@ def load_line(summary: CompareSummary) -> str:
     offered = load.users / load.interval_s if load.interval_s > 0 else 0.0
     line = (
         f"Load: {load.users} users, one request each every {load.interval_s:g} s "
-        f"({_rps(offered)} req/s offered), {format_duration(load.duration_s)} per version, "
+        f"({format_rps(offered)} req/s offered), {format_duration(load.duration_s)} per version, "
         f"temperature {load.temperature:g}"
     )
     if load.order == "abba":
@@ -246,12 +246,12 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
         return (name, format_ms(get_a), format_ms(get_b), format_pct(change))
 
     def chunks(v: VersionStats) -> str:
-        return _MISSING if v.chunks_p50 is None else f"{v.chunks_p50:g}"
+        return MISSING if v.chunks_p50 is None else f"{v.chunks_p50:g}"
 
     def achieved(v: VersionStats) -> str:
         if v.achieved_rps is None or v.offered_rps is None:
-            return _MISSING
-        return f"{_rps(v.achieved_rps)} of {_rps(v.offered_rps)}"
+            return MISSING
+        return f"{format_rps(v.achieved_rps)} of {format_rps(v.offered_rps)}"
 
     ta, tb = a.tokens, b.tokens
     late_diff = 100 * (b.pacing.late_share - a.pacing.late_share)
@@ -264,11 +264,11 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
         )
         slo_rows.append(("goodput", goodput_text(a.goodput), goodput_text(b.goodput), points))
     return [
-        ("requests", _int(a.requests), _int(b.requests), ""),
+        ("requests", format_int(a.requests), format_int(b.requests), ""),
         (
             "failures",
-            f"{_int(a.failures)} ({_rate(a)})",
-            f"{_int(b.failures)} ({_rate(b)})",
+            f"{format_int(a.failures)} ({_rate(a)})",
+            f"{format_int(b.failures)} ({_rate(b)})",
             format_pct(diff.failure_rate_pts, unit=" pt")
             if diff.failure_rate_pts is not None
             else "",
@@ -285,25 +285,30 @@ def compare_rows(summary: CompareSummary) -> list[tuple[str, str, str, str]]:
         row("itl max p95", ta.itl_max.p95_ms, tb.itl_max.p95_ms),
         (
             "output tok/s",
-            _tps(ta),
-            _tps(tb),
+            format_tps(ta),
+            format_tps(tb),
             format_pct(_diff_pct(ta.output_tokens_per_s, tb.output_tokens_per_s)),
         ),
         ("chunks p50", chunks(a), chunks(b), ""),
         ("req/s achieved", achieved(a), achieved(b), ""),
         (
             "late %",
-            _share(a.pacing.late_share),
-            _share(b.pacing.late_share),
+            format_share(a.pacing.late_share),
+            format_share(b.pacing.late_share),
             format_pct(late_diff, unit=" pt") if a.pacing.tasks and b.pacing.tasks else "",
         ),
         (
             "new conn %",
-            _share(a.connections.new_share) if a.connections.requests else _MISSING,
-            _share(b.connections.new_share) if b.connections.requests else _MISSING,
+            format_share(a.connections.new_share) if a.connections.requests else MISSING,
+            format_share(b.connections.new_share) if b.connections.requests else MISSING,
             "",
         ),
-        ("reconnects", _int(a.connections.reconnects), _int(b.connections.reconnects), ""),
+        (
+            "reconnects",
+            format_int(a.connections.reconnects),
+            format_int(b.connections.reconnects),
+            "",
+        ),
         *slo_rows,
     ]
 

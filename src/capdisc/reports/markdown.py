@@ -17,7 +17,7 @@ from capdisc.reports.comparison import (
     verdict_head,
     verdict_line,
 )
-from capdisc.reports.terminal import format_p_value, format_pct
+from capdisc.reports.formatting import format_p_value, format_pct
 from capdisc.schema import CompareSummary
 
 __all__ = ["compare_markdown"]

@@ -1,104 +1,43 @@
 """The terminal summary of a run: rich tables and the one-line result a user looks for first.
 
 Renders a finished ``summary.json`` model (never raw records), so ``capdisc report``
-can show a saved run exactly as it was shown live. The number formatters here are
-shared with the markdown report.
+can show a saved run exactly as it was shown live. Numbers are written by
+:mod:`capdisc.reports.formatting`.
 """
 
 from __future__ import annotations
-
-import math
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from capdisc.durations import format_duration
+from capdisc.reports.formatting import (
+    MISSING,
+    format_int,
+    format_ms,
+    format_percent,
+    format_rps,
+    format_share,
+    format_tps,
+    goodput_text,
+    slo_text,
+)
 from capdisc.schema import (
     Capacity,
     CompareSummary,
     DiscoverySummary,
-    Goodput,
-    Slo,
     StepResult,
     TargetInfo,
-    TokenStats,
 )
 
 __all__ = [
     "capacity_line",
-    "format_ms",
-    "format_p_value",
-    "format_pct",
-    "goodput_text",
     "render_compare",
     "render_discovery",
     "render_summary",
-    "slo_text",
     "target_label",
 ]
-
-_MISSING = "-"
-_MINUS = "\u2212"  # a real minus sign: a hyphen next to a number reads as a dash
-
-
-def format_ms(ms: float | None) -> str:
-    """Milliseconds as a person reads them: ``0.35 ms``, ``7.2 ms``, ``452 ms``, ``1.24 s``,
-    ``12.5 s``, ``2m05s`` (a fast server's time per token is well under a millisecond)."""
-    if ms is None or not math.isfinite(ms):
-        return _MISSING
-    if ms < 1:
-        return f"{ms:.2f} ms"
-    if ms < 10:
-        return f"{ms:.1f} ms"
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    seconds = ms / 1000
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    return format_duration(seconds)
-
-
-def format_pct(pct: float | None, *, unit: str = "%", digits: int = 1) -> str:
-    """A signed difference: ``+3.0%``, ``±0.0%``, and negatives with a real minus (U+2212)."""
-    if pct is None or not math.isfinite(pct):
-        return _MISSING
-    text = f"{abs(pct):.{digits}f}{unit}"
-    if round(pct, digits) == 0:
-        return "\u00b1" + text
-    return (_MINUS if pct < 0 else "+") + text
-
-
-def _percent(pct: float | None) -> str:
-    return _MISSING if pct is None else f"{pct:.1f}%"
-
-
-def format_p_value(p: float | None) -> str:
-    """``p = 0.031``, ``p = 1.2e-40``; ``p < 1e-300`` when it underflowed to 0."""
-    if p is None or not math.isfinite(p):
-        return "p = " + _MISSING
-    if p == 0:
-        return "p < 1e-300"
-    if p >= 0.01:
-        return f"p = {p:.2f}"
-    if p >= 0.001:
-        return f"p = {p:.4f}"
-    return f"p = {p:.1e}".replace("e-0", "e-")
-
-
-def _rps(value: float) -> str:
-    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
-
-
-def _share(value: float) -> str:
-    return f"{100 * value:.1f}%"
-
-
-def _int(value: int) -> str:
-    return f"{value:,}"
-
 
 # -- discovery -------------------------------------------------------------------------
 
@@ -113,7 +52,7 @@ def capacity_line(summary: DiscoverySummary) -> str:
         return f"Capacity not found: {_why_not_found(summary)} ({stopped})"
     users = f"at least {cap.users}" if cap.at_least else str(cap.users)
     return (
-        f"Capacity: {users} users, {_rps(cap.rps)} req/s, "
+        f"Capacity: {users} users, {format_rps(cap.rps)} req/s, "
         f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_interval(cap)} ({stopped})"
     )
 
@@ -126,29 +65,9 @@ def _interval(cap: Capacity) -> str:
     if cap.fail_users is None or cap.fail_rps is None:
         return f"; {how}, no level failed"
     return (
-        f"; {how}, below {cap.fail_users} users ({_rps(cap.fail_rps)} req/s offered), "
+        f"; {how}, below {cap.fail_users} users ({format_rps(cap.fail_rps)} req/s offered), "
         f"which {'failed' if cap.fail_verdict == 'fail' else 'stayed inconclusive'}"
     )
-
-
-def slo_text(slo: Slo) -> str:
-    """``TTFT <= 500 ms, TPOT <= 50 ms at p95; goodput >= 90%``."""
-    labels = (("TTFT", slo.ttft_ms), ("TPOT", slo.tpot_ms), ("end-to-end", slo.e2e_ms))
-    limits = ", ".join(
-        f"{name} <= {f'{ms:g} ms' if ms < 1000 else format_ms(ms)}"
-        for name, ms in labels
-        if ms is not None
-    )
-    text = f"{limits} at p{slo.percentile:g}"
-    if slo.min_goodput_pct is not None:
-        text += f"; goodput >= {slo.min_goodput_pct:g}%"
-    return text
-
-
-def goodput_text(good: Goodput) -> str:
-    """``96.5% (193/200, 9.7 req/s)``: the share of requests that met every limit."""
-    rate = f", {_rps(good.rps)} req/s" if good.rps is not None else ""
-    return f"{_percent(good.pct)} ({_int(good.good)}/{_int(good.requests)}{rate})"
 
 
 def _why_not_found(summary: DiscoverySummary) -> str:
@@ -204,7 +123,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     for step in summary.steps:
         good = step.goodput
         slo_cells = (
-            [format_ms(good.ttft_ms if good else None), _percent(good.pct if good else None)]
+            [format_ms(good.ttft_ms if good else None), format_percent(good.pct if good else None)]
             if slo is not None
             else []
         )
@@ -212,14 +131,14 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
             str(step.index),
             Text(step.phase),
             str(step.users),
-            _rps(step.offered_rps),
-            _rps(step.achieved_rps),
-            _int(step.requests),
-            _int(step.failures),
+            format_rps(step.offered_rps),
+            format_rps(step.achieved_rps),
+            format_int(step.requests),
+            format_int(step.failures),
             f"{step.failure_rate:.1f}%",
             format_ms(step.p50_ms),
             format_ms(step.p95_ms),
-            _share(step.pacing.late_share),
+            format_share(step.pacing.late_share),
             *slo_cells,
             _verdict_cell(step),
         )
@@ -247,10 +166,10 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
         )
     stop = summary.at_stop
     console.print(
-        f"At stop: {stop.users} users, {_int(stop.total_requests)} requests, "
+        f"At stop: {stop.users} users, {format_int(stop.total_requests)} requests, "
         f"{stop.failure_rate:.1f}% failed, mean response time {format_ms(stop.avg_ms)}"
         + (
-            f" ({_int(stop.cut)} cut in flight by the stop, counted at their age so far: "
+            f" ({format_int(stop.cut)} cut in flight by the stop, counted at their age so far: "
             "the mean is a lower bound)"
             if stop.cut
             else ""
@@ -261,7 +180,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     if summary.pacing.tasks:
         pacing = summary.pacing
         console.print(
-            f"Pacing: {_share(pacing.late_share)} of {_int(pacing.tasks)} tasks started late "
+            f"Pacing: {format_share(pacing.late_share)} of {format_int(pacing.tasks)} tasks started late "
             f"(slip p95 {format_ms(pacing.slip_p95_ms)}, max {format_ms(pacing.slip_max_ms)})",
             markup=False,
             soft_wrap=True,
@@ -277,7 +196,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     if best is not None and best.tokens.output_tokens_per_s is not None:
         tokens = best.tokens
         console.print(
-            f"Tokens at capacity: {_tps(tokens)} output tok/s"
+            f"Tokens at capacity: {format_tps(tokens)} output tok/s"
             + (f", ttft p95 {format_ms(tokens.ttft.p95_ms)}" if tokens.ttft.p95_ms else "")
             + (f", tpot p95 {format_ms(tokens.tpot.p95_ms)}" if tokens.tpot.p95_ms else "")
             + (" (~ counted from events: the server sent no usage)" if tokens.estimated else ""),
@@ -290,18 +209,18 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
         fresh = sum(c.new_share * c.requests for c in counted)
         reconnects = sum(c.reconnects for c in counted)
         console.print(
-            f"Connections: {_share(fresh / requests)} of measured requests opened a new "
-            f"connection; {_int(reconnects)} were sent again on a new one after the server "
+            f"Connections: {format_share(fresh / requests)} of measured requests opened a new "
+            f"connection; {format_int(reconnects)} were sent again on a new one after the server "
             "had closed the kept one (per step in steps.csv)",
             markup=False,
             soft_wrap=True,
         )
     if summary.tools is not None:
         tools = summary.tools
-        cv = _MISSING if tools.duration_cv is None else f"{tools.duration_cv:.2f}"
+        cv = MISSING if tools.duration_cv is None else f"{tools.duration_cv:.2f}"
         line = (
             f"Tools: {tools.per_task} per task ({tools.orchestration}-orchestrated), "
-            f"{_int(tools.tasks)} tasks, {_int(tools.wrong_count)} wrong, duration CV {cv}"
+            f"{format_int(tools.tasks)} tasks, {format_int(tools.wrong_count)} wrong, duration CV {cv}"
         )
         if tools.round_p50_ms:
             line += ", round p50 " + " / ".join(format_ms(ms) for ms in tools.round_p50_ms)
@@ -311,17 +230,9 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
 # -- comparison ------------------------------------------------------------------------
 
 
-def _tps(tokens: TokenStats) -> str:
-    """Output tokens per second, marked ``~`` when counted from events (no usage sent)."""
-    value = tokens.output_tokens_per_s
-    if value is None:
-        return _MISSING
-    return f"{'~' if tokens.estimated else ''}{value:,.1f}"
-
-
 def render_compare(summary: CompareSummary, console: Console) -> None:
     """Print a comparison: its table, verdict and gate (:mod:`capdisc.reports.comparison`)."""
-    from capdisc.reports.comparison import render_comparison  # it imports this module
+    from capdisc.reports.comparison import render_comparison
 
     render_comparison(summary, console)
 

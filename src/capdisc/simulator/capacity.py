@@ -18,10 +18,10 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from capdisc.simulator.config import SimulatorConfig
 from capdisc.simulator.errors import HttpError
-from capdisc.simulator.protocol import Connection
 from capdisc.simulator.stats import StatsSnapshot
 
 # Below this much time ahead of schedule a stream does not sleep but emits at once:
@@ -33,6 +33,18 @@ _YIELD_EVERY_TOKENS = 256
 
 Emit = Callable[[int, int], None]
 """``emit(start, stop)`` writes tokens ``start`` to ``stop - 1`` of an answer."""
+
+
+class Backpressure(Protocol):
+    """Where an answer's tokens go: a connection whose writes may pause (a slow reader).
+
+    The capacity model waits on it and knows nothing else of HTTP.
+    """
+
+    @property
+    def write_paused(self) -> bool: ...
+
+    async def drain(self) -> None: ...
 
 
 class _Slots:
@@ -189,7 +201,7 @@ class Capacity:
         self,
         tokens: int,
         emit: Emit | None,
-        conn: Connection | None,
+        conn: Backpressure | None,
         prompt_tokens: int | None = 0,
     ) -> tuple[float, float, float]:
         """Hold the (already acquired) slot for one service time.

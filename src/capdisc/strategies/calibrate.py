@@ -175,7 +175,7 @@ class _Hold:
 
 
 def _ceiling(kind: str, achieved: float, tasks: float, step: Step) -> WorkloadCeiling:
-    from capdisc.strategies.client import MAX_CPU, MAX_LAG_P95_MS
+    from capdisc.strategies.client_limits import MAX_CPU, MAX_LAG_P95_MS
 
     load = step.client
     cpu = load.cpu_mean if load is not None else 1.0

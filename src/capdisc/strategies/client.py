@@ -22,11 +22,9 @@ from typing import Literal
 
 from capdisc.loadgen.plan import ProgressSink, WorkloadKind
 from capdisc.schema import ClientCeiling, ClientInfo, ClientLoad, WorkerClock, WorkloadCeiling
+from capdisc.strategies.client_limits import MAX_CPU, MAX_LAG_P95_MS, MIN_SECONDS, PLAN_SHARE
 
 __all__ = [
-    "MAX_CPU",
-    "MAX_LAG_P95_MS",
-    "PLAN_SHARE",
     "ClientPlan",
     "Demand",
     "client_bound_reason",
@@ -35,17 +33,6 @@ __all__ = [
     "workers_needed",
 ]
 
-# A gevent process above 90% of a core has no slack left: ready sockets wait for each
-# other, timings stretch and pacing slips, the very signs read as a saturated server.
-MAX_CPU = 0.9
-# Every timestamp a process takes can be that late; 50 ms is far above a healthy
-# client's lag (about 1 ms) and equals the late-start threshold at 1 s pacing.
-MAX_LAG_P95_MS = 50.0
-# A window this short (in sampled seconds) is not judged.
-MIN_SECONDS = 2
-# Each process is planned at most at half its ceiling: room for spawning, bursts, the
-# master's share of the work, and streams whose chunks come one per read.
-PLAN_SHARE = 0.5
 # Deliberately low ceilings (a slow machine's), used only before any calibration to
 # decide whether one is needed: a peak under half of these is safe anywhere.
 GUESS: dict[str, WorkloadCeiling] = {

@@ -16,15 +16,10 @@ from capdisc.metrics.compare import compare_versions
 from capdisc.metrics.decision import decide
 from capdisc.metrics.figures import version_stats
 from capdisc.metrics.frame import records_frame
+from capdisc.reports.formatting import format_ms, format_p_value, format_pct
 from capdisc.reports.markdown import compare_markdown
 from capdisc.reports.plots import plot_capacity, plot_compare
-from capdisc.reports.terminal import (
-    format_ms,
-    format_p_value,
-    format_pct,
-    render_discovery,
-    render_summary,
-)
+from capdisc.reports.terminal import render_discovery, render_summary
 from capdisc.schema import (
     AtStop,
     Capacity,
