@@ -2,21 +2,30 @@
 
 Streamed answers are read by :mod:`capdisc.clients.stream` as they arrive; a
 format only says how its stream is framed (``sse``: SSE ``data:`` events, else
-NDJSON lines). A streamed OpenAI-compatible request asks for the usage
-(``stream_options.include_usage``), so output tokens are the server's count.
+NDJSON lines) and hands out the scanner that reads it. A streamed OpenAI-compatible
+request asks for the usage (``stream_options.include_usage``), so output tokens are
+the server's count. Any other HTTP API (``api = "http"``) is
+:class:`capdisc.clients.http_api.HttpFormat`; :func:`format_for` picks the format of
+a target.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from capdisc.clients.stream import StreamScanner
+
+if TYPE_CHECKING:
+    from capdisc.settings import TargetConfig
 
 __all__ = [
     "Answer",
     "OllamaFormat",
     "OpenAIFormat",
     "WireFormat",
+    "format_for",
     "wire_format",
 ]
 
@@ -63,6 +72,43 @@ class WireFormat:
     sse: bool = True  # streams are SSE events (else NDJSON lines)
     chat_path: str = ""
     models_path: str = ""
+
+    @property
+    def stream_path(self) -> str:
+        """Where streamed requests go (the chat path but for ``api = "http"``)."""
+        return self.chat_path
+
+    def scanner(self) -> StreamScanner:
+        """A new reader of one streamed answer."""
+        return StreamScanner(sse=self.sse)
+
+    def payload(
+        self,
+        *,
+        model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        temperature: float,
+        stream: bool,
+        seed: int | None = None,
+        tools: bool = False,
+        tool_choice: ToolChoice = None,
+        exact: str = "max_tokens",
+    ) -> bytes:
+        """The encoded body of one chat request (see :meth:`body`)."""
+        return self.encode(
+            self.body(
+                model=model,
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=stream,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                exact=exact,
+            )
+        )
 
     def body(
         self,
@@ -260,3 +306,12 @@ def wire_format(api: str) -> WireFormat:
         return _FORMATS[api]
     except KeyError:
         raise ValueError(f"unknown api {api!r} (choose from: {', '.join(_FORMATS)})") from None
+
+
+def format_for(config: TargetConfig) -> WireFormat:
+    """The wire format of a target: its own paths and templates for ``api = "http"``."""
+    if config.api == "http":
+        from capdisc.clients.http_api import HttpFormat
+
+        return HttpFormat(config)
+    return wire_format(config.api)

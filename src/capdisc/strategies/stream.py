@@ -214,7 +214,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None) -> Compa
         from capdisc.loadgen.context import RunContext
 
         for side in live:
-            preflight(targets[side])
+            preflight(targets[side], stream=True)
         out_dir = create_out_dir(request.out_dir)
         hold_s = settings.duration / settings.blocks
         with RunContext(
