@@ -87,21 +87,25 @@ def body_values(
     temperature: float,
     stream: bool,
     tools: int | None = None,
+    only: Collection[str] = SERVER_TOOLS_PLACEHOLDERS,
 ) -> dict[str, str]:
-    """The value of every body placeholder for one request.
+    """The value of every body placeholder in ``only`` for one request (a template's
+    ``names``: a long prompt is escaped only when the template asks for it).
 
     ``{prompt}`` is the last message's text (a dataset's conversation ends with the
     user's turn).
     """
-    prompt = messages[-1].get("content", "") if messages else ""
-    values = {
-        "prompt": _text(str(prompt)),
-        "messages": json.dumps(messages, ensure_ascii=False, separators=(",", ":")),
-        "model": _text(model),
-        "max_tokens": str(int(max_tokens)),
-        "temperature": json.dumps(float(temperature)),
-        "stream": "true" if stream else "false",
-    }
+    values: dict[str, str] = {}
+    if "prompt" in only:
+        prompt = messages[-1].get("content", "") if messages else ""
+        values["prompt"] = _text(str(prompt))
+    if "messages" in only:
+        values["messages"] = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    if "model" in only:
+        values["model"] = _text(model)
+    values["max_tokens"] = str(int(max_tokens))
+    values["temperature"] = json.dumps(float(temperature))
+    values["stream"] = "true" if stream else "false"
     if tools is not None:
         values["tools"] = str(int(tools))
     return values

@@ -35,6 +35,7 @@ class HttpFormat(WireFormat):
         self._stream_path = config.stream_path or self.chat_path
         self.sse = config.stream_format != "ndjson"
         self.template = Template.parse(config.http_body, BODY_PLACEHOLDERS)
+        self._names = frozenset(self.template.names)
         self._success = config.success_field.split(".") if config.success_field else None
         self._usage = config.usage_field.split(".") if config.usage_field else None
 
@@ -69,6 +70,7 @@ class HttpFormat(WireFormat):
             max_tokens=max_tokens,
             temperature=temperature,
             stream=stream,
+            only=self._names,
         )
         return self.template.fill(values).encode()
 

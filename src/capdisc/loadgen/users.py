@@ -350,6 +350,7 @@ class ToolsUser(PacedUser):
             raise RuntimeError("a tools workload needs its ToolsSettings")
         self._tools = tools
         self._server_body = Template.parse(tools.server_body, SERVER_TOOLS_PLACEHOLDERS)
+        self._server_names = frozenset(self._server_body.names)
 
     def run_task(self, scheduled: float, started: float) -> None:
         if self._tools.orchestration == "server":
@@ -423,6 +424,7 @@ class ToolsUser(PacedUser):
             temperature=w.temperature,
             stream=False,
             tools=expected,
+            only=self._server_names,
         )
         payload = self._server_body.fill(values).encode()
 
