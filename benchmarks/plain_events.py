@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+# The request reader of the simulator benchmark's raw asyncio baseline.
+from simulator import BaselineProtocol
+
 _HEAD = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
@@ -75,40 +78,23 @@ class PlainEvents:
             self.streams = keep
 
 
-class _Protocol(asyncio.Protocol):
+class _Protocol(BaselineProtocol):
+    """Reads requests as the simulator benchmark's baseline does; streams plain events."""
+
     def __init__(self, server: PlainEvents) -> None:
+        super().__init__(b"", [], b"")
         self.server = server
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end]).lower()
-            at = head.find(b"content-length:")
-            length = 0
-            if at >= 0:
-                eol = head.find(b"\r\n", at)
-                length = int(head[at + 15 : eol if eol >= 0 else None])
-            if len(self.buf) < end + 4 + length:
-                return
-            del self.buf[: end + 4 + length]
-            assert self.transport is not None
-            if head.startswith(b"get /stats"):
-                body = json.dumps({"chunks_sent": self.server.sent}).encode()
-                self.transport.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-                )
-            else:
-                self.server.start(self.transport)
+    def answer(self, head: bytes) -> None:
+        assert self.transport is not None
+        if head.startswith(b"get /stats"):
+            body = json.dumps({"chunks_sent": self.server.sent}).encode()
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+            )
+        else:
+            self.server.start(self.transport)
 
 
 class PlainEventsProcess:

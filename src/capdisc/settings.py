@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BeforeValidator,
     Field,
@@ -78,6 +79,18 @@ DEFAULT_HTTP_BODY = (
 HTTP_ONLY_FIELDS = ("path", "stream_path", "body", "success_field", "usage_field")
 
 
+def _json_template(known: tuple[str, ...]) -> AfterValidator:
+    """A body template's check: its placeholders are among ``known`` and it is JSON once
+    filled (:func:`capdisc.templates.check_body`)."""
+
+    def check(text: str | None) -> str | None:
+        if text is not None:
+            check_body(text, known)
+        return text
+
+    return AfterValidator(check)
+
+
 class TargetConfig(_Section):
     """Where the load goes and what each request asks for (profile table ``[target]``)."""
 
@@ -127,7 +140,7 @@ class TargetConfig(_Section):
     stream_path: str | None = option(
         None, panel="Target", help='api "http": path of streamed requests (default: --path).'
     )
-    body: str | None = option(
+    body: Annotated[str | None, _json_template(BODY_PLACEHOLDERS)] = option(
         None,
         panel="Target",
         help='api "http": JSON body template; {prompt} {model} (JSON-escaped, in quotes), '
@@ -170,13 +183,6 @@ class TargetConfig(_Section):
         if path is not None and (not path.startswith("/") or any(c.isspace() for c in path)):
             raise ValueError("must be a path starting with / (e.g. /chat), without spaces")
         return path
-
-    @field_validator("body")
-    @classmethod
-    def _json_template(cls, body: str | None) -> str | None:
-        if body is not None:
-            check_body(body, BODY_PLACEHOLDERS)
-        return body
 
     @field_validator("success_field", "usage_field")
     @classmethod
@@ -453,7 +459,7 @@ class ToolsSettings(RampSettings):
         profile_only=True,
         help="Server-orchestrated: endpoint of one whole task.",
     )
-    server_body: str = option(
+    server_body: Annotated[str, _json_template(SERVER_TOOLS_PLACEHOLDERS)] = option(
         '{"model": "{model}", "prompt": "{prompt}", "tool_calls": {tools}}',
         panel="Load",
         profile_only=True,
@@ -466,12 +472,6 @@ class ToolsSettings(RampSettings):
         profile_only=True,
         help="Server-orchestrated: dotted path of the tool-call count in the answer.",
     )
-
-    @field_validator("server_body")
-    @classmethod
-    def _json_template(cls, body: str) -> str:
-        check_body(body, SERVER_TOOLS_PLACEHOLDERS)
-        return body
 
 
 class CompareSettings(_RunOptions, _SloOptions):

@@ -17,7 +17,7 @@ from typing import Any
 
 from capdisc.clients.events import EventScanner, dotted_value
 from capdisc.clients.stream import StreamScanner
-from capdisc.clients.wire import Answer, ToolChoice, WireFormat
+from capdisc.clients.wire import Answer, WireFormat
 from capdisc.settings import TargetConfig
 from capdisc.templates import BODY_PLACEHOLDERS, Template, body_values
 
@@ -49,27 +49,15 @@ class HttpFormat(WireFormat):
             return StreamScanner(sse=self.sse)
         return EventScanner(stream_format=config.stream_format, usage_field=config.usage_field)
 
-    def payload(
-        self,
-        *,
-        model: str,
-        messages: list[dict[str, Any]],
-        max_tokens: int,
-        temperature: float,
-        stream: bool,
-        seed: int | None = None,
-        tools: bool = False,
-        tool_choice: ToolChoice = None,
-        exact: str = "max_tokens",
-    ) -> bytes:
+    def payload(self, **request: Any) -> bytes:
         # The template says what the gateway takes: seed, tools and exact lengths are
         # the gateway's business (a template may pass {max_tokens} on).
         values = body_values(
-            messages=messages,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            stream=stream,
+            messages=request["messages"],
+            model=request["model"],
+            max_tokens=request["max_tokens"],
+            temperature=request["temperature"],
+            stream=request["stream"],
             only=self._names,
         )
         return self.template.fill(values).encode()

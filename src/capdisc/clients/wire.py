@@ -82,33 +82,9 @@ class WireFormat:
         """A new reader of one streamed answer."""
         return StreamScanner(sse=self.sse)
 
-    def payload(
-        self,
-        *,
-        model: str,
-        messages: list[dict[str, Any]],
-        max_tokens: int,
-        temperature: float,
-        stream: bool,
-        seed: int | None = None,
-        tools: bool = False,
-        tool_choice: ToolChoice = None,
-        exact: str = "max_tokens",
-    ) -> bytes:
-        """The encoded body of one chat request (see :meth:`body`)."""
-        return self.encode(
-            self.body(
-                model=model,
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=stream,
-                seed=seed,
-                tools=tools,
-                tool_choice=tool_choice,
-                exact=exact,
-            )
-        )
+    def payload(self, **request: Any) -> bytes:
+        """The encoded body of one chat request: :meth:`body`'s keywords."""
+        return self.encode(self.body(**request))
 
     def body(
         self,
