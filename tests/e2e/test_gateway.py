@@ -144,17 +144,22 @@ def test_compare_stream_behind_two_gateways(
     rows are what its gateway served."""
     slow = start_gateway(start_simulator(slots=16, seed=1, **SIM).base_url)
     fast = start_gateway(start_simulator(slots=16, seed=2, **{**SIM, "per_token_ms": 6}).base_url)
-    load = ["--users", "12", "--interval", "0.5s", "--duration", "4s", "--blocks", "4"]
+    # Light enough for a FastAPI gateway on a busy 2-core machine (6 users every 0.5 s),
+    # in blocks of 3 s: one lag spike of a busy machine is no block's p95.
+    load = ["--users", "6", "--interval", "0.5s", "--duration", "12s", "--blocks", "4"]
     a, b = profile_for(tmp_path, "slow", slow), profile_for(tmp_path, "fast", fast)
     before = {"a": served(slow)["stream"], "b": served(fast)["stream"]}
-    for attempt in range(2):  # once more when a busy machine made capdisc client-bound
+    for attempt in range(2):
         out = tmp_path / f"run{attempt}"
         result, summary = capdisc("compare", "stream", str(a), str(b), *load, out=out)
-        if not (summary.get("client") or {}).get("bound"):
+        # Once more when the machine was too busy to give a side its load (capdisc
+        # client-bound, or a gateway that fell behind): no verdict is then right.
+        if not (summary.get("client") or {}).get("bound") and not summary.get("load_reasons"):
             break
         before = {"a": served(slow)["stream"], "b": served(fast)["stream"]}
     assert result.returncode == 0, result.stderr
-    assert summary["verdict"] == "b_faster", summary["diff"]
+    why = (summary.get("verdict_reason"), summary.get("load_reasons"), summary.get("diff"))
+    assert summary["verdict"] == "b_faster", why
     assert summary["a"]["chunks_p50"] == 20 and summary["b"]["chunks_p50"] == 20
     rows = rows_of(out)
     for version, gateway in (("a", slow), ("b", fast)):
