@@ -228,3 +228,29 @@ def test_template_mistakes_are_one_line_exit_2(
     errors = [x for x in result.stderr.splitlines() if x.startswith("capdisc: error:")]
     assert len(errors) == 1 and line in errors[0], result.stderr
     assert "Traceback" not in result.stderr and KEY not in result.stderr
+
+
+def test_workers_read_the_header_from_their_own_environment(
+    start_simulator: StartSimulator, start_gateway: StartGateway, tmp_path: Path
+) -> None:
+    """A local worker is told the template, never the key: it reads GATEWAY_KEY itself, and
+    the gateway accepts every request (it refuses any without the key)."""
+    sim = start_simulator(slots=4, seed=5, **SIM)
+    gateway = start_gateway(sim.base_url)
+    out = tmp_path / "run"
+    result, _ = capdisc(
+        "discover",
+        "batch",
+        "--profile",
+        str(profile_for(tmp_path, "gw", gateway)),
+        *("--workers", "1", "--start-users", "2", "--max-users", "2"),
+        *("--interval", "0.5s", "--step-duration", "2s", "--no-refine"),
+        out=out,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(out)
+    assert rows and all(r["ok"] == "1" for r in rows), {r["error"] for r in rows}
+    assert all(int(r["user"]) >= 1_000_000 for r in rows)  # sent by the worker
+    counts = served(gateway)
+    assert len(rows) == counts["chat"] - 1 and counts["refused"] == 0
+    assert_key_nowhere(result, out)
