@@ -92,10 +92,12 @@ class Target:
     def _secrets(self) -> list[str]:
         found = [self.api_key.get_secret_value()] if self.api_key is not None else []
         for name, value in self.headers.items():
-            # Only what came from the environment is secret, not the template around it.
-            for var in env_names(self.config.headers.get(name, "")):
-                found.append(os.environ.get(var, ""))
-            found.append(value.get_secret_value())
+            # What came from the environment is secret (alone and as filled in); a
+            # literal value (X-Team: blue) is not.
+            names = env_names(self.config.headers.get(name, ""))
+            if names:
+                found += [os.environ.get(var, "") for var in names]
+                found.append(value.get_secret_value())
         # Longest first, so that a secret inside a longer one is not masked half.
         return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 

@@ -153,3 +153,23 @@ def test_http_format_paths_bodies_and_batch_answers() -> None:
         )
     )
     assert default_body["messages"] == [{"role": "user", "content": "x"}]
+
+
+def test_a_target_masks_its_secrets_in_what_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows and the preflight pass server text through mask(): no secret survives it."""
+    from pydantic import SecretStr
+
+    from capdisc.target import Target
+
+    monkeypatch.setenv("GW_KEY", "s3cret-value")
+    config = http_config(headers={"Authorization": "Bearer {env:GW_KEY}", "X-Team": "blue"})
+    target = Target(
+        base_url="http://127.0.0.1:9",
+        config=config,
+        label="gw",
+        api_key=SecretStr("sk-other-key"),
+        headers=read_headers(config),
+    )
+    echoed = "refused Bearer s3cret-value (raw s3cret-value) and sk-other-key for team blue"
+    assert target.mask(echoed) == "refused *** (raw ***) and *** for team blue"
+    assert target.auth_headers()["Authorization"] == "Bearer sk-other-key"  # the key wins
