@@ -12,6 +12,12 @@ capdisc / bare / capdisc / bare, and each process's CPU time (user + sys, from
 of the ``chunks`` column of its ``requests.csv``; bare: its own counter).
 Target: capdisc costs at most 1.3x the bare user per chunk.
 
+Part ``http``: the same measure for the ``api = "http"`` client with ``chunk_rule =
+"any"`` on plain text events (``data: word\r\n\r\n``, as a gateway's sse-starlette
+``EventSourceResponse`` sends them), served by ``benchmarks/plain_events.py`` (a FastAPI
+gateway would be the bottleneck); the bare user counts the same events (``data:`` in the
+raw bytes, less the ``[DONE]``). Target: at most 1.3x.
+
 Part ``memory``: one capdisc worker holds 200 streaming users at constant pacing for
 several minutes (default: 1 s interval for 3 minutes, more requests than the real
 ``compare stream`` default of 20 s x 8 min; ``--mem-interval 20 --mem-duration 480``
@@ -20,8 +26,9 @@ seconds. Targets: peak RSS < 400 MB, and the RSS of the last minute of the hold 
 higher than that of the first minute (growth ~0; the verdict allows 5 MB of allocator
 noise and also prints the growth per request).
 
-    .venv/bin/python benchmarks/loadgen.py                 # both parts, ~5.5 minutes
+    .venv/bin/python benchmarks/loadgen.py                 # all three parts, ~9 minutes
     .venv/bin/python benchmarks/loadgen.py --part cpu --rounds 5 --hold 30
+    .venv/bin/python benchmarks/loadgen.py --part http
     .venv/bin/python benchmarks/loadgen.py --part memory --mem-interval 20 --mem-duration 480
 
 Linux only (/proc). Load goes to 127.0.0.1 only. Timings are printed with PASS/FAIL
@@ -31,12 +38,8 @@ lines, never asserted: the exit code is 0 unless a worker fails to produce a res
 from __future__ import annotations
 
 import argparse
-import csv
-import itertools
 import json
 import os
-import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The workers' side (the script re-invokes itself with --worker).
+from loadgen_workers import BARE, CAPDISC, RESULT_PREFIX
+
 TARGET_RATIO = 1.3
 TARGET_PEAK_MB = 400.0
 GROWTH_ALLOWANCE_MB = 5.0
@@ -52,38 +58,8 @@ GROWTH_ALLOWANCE_MB = 5.0
 FULL_RUN_USERS = 200
 FULL_RUN_INTERVAL_S = 20.0
 FULL_RUN_S = 480.0
-PROMPT = "Explain how a load test finds the capacity of a server."
-RESULT_PREFIX = "RESULT "
-CAPDISC = "capdisc"
-BARE = "bare"
 
-
-# --- helpers shared by parent and workers --------------------------------------------
-
-
-def _cpu_self_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _rss_mb(pid: int | str = "self") -> float:
-    """VmRSS of a process in MB (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
-
-
-def _hwm_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+# --- helpers ---------------------------------------------------------------------------
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -91,174 +67,6 @@ def _proc_cpu_s(pid: int) -> float:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- worker: capdisc's own streaming user ---------------------------------------------
-
-
-def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
-    """Run one hold session of capdisc's StreamUser; return CPU, chunks and RSS samples."""
-    # The engine imports locust, which patches the standard library: it comes before
-    # anything else that could open a connection (importing gevent alone patches nothing).
-    import gevent
-
-    from capdisc.loadgen.context import RunContext
-    from capdisc.loadgen.plan import ProgressSnapshot, Workload
-    from capdisc.settings import TargetConfig
-    from capdisc.strategies.stream import HoldPlanner
-    from capdisc.target import Target
-
-    class NullProgress:
-        """What the CLI's live line costs the engine (snapshot, p95), minus the rendering."""
-
-        def update(self, snapshot: ProgressSnapshot) -> None:
-            pass
-
-        def message(self, text: str) -> None:
-            pass
-
-    target = Target(
-        base_url=args.url,
-        config=TargetConfig(model="sim-llm", timeout=30.0, prompt=PROMPT, max_tokens=args.tokens),
-        label="bench",
-    )
-    workload = Workload(kind="stream", target=target, interval_s=args.interval, version="bench")
-    planner = HoldPlanner(1, args.users, args.hold, args.interval, "bench")
-    out = Path(args.out_dir)
-    samples: list[tuple[float, float]] = []
-
-    def sample_rss() -> None:
-        for _ in range(100_000):  # bounded: the session ends long before
-            samples.append((time.time(), _rss_mb()))
-            gevent.sleep(args.rss_every)
-
-    sampler = gevent.spawn(sample_rss) if args.rss_every > 0 else None
-    cpu0, wall0 = _cpu_self_s(), time.time()
-    with RunContext(
-        out,
-        failure_threshold=0,
-        users=args.users,
-        stop_timeout=2.0,
-        progress=None if args.no_progress else NullProgress(),
-    ) as run:
-        result = run.run(workload, planner)
-    cpu1, wall1 = _cpu_self_s(), time.time()
-    if sampler is not None:
-        sampler.kill()
-        samples.append((time.time(), _rss_mb()))
-    requests = failures = chunks = late = 0
-    with (out / "requests.csv").open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            requests += 1
-            failures += row["ok"] != "1"
-            chunks += int(row["chunks"] or 0)
-            late += float(row["ts_start"]) - float(row["ts_scheduled"]) > 0.1 * args.interval
-    return {
-        "cpu_s": cpu1 - cpu0,
-        "wall_s": wall1 - wall0,
-        "requests": requests,
-        "failures": failures,
-        "chunks": chunks,
-        "late": late,
-        "stop_reason": result.stop_reason,
-        "window": list(planner.window) if planner.window else None,
-        "samples": samples,
-        "hwm_mb": _hwm_mb(),
-    }
-
-
-# --- worker: the bare Locust FastHttpUser baseline ------------------------------------
-
-
-def worker_bare(args: argparse.Namespace) -> dict[str, Any]:
-    """Hold the same users with a FastHttpUser that only counts ``data:`` events."""
-    import gevent
-    import locust  # patches the standard library (gevent alone does not)
-    from locust import FastHttpUser, task
-    from locust.env import Environment
-
-    from capdisc.clients.wire import wire_format
-
-    _ = locust
-    fmt = wire_format("openai")
-    payload = fmt.encode(
-        fmt.body(
-            model="sim-llm",
-            messages=[{"role": "user", "content": PROMPT}],
-            max_tokens=args.tokens,
-            temperature=0.0,
-            stream=True,
-            seed=0,
-        )
-    )
-    headers = {"Content-Type": "application/json"}
-    counts = {"requests": 0, "failures": 0, "chunks": 0, "late": 0}
-    interval = args.interval
-    chunk_size = args.chunk_size
-    numbers = itertools.count(1)
-
-    class BareStreamUser(FastHttpUser):
-        host = args.url
-        network_timeout = 30.0
-        connection_timeout = 10.0
-
-        def on_start(self) -> None:
-            # The same pacing as capdisc, phases included: user N waits the same seeded
-            # random phase (seed 0) before its first task, then starts one per interval.
-            # (Starting at spawn time instead lines every stream up on the server's
-            # emission grid and roughly halves any client's CPU per chunk.)
-            rng = random.Random(next(numbers))
-            self._next = time.time() + rng.uniform(0.0, interval)
-            self._first = True
-
-        def wait_time(self) -> float:
-            return max(0.0, self._next - time.time())
-
-        @task
-        def stream(self) -> None:
-            if self._first:
-                self._first = False
-                self.wait()
-            started = time.time()
-            if started - self._next > 0.1 * interval:
-                counts["late"] += 1
-            self._next = started + interval
-            counts["requests"] += 1
-            response = self.client.post(fmt.chat_path, data=payload, headers=headers, stream=True)
-            if response.status_code != 200:
-                counts["failures"] += 1
-                return
-            n = 0
-            tail = b""
-            try:
-                for piece in response.iter_content(chunk_size, decode_content=False):
-                    n += piece.count(b"data:")
-                    if tail:  # an event split between two reads
-                        n += (tail + piece[:4]).count(b"data:")
-                    tail = piece[-4:]
-            except Exception:
-                counts["failures"] += 1
-            counts["chunks"] += n
-
-    env = Environment(user_classes=[BareStreamUser], host=args.url, stop_timeout=2.0)
-    runner = env.create_local_runner()
-    rate = float(min(args.users, 100))
-    cpu0, wall0 = _cpu_self_s(), time.time()
-    runner.start(args.users, spawn_rate=rate)
-    # As long as capdisc's session: the spawn, one interval to settle, the hold.
-    gevent.sleep(args.users / rate + args.interval + args.hold)
-    runner.quit()
-    runner.greenlet.join(timeout=10)
-    cpu1, wall1 = _cpu_self_s(), time.time()
-    return {"cpu_s": cpu1 - cpu0, "wall_s": wall1 - wall0, **counts, "hwm_mb": _hwm_mb()}
-
-
-def run_worker(args: argparse.Namespace) -> int:
-    if args.pin_cpu is not None:
-        os.sched_setaffinity(0, {args.pin_cpu})
-    result = worker_capdisc(args) if args.worker == CAPDISC else worker_bare(args)
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-    return 0
 
 
 # --- parent ---------------------------------------------------------------------------
@@ -298,6 +106,8 @@ def _spawn_worker(
             out_dir,
             "--rss-every",
             str(rss_every),
+            "--api",
+            args.api,
         ]
         if args.no_progress:
             cmd.append("--no-progress")
@@ -327,8 +137,9 @@ def _placement(args: argparse.Namespace, sim_pid: int) -> int | None:
 
 
 def part_cpu(args: argparse.Namespace, sim: Any, pin: int | None) -> bool:
+    what = 'api "http", chunk_rule "any", plain text events' if args.api == "http" else "OpenAI SSE"
     print(
-        f"\n== CPU per chunk: {args.users} users, {args.interval:g} s pacing, "
+        f"\n== CPU per chunk ({what}): {args.users} users, {args.interval:g} s pacing, "
         f"{args.tokens} tokens/stream, {args.hold:g} s hold, {args.rounds} rounds each"
     )
     totals = {k: {"cpu_s": 0.0, "chunks": 0} for k in (CAPDISC, BARE)}
@@ -462,16 +273,24 @@ def run_parent(args: argparse.Namespace) -> int:
         f"bare reads with iter_content({args.chunk_size}); "
         f"progress sink: {'off' if args.no_progress else 'no-op (as the CLI)'}"
     )
-    with EmbeddedSimulator(config) as sim:
-        assert sim.pid is not None
-        pin = _placement(args, sim.pid)
-        if pin is not None:
-            print(f"pinned: simulator on the other CPUs, each worker on CPU {pin}")
-        results: list[bool] = []
-        if args.part in ("cpu", "both"):
-            results.append(part_cpu(args, sim, pin))
-        if args.part in ("memory", "both"):
-            results.append(part_memory(args, sim, pin))
+    results: list[bool] = []
+    if args.part in ("cpu", "memory", "both", "all"):
+        with EmbeddedSimulator(config) as sim:
+            assert sim.pid is not None
+            pin = _placement(args, sim.pid)
+            if pin is not None:
+                print(f"pinned: simulator on the other CPUs, each worker on CPU {pin}")
+            if args.part in ("cpu", "both", "all"):
+                results.append(part_cpu(args, sim, pin))
+            if args.part in ("memory", "both", "all"):
+                results.append(part_memory(args, sim, pin))
+    if args.part in ("http", "all"):
+        from plain_events import PlainEventsProcess
+
+        with PlainEventsProcess(args.tokens, args.per_token_ms, args.prefill_ms) as server:
+            pin = _placement(args, server.pid)
+            args.api = "http"
+            results.append(part_cpu(args, server, pin))
     print(
         f"\n{time.monotonic() - started:.0f} s in all; {'all PASS' if all(results) else 'some FAIL'}"
     )
@@ -483,7 +302,13 @@ def main() -> int:
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--part", choices=("cpu", "memory", "both"), default="both")
+    parser.add_argument(
+        "--part",
+        choices=("cpu", "http", "memory", "both", "all"),
+        default="all",
+        help="cpu: the OpenAI stream client; http: api http, chunk_rule any, plain text "
+        "events; memory; both: cpu and memory; all: the three",
+    )
     cpu = parser.add_argument_group("cpu part")
     cpu.add_argument("--users", type=int, default=100, help="users of each CPU round")
     cpu.add_argument("--interval", type=float, default=1.0, help="pacing interval (s)")
@@ -512,8 +337,11 @@ def main() -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
     parser.add_argument("--pin-cpu", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--api", default="openai", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        from loadgen_workers import run_worker
+
         return run_worker(args)
     try:
         return run_parent(args)

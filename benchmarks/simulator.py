@@ -59,7 +59,7 @@ def _baseline_chunks(chunks: int) -> tuple[bytes, list[bytes], bytes]:
     return headers, frames, b"%x\r\n%b\r\n0\r\n\r\n" % (len(tail), tail)
 
 
-class _BaselineProtocol(asyncio.Protocol):
+class BaselineProtocol(asyncio.Protocol):
     """Reads a request with a Content-Length body, writes the canned stream."""
 
     def __init__(self, headers: bytes, frames: list[bytes], tail: bytes) -> None:
@@ -86,12 +86,16 @@ class _BaselineProtocol(asyncio.Protocol):
             if len(self.buf) < end + 4 + length:
                 return
             del self.buf[: end + 4 + length]
-            assert self.transport is not None
-            write = self.transport.write
-            write(self.headers)
-            for frame in self.frames:
-                write(frame)
-            write(self.tail)
+            self.answer(head)
+
+    def answer(self, head: bytes) -> None:
+        """Answer one request (its head, lower-cased): the canned stream."""
+        assert self.transport is not None
+        write = self.transport.write
+        write(self.headers)
+        for frame in self.frames:
+            write(frame)
+        write(self.tail)
 
 
 def run_baseline_server(chunks: int) -> None:
@@ -101,7 +105,7 @@ def run_baseline_server(chunks: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: _BaselineProtocol(headers, frames, tail), "127.0.0.1", 0, backlog=2048
+            lambda: BaselineProtocol(headers, frames, tail), "127.0.0.1", 0, backlog=2048
         )
         print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
         await asyncio.Event().wait()

@@ -45,6 +45,8 @@ __all__ = [
 
 _SECRET_KEYS = re.compile(r"^(api_?key|token|secret|password|bearer|authorization)$", re.I)
 _SECRET_VALUES = re.compile(r"^(sk-|sk_|hf_|Bearer\s)", re.I)
+# Headers that carry credentials (Authorization, X-Api-Key, Cookie, ...).
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|password|cookie|session", re.I)
 
 
 class _Strict(BaseModel):
@@ -127,7 +129,9 @@ def find_profile(name_or_path: str, profiles_dir: Path | None = None) -> Path:
 def _refuse_secrets(data: Mapping[str, Any], where: str, prefix: str = "") -> None:
     for key, value in data.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if path == "target.headers" and isinstance(value, Mapping):
+            _refuse_secret_headers(value, where, f"{path}.")
+        elif isinstance(value, Mapping):
             _refuse_secrets(value, where, f"{path}.")
         elif _SECRET_KEYS.match(str(key)) or (
             isinstance(value, str) and _SECRET_VALUES.match(value)
@@ -135,6 +139,18 @@ def _refuse_secrets(data: Mapping[str, Any], where: str, prefix: str = "") -> No
             raise ProfileError(
                 f"{where}: {path}: profiles must not hold secrets; "
                 "name the environment variable with target.api_key_env"
+            )
+
+
+def _refuse_secret_headers(headers: Mapping[str, Any], where: str, prefix: str) -> None:
+    """A header that carries credentials must read them from the environment ({env:NAME})."""
+    for key, value in headers.items():
+        if not isinstance(value, str) or "{env:" in value:
+            continue
+        if _SECRET_HEADER.search(str(key)) or _SECRET_VALUES.match(value):
+            raise ProfileError(
+                f"{where}: {prefix}{key}: profiles must not hold secrets; "
+                'read it from the environment: "{env:NAME}"'
             )
 
 
@@ -201,7 +217,10 @@ def with_target_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Pro
         first = exc.errors()[0]
         loc = [str(p) for p in first["loc"]]
         field = loc[1] if len(loc) > 1 and loc[0] == "target" else loc[-1] if loc else ""
-        flag = flag_of(TargetConfig, field)
         message = first["msg"].removeprefix("Value error, ")
+        if field == "target":
+            # A rule across the target's fields: its message opens with the field to change.
+            field = next((f for f in TargetConfig.model_fields if message.startswith(f + " ")), "")
+        flag = flag_of(TargetConfig, field) if field else "--api"
         raise ProfileError(f"{flag}: {message}") from None
     return updated.model_copy(update={"name": profile.name, "path": profile.path})

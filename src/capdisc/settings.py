@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -45,6 +46,7 @@ from capdisc.fields import (
     option_spec,
     validation_message,
 )
+from capdisc.templates import BODY_PLACEHOLDERS, SERVER_TOOLS_PLACEHOLDERS, check_body, check_header
 from capdisc.verdicts import DEFAULT_GATE, GATED_METRICS
 
 __all__ = [
@@ -70,7 +72,27 @@ __all__ = [
 ]
 
 
-ApiKind = Literal["openai", "ollama"]
+ApiKind = Literal["openai", "ollama", "http"]
+
+# The body of api = "http" when the profile gives none: an OpenAI-like chat request.
+DEFAULT_HTTP_BODY = (
+    '{"model": "{model}", "messages": {messages}, "max_tokens": {max_tokens}, '
+    '"temperature": {temperature}, "stream": {stream}}'
+)
+# Fields that describe an api = "http" target (any other api has its own paths and bodies).
+HTTP_ONLY_FIELDS = ("path", "stream_path", "body", "success_field", "usage_field")
+
+
+def _json_template(known: tuple[str, ...]) -> AfterValidator:
+    """A body template's check: its placeholders are among ``known`` and it is JSON once
+    filled (:func:`capdisc.templates.check_body`)."""
+
+    def check(text: str | None) -> str | None:
+        if text is not None:
+            check_body(text, known)
+        return text
+
+    return AfterValidator(check)
 
 
 class TargetConfig(Section):
@@ -87,7 +109,11 @@ class TargetConfig(Section):
         panel="Target",
         help="Base URL of the target; alone (no --profile), an OpenAI-compatible API.",
     )
-    api: ApiKind = option("openai", panel="Target", help="Wire format: openai or ollama.")
+    api: ApiKind = option(
+        "openai",
+        panel="Target",
+        help="Wire format: openai, ollama, or http (any HTTP API described by --path, --body, ...).",
+    )
     model: str = option("sim-llm", min_length=1, panel="Target", help="Model name to ask for.")
     api_key_env: str | None = option(
         None,
@@ -111,6 +137,93 @@ class TargetConfig(Section):
         help="How to ask for exactly the output length: max_tokens alone (hosted APIs, "
         "Ollama's num_predict), plus min_tokens (vLLM) or plus ignore_eos (llama.cpp, vLLM).",
     )
+    # api = "http": the gateway's own paths, body and stream, described in the profile.
+    path: str | None = option(
+        None, panel="Target", help='api "http": path of batch (non-streamed) requests, e.g. /chat.'
+    )
+    stream_path: str | None = option(
+        None, panel="Target", help='api "http": path of streamed requests (default: --path).'
+    )
+    body: Annotated[str | None, _json_template(BODY_PLACEHOLDERS)] = option(
+        None,
+        panel="Target",
+        help='api "http": JSON body template; {prompt} {model} (JSON-escaped, in quotes), '
+        "{messages} {max_tokens} {temperature} {stream} are filled per request.",
+    )
+    stream_format: Literal["sse", "ndjson", "raw"] = option(
+        "sse",
+        panel="Target",
+        help='api "http": how a stream is framed: sse events, ndjson lines, or raw '
+        "(each read of the body is a chunk).",
+    )
+    chunk_rule: Literal["any", "content"] = option(
+        "any",
+        panel="Target",
+        help='api "http": any (every non-empty event but [DONE] is a chunk) or content '
+        "(only events with OpenAI/Ollama content, as for those APIs).",
+    )
+    success_field: str | None = option(
+        None,
+        panel="Target",
+        help='api "http": dotted path that must hold a non-empty value in a batch answer '
+        "(default: any non-empty body).",
+    )
+    usage_field: str | None = option(
+        None,
+        panel="Target",
+        help='api "http": dotted path of the output token count, in a batch answer or a '
+        "stream event (default: tokens are chunks).",
+    )
+    headers: dict[str, str] = option(
+        {},
+        panel="Target",
+        profile_only=True,
+        help="Extra request headers; a value may read an environment variable: {env:NAME}.",
+    )
+
+    @field_validator("path", "stream_path")
+    @classmethod
+    def _absolute_path(cls, path: str | None) -> str | None:
+        if path is not None and (not path.startswith("/") or any(c.isspace() for c in path)):
+            raise ValueError("must be a path starting with / (e.g. /chat), without spaces")
+        return path
+
+    @field_validator("success_field", "usage_field")
+    @classmethod
+    def _dotted(cls, dotted: str | None) -> str | None:
+        if dotted is not None and not re.fullmatch(r"[^.\s]+(\.[^.\s]+)*", dotted):
+            raise ValueError("must be a dotted path of keys (e.g. usage.output_tokens)")
+        return dotted
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            try:
+                check_header(name, value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return headers
+
+    @model_validator(mode="after")
+    def _http_fields(self) -> TargetConfig:
+        if self.api == "http":
+            if self.path is None:
+                raise ValueError('path is required with api = "http" (e.g. path = "/chat")')
+            if self.stream_format == "raw" and self.chunk_rule == "content":
+                raise ValueError(
+                    'chunk_rule = "content" reads events: use stream_format sse or ndjson'
+                )
+            return self
+        for name in HTTP_ONLY_FIELDS:
+            if getattr(self, name) is not None:
+                raise ValueError(f'{name} is only for api = "http" (api is {self.api!r})')
+        return self
+
+    @property
+    def http_body(self) -> str:
+        """The body template of an api = "http" target (the default when none is given)."""
+        return self.body if self.body is not None else DEFAULT_HTTP_BODY
 
     @field_validator("host")
     @classmethod
@@ -381,11 +494,12 @@ class ToolsSettings(RampSettings):
         profile_only=True,
         help="Server-orchestrated: endpoint of one whole task.",
     )
-    server_body: str = option(
+    server_body: Annotated[str, _json_template(SERVER_TOOLS_PLACEHOLDERS)] = option(
         '{"model": "{model}", "prompt": "{prompt}", "tool_calls": {tools}}',
         panel="Load",
         profile_only=True,
-        help="Server-orchestrated: JSON template; {model}, {prompt}, {tools} are filled.",
+        help="Server-orchestrated: JSON template; {tools} and the body placeholders of "
+        "target.body ({model}, {prompt}, ...) are filled.",
     )
     server_count_field: str = option(
         "tool_calls",

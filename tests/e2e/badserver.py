@@ -86,7 +86,9 @@ def bad_server(mode: str) -> Iterator[str]:
                 request = _read_request(conn)
                 if not request:
                     return
-                if b'"content":"ping"' in request:
+                if b'"content":"ping"' in request and b'"stream":true' in request:
+                    conn.sendall(_response(MODES["crlf"]))
+                elif b'"content":"ping"' in request:
                     conn.sendall(_response(GOOD_JSON, "application/json"))
                 elif mode == "close":
                     return

@@ -46,7 +46,15 @@ def _discover(
     env = load_settings()
     profile = target_profile(env, profile_name, target)
     if strategy == "tools":
-        settings: RampSettings = resolve(ToolsSettings, profile.tools, env, ramp)
+        tools = resolve(ToolsSettings, profile.tools, env, ramp)
+        if profile.target.api == "http" and tools.orchestration == "client":
+            from capdisc.errors import UsageError
+
+            raise UsageError(
+                'tools.orchestration: api "http" has no tool calls of its own to force; '
+                'use orchestration = "server" (server_path, server_body)'
+            )
+        settings: RampSettings = tools
     elif strategy == "stream":
         settings = resolve(StreamRampSettings, profile.discover_stream, env, ramp)
     else:

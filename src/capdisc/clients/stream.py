@@ -91,12 +91,16 @@ class StreamScanner:
             else:
                 self._other(line[5:] if sse else line)
         if content:
-            if self.first_t is None:
-                self.first_t = now
-            elif now - self.last_t > self.max_gap:
-                self.max_gap = now - self.last_t
-            self.last_t = now
-            self.content += content
+            self._chunks(content, now)
+
+    def _chunks(self, count: int, now: float) -> None:
+        """``count`` chunks arrived at ``now``: the first token, the gaps."""
+        if self.first_t is None:
+            self.first_t = now
+        elif now - self.last_t > self.max_gap:
+            self.max_gap = now - self.last_t
+        self.last_t = now
+        self.content += count
 
     def _other(self, payload: bytes) -> None:
         """An event without content: an error, the usage, or nothing to keep."""

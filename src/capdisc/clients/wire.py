@@ -2,8 +2,11 @@
 
 Streamed answers are read by :mod:`capdisc.clients.stream` as they arrive; a
 format only says how its stream is framed (``sse``: SSE ``data:`` events, else
-NDJSON lines). A streamed OpenAI-compatible request asks for the usage
-(``stream_options.include_usage``), so output tokens are the server's count.
+NDJSON lines) and hands out the scanner that reads it. A streamed OpenAI-compatible
+request asks for the usage (``stream_options.include_usage``), so output tokens are
+the server's count. Any other HTTP API (``api = "http"``) is
+:class:`capdisc.clients.http_api.HttpFormat`; :func:`capdisc.clients.formats.format_for`
+picks the format of a target.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from capdisc.clients.stream import StreamScanner
 
 __all__ = [
     "Answer",
@@ -63,6 +68,19 @@ class WireFormat:
     sse: bool = True  # streams are SSE events (else NDJSON lines)
     chat_path: str = ""
     models_path: str = ""
+
+    @property
+    def stream_path(self) -> str:
+        """Where streamed requests go (the chat path but for ``api = "http"``)."""
+        return self.chat_path
+
+    def scanner(self) -> StreamScanner:
+        """A new reader of one streamed answer."""
+        return StreamScanner(sse=self.sse)
+
+    def payload(self, **request: Any) -> bytes:
+        """The encoded body of one chat request: :meth:`body`'s keywords."""
+        return self.encode(self.body(**request))
 
     def body(
         self,

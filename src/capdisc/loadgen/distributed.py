@@ -47,7 +47,7 @@ from capdisc.loadgen.state import SessionState
 from capdisc.loadgen.users import PacedUser, make_user_class
 from capdisc.records import ClientSample, RequestRecord
 from capdisc.settings import TargetConfig, TokenCount, ToolsSettings
-from capdisc.target import Target, read_api_key
+from capdisc.target import Target, read_api_key, read_headers
 
 __all__ = [
     "HELLO_MESSAGE",
@@ -105,7 +105,9 @@ def workload_from_dict(data: dict[str, Any]) -> Workload:
     """Rebuild a workload on a worker; the key comes from this machine's environment."""
     target_data = dict(data["target"])
     config = TargetConfig.model_validate(target_data.pop("config"))
-    target = Target(**target_data, config=config, api_key=read_api_key(config))
+    target = Target(
+        **target_data, config=config, api_key=read_api_key(config), headers=read_headers(config)
+    )
     tools = ToolsSettings.model_validate(data["tools"]) if data.get("tools") else None
     prompts = _prompts_from_dict(data["prompts"]) if data.get("prompts") else None
     return Workload(**{**data, "target": target, "tools": tools, "prompts": prompts})

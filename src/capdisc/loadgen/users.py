@@ -38,14 +38,16 @@ from locust import User, task
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
+from capdisc.clients.events import dotted_value
+from capdisc.clients.formats import format_for
 from capdisc.clients.prompts import PromptSource
-from capdisc.clients.stream import StreamScanner
-from capdisc.clients.wire import Answer, WireFormat, wire_format
+from capdisc.clients.wire import Answer, WireFormat
 from capdisc.loadgen.connection import Connection
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
 from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.state import SessionState
 from capdisc.records import ROUND_PREFIX, RequestRecord
+from capdisc.templates import SERVER_TOOLS_PLACEHOLDERS, Template, body_values
 
 __all__ = ["Outcome", "RequestFailed", "make_user_class"]
 
@@ -79,8 +81,10 @@ class PacedUser(User):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.number = self.number_offset + next(_numbers)
-        self.fmt: WireFormat = wire_format(self.workload.target.api)
         target = self.workload.target
+        self.fmt: WireFormat = format_for(target.config)
+        # What the server sends back may echo a secret header: errors are masked.
+        self._mask = target.mask if target.api_key is not None or target.headers else None
         self._prompts = self.workload.prompts or PromptSource(
             prompt=target.prompt, max_tokens=target.max_tokens
         )
@@ -169,6 +173,8 @@ class PacedUser(User):
         """Fire Locust's request event with the raw record attached."""
         duration_ms = duration_s * 1000.0
         error = outcome.error
+        if error and self._mask is not None:
+            error = self._mask(error)
         row = RequestRecord(
             round(scheduled, 6),
             round(started, 6),
@@ -243,7 +249,7 @@ class PacedUser(User):
                 if stream and status == 200:
                     # The hot path: each read is timed and scanned as it arrives, and
                     # the body is not kept.
-                    scanner = StreamScanner(sse=self.fmt.sse)
+                    scanner = self.fmt.scanner()
                     read, clock = response.read_some, time.perf_counter
                     data = read()
                     first_byte = now = clock()
@@ -276,17 +282,15 @@ class PacedUser(User):
         self, messages: list[dict[str, Any]], max_tokens: int, *, stream: bool, **kw: Any
     ) -> bytes:
         w = self.workload
-        return self.fmt.encode(
-            self.fmt.body(
-                model=w.target.model,
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=w.temperature,
-                stream=stream,
-                seed=w.seed,
-                exact=w.target.config.output_control,
-                **kw,
-            )
+        return self.fmt.payload(
+            model=w.target.model,
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=w.temperature,
+            stream=stream,
+            seed=w.seed,
+            exact=w.target.config.output_control,
+            **kw,
         )
 
 
@@ -329,7 +333,7 @@ class StreamUser(PacedUser):
     def run_task(self, scheduled: float, started: float) -> None:
         payload = self._payload or self.chat_body(*self.next_request(), stream=True)
         t0 = time.perf_counter()
-        outcome = self.exchange(self.fmt.chat_path, payload, stream=True, judge=self._judge)
+        outcome = self.exchange(self.fmt.stream_path, payload, stream=True, judge=self._judge)
         self.report("stream", scheduled, started, time.perf_counter() - t0, outcome)
 
     def _judge(self, body: bytes, outcome: Outcome) -> None:
@@ -351,6 +355,8 @@ class ToolsUser(PacedUser):
         if tools is None:
             raise RuntimeError("a tools workload needs its ToolsSettings")
         self._tools = tools
+        self._server_body = Template.parse(tools.server_body, SERVER_TOOLS_PLACEHOLDERS)
+        self._server_names = frozenset(self._server_body.names)
 
     def run_task(self, scheduled: float, started: float) -> None:
         if self._tools.orchestration == "server":
@@ -416,14 +422,17 @@ class ToolsUser(PacedUser):
         w = self.workload
         tools = self._tools
         expected = tools.tools
-        messages, _ = self.next_request()
-        prompt = str(messages[-1].get("content", ""))
-        payload = (
-            tools.server_body.replace("{model}", json.dumps(w.target.model)[1:-1])
-            .replace("{prompt}", json.dumps(prompt)[1:-1])
-            .replace("{tools}", str(expected))
-            .encode()
+        messages, max_tokens = self.next_request()
+        values = body_values(
+            messages=messages,
+            model=w.target.model,
+            max_tokens=max_tokens,
+            temperature=w.temperature,
+            stream=False,
+            tools=expected,
+            only=self._server_names,
         )
+        payload = self._server_body.fill(values).encode()
 
         def judge(body: bytes, outcome: Outcome) -> None:
             count = outcome.tool_calls = _count_field(body, tools.server_count_field)
@@ -437,16 +446,11 @@ class ToolsUser(PacedUser):
 
 def _count_field(body: bytes, dotted: str) -> int:
     try:
-        value: Any = json.loads(body)
+        value: Any = dotted_value(json.loads(body), dotted.split("."))
     except (ValueError, UnicodeDecodeError):
         raise ValueError("answer is not JSON") from None
-    for part in dotted.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            raise ValueError(f"answer has no {dotted!r}")
+    except LookupError:
+        raise ValueError(f"answer has no {dotted!r}") from None
     if isinstance(value, list):
         return len(value)
     if isinstance(value, bool) or not isinstance(value, int):

@@ -94,7 +94,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     cache = request.cache_dir or cache_dir(load_settings())
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
-        out_dir = prepare_run(target, request.out_dir)
+        out_dir = prepare_run(target, request.out_dir, stream=request.strategy == "stream")
         from capdisc.loadgen.context import RunContext
 
         workload = Workload(

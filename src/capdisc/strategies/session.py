@@ -36,11 +36,12 @@ def load_engine() -> None:
     import capdisc.loadgen.engine  # noqa: F401
 
 
-def prepare_run(target: Target, out_dir: Path) -> Path:
-    """Check the output, the target (preflight), then create the run directory."""
+def prepare_run(target: Target, out_dir: Path, *, stream: bool = False) -> Path:
+    """Check the output, the target (preflight, streamed with ``stream``), then create
+    the run directory."""
     check_out_dir(out_dir)
     load_engine()
     from capdisc.clients.preflight import preflight
 
-    preflight(target)
+    preflight(target, stream=stream)
     return create_out_dir(out_dir)

@@ -224,7 +224,7 @@ def run_compare(
         from capdisc.loadgen.threshold import FailureThreshold
 
         for side in live:
-            preflight(targets[side])
+            preflight(targets[side], stream=True)
         out_dir = create_out_dir(request.out_dir)
         hold_s = _block_hold(settings)
         stride = _prompt_stride(settings, targets)
