@@ -89,11 +89,13 @@ class PacedUser(User):
             prompt=target.prompt, max_tokens=target.max_tokens
         )
         # The phase depends on the seed, the session's place in the prompt order and the
-        # user's place among the session's users, never on its number in the run: the
-        # two blocks of a comparison pair get the same arrival pattern, as they get the
-        # same prompts, so the pair's difference is the servers' alone.
+        # user's place among the session's users (from 1), never on its number in the run:
+        # the two blocks of a comparison pair get the same arrival pattern, as they get
+        # the same prompts, so the pair's difference is the servers' alone. (A discovery,
+        # one session from the first request, keeps the phases it always had.)
         w = self.workload
-        self._rng = random.Random(f"{w.seed}:{w.first_request}:{next(self.session.users)}")
+        place = next(self.session.users) + 1
+        self._rng = random.Random(w.seed * 1_000_003 + w.first_request * 7_919 + place)
         self._next_start = 0.0
         self._first = True
         # The step in which the current task started (every row of it carries it), and

@@ -31,7 +31,7 @@ from typing import Literal
 from capdisc.schema import VersionDiff
 from capdisc.verdicts import METRICS, GateOutcome, MetricDiff, Verdict
 
-__all__ = ["METRIC_LABELS", "Checks", "decide", "gate", "metric_text"]
+__all__ = ["METRIC_LABELS", "Checks", "client_bound_text", "decide", "gate", "metric_text"]
 
 METRIC_LABELS = {
     "failures": "failures",
@@ -72,6 +72,11 @@ class Checks:
         side = self.overloaded[0]
         other: Side = "a" if side == "b" else "b"
         return side if other in self.queue_free else None
+
+
+def client_bound_text(blocks: Sequence[str]) -> str:
+    """Why client-bound blocks give no verdict, naming them."""
+    return f"client-bound block(s) {', '.join(blocks)}: capdisc itself was the limit"
 
 
 def _num(value: float, unit: str) -> str:
@@ -124,11 +129,7 @@ def decide(diff: VersionDiff, checks: Checks | None = None) -> tuple[Verdict, st
     checks = checks or Checks()
     note = _length_note(diff)
     if checks.client_bound:
-        return (
-            "inconclusive",
-            f"client-bound block(s) {', '.join(checks.client_bound)}: capdisc itself was the limit",
-            "client",
-        )
+        return "inconclusive", client_bound_text(checks.client_bound), "client"
     if checks.broken == "b":
         return "b_slower", f"B is broken: {checks.broken_detail}", "broken"
     if checks.broken == "a":

@@ -18,7 +18,7 @@ from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import Step
 from capdisc.metrics.blocks import block_stats, queue_reasons
 from capdisc.metrics.compare import compare_versions, failure_difference, load_reasons
-from capdisc.metrics.decision import Checks, decide, gate
+from capdisc.metrics.decision import Checks, client_bound_text, decide, gate
 from capdisc.metrics.figures import measured_tasks, version_stats
 from capdisc.metrics.frame import answered, cut_mask, read_records, records_frame
 from capdisc.metrics.goodput import goodput
@@ -167,7 +167,7 @@ def assess(run: Run) -> Assessed:
         diff=diff,
         verdict=verdict,
         verdict_reason=reason,
-        load_reasons=[*checks.unequal_load, *(f"client-bound block {b}" for b in bound)],
+        load_reasons=[*checks.unequal_load, *([client_bound_text(list(bound))] if bound else [])],
         regression_limit_pct=settings.fail_on_regression,
         regression=outcome in ("regression", "broken"),
         gate=outcome,
@@ -178,11 +178,16 @@ def assess(run: Run) -> Assessed:
         client=info.model_copy(update={"blocks": blocks}),
         warnings=list(run.warnings),
     )
+    # No result: a version measured nothing, or neither answered once (one that fails
+    # every request beside one that answers is a verdict: failures decide first).
+    stats = (sides["a"].stats, sides["b"].stats)
+    unmeasured = any(v.requests == 0 for v in stats)
+    unanswered = all(v.requests == v.failures for v in stats)
     failure = None
-    if broken is None and (sides["a"].stats.requests == 0 or sides["b"].stats.requests == 0):
+    if broken is None and (unmeasured or unanswered):
         failure = RunFailed(
-            f"a version has no measured request ({run.stop_reason}); raw records are in "
-            f"{run.out_dir}"
+            f"{'a version has no measured request' if unmeasured else 'no version answered once'} "
+            f"({run.stop_reason}); raw records are in {run.out_dir}"
         )
     frames = {side: sides[side].rows for side in ("a", "b")}
     return Assessed(summary, frames, exit_code, failure)
