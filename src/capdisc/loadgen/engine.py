@@ -41,7 +41,7 @@ from capdisc.loadgen.plan import (
 )
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
-from capdisc.loadgen.state import SessionState
+from capdisc.loadgen.state import SessionState, nearest_rank
 from capdisc.loadgen.users import make_user_class
 from capdisc.records import RequestRecord, is_round
 from capdisc.rundir import RecordWriter
@@ -120,7 +120,7 @@ class _Progress:
         values = sorted(d for _, d, ok in self.recent if ok)
         if not values:
             return None
-        return values[min(len(values) - 1, math.ceil(0.95 * len(values)) - 1)]
+        return nearest_rank(values, 0.95)
 
 
 def run_session(

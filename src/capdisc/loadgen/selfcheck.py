@@ -16,7 +16,6 @@ call (``capdisc.strategies.client``); this module only measures.
 from __future__ import annotations
 
 import csv
-import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import gevent
 
+from capdisc.loadgen.state import nearest_rank
 from capdisc.records import ClientSample
 from capdisc.rundir import RecordWriter
 from capdisc.schema import ClientLoad
@@ -41,11 +41,6 @@ TICK_S = 0.1
 SAMPLE_S = 1.0
 CLIENT_MESSAGE = "capdisc_client"
 CLIENT_COLUMNS = ("ts", "process", "cpu", "lag_p95_ms", "lag_max_ms", "lags_ms")
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """The nearest-rank percentile of sorted ``values``."""
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 class Sampler:
@@ -100,7 +95,7 @@ class SelfCheck:
                     sample.ts,
                     sample.process,
                     sample.cpu,
-                    _percentile(lags, 0.95),
+                    nearest_rank(lags, 0.95),
                     lags[-1],
                     " ".join(f"{lag:g}" for lag in sample.lags_ms),
                 )
@@ -133,7 +128,7 @@ def client_load(samples: Iterable[ClientSample], start: float, end: float) -> Cl
         p: sorted(lag for s in ss for lag in s.lags_ms) or [0.0] for p, ss in by_process.items()
     }
     busiest = max(cpu, key=lambda p: (statistics.median(cpu[p]), p))
-    lagging = max(lags, key=lambda p: (_percentile(lags[p], 0.95), p))
+    lagging = max(lags, key=lambda p: (nearest_rank(lags[p], 0.95), p))
     return ClientLoad(
         processes=len(by_process),
         seconds=max(len(ss) for ss in by_process.values()),
@@ -142,7 +137,7 @@ def client_load(samples: Iterable[ClientSample], start: float, end: float) -> Cl
         cpu_mean=round(statistics.fmean(cpu[busiest]), 3),
         cpu_max=cpu[busiest][-1],
         lagging=lagging,
-        lag_p95_ms=_percentile(lags[lagging], 0.95),
+        lag_p95_ms=nearest_rank(lags[lagging], 0.95),
         lag_max_ms=lags[lagging][-1],
     )
 

@@ -7,9 +7,17 @@ patching with it), so that the engine's bookkeeping can be used and tested alone
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 
-__all__ = ["SessionState"]
+__all__ = ["SessionState", "nearest_rank"]
+
+
+def nearest_rank(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0..1) of sorted, non-empty ``ordered``: cheap
+    enough for the live figures of the load processes (the reported figures interpolate,
+    in :mod:`capdisc.metrics`)."""
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 class SessionState:

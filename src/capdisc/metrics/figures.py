@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from capdisc.metrics.frame import cut_mask, rounds, tasks
+from capdisc.metrics.pacing import late_after_ms, slips_ms
 from capdisc.records import ROUND_PREFIX
 from capdisc.schema import AtStop, Connections, Pacing, Spread, StepResult, TokenStats, VersionStats
 
 __all__ = [
-    "LATE_FLOOR_MS",
-    "LATE_SHARE_OF_INTERVAL",
     "at_stop",
     "connection_stats",
     "pacing_stats",
@@ -33,10 +32,6 @@ __all__ = [
     "version_stats",
 ]
 
-# A task is late when it started more than 5% of the interval after its schedule, and
-# never for less than 50 ms: below that, slip is scheduler jitter, not a busy user.
-LATE_SHARE_OF_INTERVAL = 0.05
-LATE_FLOOR_MS = 50.0
 
 _ROUND_NUMBER = re.compile(r"(\d+)\s*$")
 
@@ -64,11 +59,8 @@ def pacing_stats(tasks_df: pd.DataFrame, interval_s: float) -> Pacing:
     """How far tasks started after their schedule (constant pacing), in ms."""
     if tasks_df.empty:
         return Pacing()
-    slip = (tasks_df["ts_start"] - tasks_df["ts_scheduled"]).to_numpy(dtype="float64") * 1000.0
-    # A slightly negative slip is clock rounding, not a task started early.
-    slip = np.clip(slip, 0.0, None)
-    threshold = max(LATE_SHARE_OF_INTERVAL * interval_s * 1000.0, LATE_FLOOR_MS)
-    late = int((slip > threshold).sum())
+    slip = slips_ms(tasks_df)
+    late = int((slip > late_after_ms(interval_s)).sum())
     return Pacing(
         tasks=int(slip.size),
         late=late,

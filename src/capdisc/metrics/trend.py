@@ -33,6 +33,7 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as t_dist
 
+from capdisc.metrics.pacing import late_after_ms, slips_ms
 from capdisc.records import STOPPED_IN_FLIGHT, is_round
 
 __all__ = [
@@ -77,9 +78,7 @@ Z_WARN = 1.28
 EDGE_TASKS = 1
 # Below this many tasks an excess is never material, however small the step.
 MIN_MATERIAL_TASKS = 2
-# Pacing: a start this late is late (as in figures.pacing_stats); above this share fails.
-LATE_SHARE_OF_INTERVAL = 0.05
-LATE_FLOOR_MS = 50.0
+# Pacing: above this share of tasks started late (metrics.pacing) the step fails.
 MAX_LATE_SHARE = 0.10
 _Z_TREND = float(norm.ppf(0.5 + TREND_CONFIDENCE / 2))
 # One-sided 95 % for the upper bound of the mean in flight (an idle server).
@@ -397,8 +396,8 @@ def throughput_deficit(
 
 def lateness(tasks_df: pd.DataFrame, *, interval_s: float) -> Lateness:
     """Share of tasks that started late: above 10 % (and 2 tasks) pacing was not held."""
-    slip_ms = (tasks_df["ts_start"] - tasks_df["ts_scheduled"]).to_numpy(dtype="float64") * 1000.0
-    slack = max(LATE_SHARE_OF_INTERVAL * interval_s * 1000.0, LATE_FLOOR_MS)
+    slip_ms = slips_ms(tasks_df)
+    slack = late_after_ms(interval_s)
     late = int((slip_ms > slack).sum())
     share = late / slip_ms.size if slip_ms.size else 0.0
     failed = share > MAX_LATE_SHARE and late >= MIN_MATERIAL_TASKS
