@@ -123,7 +123,7 @@ def test_same_target_twice_is_never_a_difference(tmp_path: Path) -> None:
 
 
 def test_drift_is_no_difference(start_simulator: StartSimulator, tmp_path: Path) -> None:
-    """Case 2 (issue 13): A/A on one server slowing down +200% a minute.
+    """A/A on one server slowing down +200% a minute.
 
     In A B A B order B always ran later and was called slower; in A B B A pairs the
     drift cancels and only widens the interval.
@@ -141,7 +141,7 @@ def test_drift_is_no_difference(start_simulator: StartSimulator, tmp_path: Path)
 def test_overload_gives_no_verdict_and_the_gate_says_inconclusive(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """Cases 4 and 5 (issue 13): a server that cannot keep up on both sides (A/A).
+    """a server that cannot keep up on both sides (A/A).
 
     8 users every 0.5 s offer 16 req/s to one slot of 100 ms (10 req/s): each side
     achieves about 10 and starts its tasks late. No verdict, the reason says why, and

@@ -94,7 +94,7 @@ def test_stream_with_two_workers_matches_ground_truth(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
     """A comparison on workers: every stream the target served is one row, and the
-    users of both versions ran on both workers (case 1 of issue 13: users numbered
+    users of both versions ran on both workers (users numbered
     from 1,000,000 x the worker's index, never 1..N in the master)."""
     sim = start_simulator(slots=16, prefill_ms=10, per_token_ms=2, output_tokens=10)
     result = run_capdisc(

@@ -180,7 +180,7 @@ def started_in(rows: list[dict[str, Any]], start: float, end: float) -> list[dic
     return [r for r in rows if start <= float(r["ts_start"]) < end]
 
 
-# --- case 1: a step measures only once exactly its users are running ------------------------
+# --- a step measures only once exactly its users are running ------------------------
 
 
 def test_a_step_after_a_drain_runs_exactly_its_users(
@@ -218,7 +218,7 @@ def test_a_step_after_a_drain_runs_exactly_its_users(
     assert session_of(out)["warnings"] == []
 
 
-# --- case 2: every request belongs to the step in which it started -------------------------
+# --- every request belongs to the step in which it started -------------------------
 
 
 def test_requests_belong_to_the_step_they_started_in(
@@ -291,7 +291,7 @@ def test_a_step_decided_early_is_closed_at_once_its_requests_censored(
     assert second["censored_ms"] == []
 
 
-# --- case 3: requests cut at stop get a row -------------------------------------------------
+# --- requests cut at stop get a row -------------------------------------------------
 
 
 def test_requests_cut_at_stop_have_rows(start_simulator: StartSimulator, tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def unix(iso: str) -> float:
 def test_rows_of_a_worker_whose_clock_is_ahead_are_on_the_masters_clock(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    """Case 7 of issue 11: a worker 2 s ahead; its rows still end before they are read.
+    """a worker 2 s ahead; its rows still end before they are read.
 
     Without the correction every row would be 2 s in the future when requests.csv
     shows it (rows reach the file within about a second of their end).
@@ -134,7 +134,7 @@ def test_ctrl_c_in_the_terminal_keeps_the_rows_of_requests_in_flight(
 ) -> None:
     """Ctrl+C reaches the terminal's whole process group: the local workers do not die
     with their requests in flight; each request the target got is one row, those
-    that outlast the stop timeout (5 s) as ``stopped in flight`` (case 3 of issue 11)."""
+    that outlast the stop timeout (5 s) as ``stopped in flight``."""
     sim = start_simulator(slots=16, prefill_ms=service_ms, per_token_ms=1, output_tokens=5)
     out, log = tmp_path / "run", tmp_path / "stderr.txt"
     args = batch_args(

@@ -1,5 +1,5 @@
 """Worker clock offsets measured by ping/pong, and what a worker sends put on the
-master's clock (issue 11, case 7): :mod:`capdisc.loadgen.clocks` alone, no Locust.
+master's clock: :mod:`capdisc.loadgen.clocks` alone, no Locust.
 
 The same behaviour in real distributed runs is in ``tests/e2e/test_worker_clock.py``.
 """

@@ -131,7 +131,7 @@ def test_b_faster_and_equivalent() -> None:
 
 
 def test_drift_cancels_in_abba_pairs() -> None:
-    """Case 2 (issue 13): A/A on a server slowing +5% a minute, at the default scale.
+    """A/A on a server slowing +5% a minute, at the default scale.
 
     4-minute blocks of 1200 requests. In A B A B order B always runs later: analysed
     that way (even by the pairs), it is a false b_slower; the block bootstrap this
@@ -161,7 +161,7 @@ def test_block_effects_widen_the_interval_instead_of_fooling_it() -> None:
 
 
 def test_failures_are_never_faster() -> None:
-    """Case 3 (issue 13): B times out 30% of its requests but is 5% faster on the rest.
+    """B times out 30% of its requests but is 5% faster on the rest.
 
     Counting only successes called that b_faster. Failures rank slowest and their
     rate has its own interval: B is the slower one, and the gate fails it.
@@ -244,7 +244,7 @@ def test_fail_on_regression_uses_the_interval() -> None:
 
 
 def test_unequal_load_gives_no_verdict() -> None:
-    """Case 5 (issue 13): a side that did not get the offered load: inconclusive, and why."""
+    """a side that did not get the offered load: inconclusive, and why."""
     on_time = Pacing(tasks=100, late=2, late_share=0.02)
     late = Pacing(tasks=100, late=60, late_share=0.6)
     assert load_reasons("A", 8.0, 7.9, on_time) == []

@@ -85,7 +85,7 @@ def test_metric_verdict_compares_the_interval_with_the_margin() -> None:
 
 
 def test_a_first_token_regression_is_slower_though_the_median_is_faster() -> None:
-    """Case 1: B's TTFT +60%, end to end -4%. The median alone said b_faster."""
+    """B's TTFT +60%, end to end -4%. The median alone said b_faster."""
     a, b = streams(1, ttft=(200.0, 320.0), tpot=(10.0, 8.7))
     diff = compare_versions(a, b)
     assert diff.p50_ci95_pct is not None and diff.p50_ci95_pct[1] < 0  # the old verdict
@@ -99,7 +99,7 @@ def test_a_first_token_regression_is_slower_though_the_median_is_faster() -> Non
 
 
 def test_shorter_answers_are_not_faster_they_are_judged_per_token() -> None:
-    """Case 2: same speed per token, answers 25% shorter (96 vs 128 tokens).
+    """same speed per token, answers 25% shorter (96 vs 128 tokens).
 
     The median alone called B 24.7% faster. The length is checked, end-to-end times are
     compared per output token (equivalent), and the verdict says the answers differ.
@@ -118,7 +118,7 @@ def test_shorter_answers_are_not_faster_they_are_judged_per_token() -> None:
 
 
 def test_a_tail_regression_fails_the_gate() -> None:
-    """Case 3: 10% of B's requests twice as slow: p95 +77%, median about +1%.
+    """10% of B's requests twice as slow: p95 +77%, median about +1%.
 
     ``--fail-on-regression 5`` used to pass it (exit 0): the p95 now gates.
     """
@@ -132,7 +132,7 @@ def test_a_tail_regression_fails_the_gate() -> None:
 
 
 def test_a_version_failing_a_third_is_slower_not_inconclusive() -> None:
-    """Case 4: B fails 33.6% of its requests and is 4% faster on the rest: b_slower,
+    """B fails 33.6% of its requests and is 4% faster on the rest: b_slower,
     exit 1 under the gate (it was inconclusive, exit 5)."""
     a, b = streams(4, tpot=(10.0, 9.6), b_fail=0.336)
     diff = compare_versions(a, b, gate_limits=GATE_5)

@@ -1,9 +1,9 @@
 """Overload tests of a step (capdisc.metrics.trend), on hand-made rows and on a queue model.
 
-The model (queue_model.py) has an exact capacity, so each case of issue 11 is checked
-over 20 seeds: at capacity a step must not fail, past it must not pass (case 4), a
-healthy step must not fail on throughput noise (case 5), and a batching server's
-stationary noise must not read as a climb (case 8).
+The model (queue_model.py) has an exact capacity, so each overload case is checked
+over 20 seeds: at capacity a step must not fail, past it must not pass, a
+healthy step must not fail on throughput noise, and a batching server's
+stationary noise must not read as a climb.
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from capdisc.metrics.trend import (
 from tests.unit.metrics.queue_model import T0, Server, Step, simulate
 
 SEEDS = range(20)
-# Issue 11, case 4: 4 slots x 5 s at 20 s pacing sustain exactly 16 users.
+# 4 slots x 5 s at 20 s pacing sustain exactly 16 users.
 QUEUE = Server(slots=4, service_s=5.0)
-# Case 8: latency doubles from 1 to 4 busy slots, +-30 % noise; 8 users at 2 s pacing fill it.
+# latency doubles from 1 to 4 busy slots, +-30 % noise; 8 users at 2 s pacing fill it.
 BATCHING = Server(slots=4, service_s=0.5, jitter=0.3, batching=1 / 3)
 LIGHT = Server(slots=4, service_s=2.0, jitter=0.3)
-# The speed anchor of issue 11: 4 slots x 0.4 s, 20 users at 2 s pacing.
+# The discovery benchmark's speed anchor: 4 slots x 0.4 s, 20 users at 2 s pacing.
 ANCHOR = Server(slots=4, service_s=0.4, jitter=0.05)
 
 
 def latency_growth(tasks_df: pd.DataFrame) -> float | None:
-    """The earlier rule (before issue 11), kept here to show what it got wrong: the
+    """The earlier rule (the halves rule), kept here to show what it got wrong: the
     later half's median duration over the first half's, minus one."""
     ok = tasks_df[tasks_df["ok"] == 1].sort_values("ts_start")
     half = len(ok) // 2
@@ -127,7 +127,7 @@ def test_model_reports_in_flight_tasks_as_censored_with_their_age() -> None:
     assert (step.tasks["ts_end"] < step.window_end).all()
 
 
-# -- case 4: overload that holds at exactly capacity ------------------------
+# -- overload that holds at exactly capacity ------------------------
 
 
 def test_at_capacity_never_fails_and_passes() -> None:
@@ -241,7 +241,7 @@ def test_the_backlog_baseline_waits_until_every_user_is_in_its_cycle() -> None:
     assert all(e.backlog is not None and e.backlog.verdict == "pass" for e in later)
 
 
-# -- case 5: throughput judged against its own noise ------------------------
+# -- throughput judged against its own noise ------------------------
 
 
 @pytest.mark.parametrize("window_s", [40.0, 60.0])
@@ -259,7 +259,7 @@ def test_a_healthy_step_of_one_and_a_half_intervals_never_fails() -> None:
         assert evidence.throughput.noise_sd == pytest.approx((10 * 0.5 * 0.5) ** 0.5)
 
 
-# -- case 8: a batching server is not a queue --------------------------------
+# -- a batching server is not a queue --------------------------------
 
 
 @pytest.mark.parametrize("users", [6, 7, 8])  # 75 %, 88 %, 100 % of capacity

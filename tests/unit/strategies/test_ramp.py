@@ -245,7 +245,7 @@ def drive_scripted(planner: RampPlanner, passes: dict[int, list[bool]]) -> list[
 
 
 def test_a_level_seen_once_while_climbing_is_never_reported_as_confirmed() -> None:
-    """Case 6 of issue 11: 10 and 20 and 30 pass while climbing, 40 fails, then the
+    """10 and 20 and 30 pass while climbing, 40 fails, then the
     confirmations of 30 and 20 fail. 10 was never measured again: the search goes on
     below 20 and reports a level confirmed after the overload, with the interval."""
     planner = RampPlanner(settings(start_users=10, step_users=10))

@@ -1,4 +1,4 @@
-"""The simulator's overload faults and its batching noise, for issue 11's benchmark servers.
+"""The simulator's overload faults and its batching noise, for the discovery benchmark's servers.
 
 A server that fails slowly once overloaded (``overload_rps``, ``overload_queue``:
 HTTP 500 after ``overload_fail_after_s``) is tested as a real child process over
