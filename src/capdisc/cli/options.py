@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 
 from capdisc.settings import option_spec
 
@@ -102,7 +103,8 @@ def model_flags(
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
         info = typer.Option(
             *decls,
-            help=field.description or "",
+            # Help is rich markup: "[simulator]" or "N[:SD]" would vanish unescaped.
+            help=escape(field.description or ""),
             rich_help_panel=where,
             show_default=False,
             metavar=("DUR" if spec.duration else spec.metavar) if spec is not None else None,

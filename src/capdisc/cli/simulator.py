@@ -29,7 +29,7 @@ def simulator_serve(
         typer.Option(
             "--profile",
             "-p",
-            help="Take the [simulator] table of this profile.",
+            help="Take the \\[simulator] table of this profile.",
             show_default=False,
         ),
     ] = None,
