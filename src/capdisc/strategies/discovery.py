@@ -17,8 +17,9 @@ from capdisc.clients.prompts import prompt_source
 from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
-from capdisc.metrics.frame import read_records, tasks
+from capdisc.metrics.frame import records_frame, tasks
 from capdisc.profiles import Profile
+from capdisc.records import RequestRecord
 from capdisc.rundir import write_discovery_outputs
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
 from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load_settings
@@ -117,6 +118,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             workers=plan.workers,
             expect_workers=settings.expect_workers,
             master_bind=settings.master_bind,
+            keep_rows=True,
         ) as run:
             run.warnings.extend(plan.notes)
             if request.strategy == "stream" and planner.slo is None:
@@ -125,7 +127,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             run.close_records()
             run.write_report("report.html")
             return _write_outputs(
-                request, target.info(), planner, result, out_dir, run.warnings, plan
+                request, target.info(), planner, result, run.rows or [], out_dir, run.warnings, plan
             )
 
 
@@ -134,11 +136,13 @@ def _write_outputs(
     target_info: TargetInfo,
     planner: RampPlanner,
     result: SessionResult,
+    rows: list[RequestRecord],
     out_dir: Path,
     warnings: list[str],
     plan: ClientPlan,
 ) -> DiscoveryOutcome:
-    records = read_records(out_dir / "requests.csv")
+    # Every row of the run, as the run kept it (requests.csv is never read back).
+    records = records_frame(rows)
     task_rows = tasks(records)
     stop_reason: StopReason
     if result.stop_reason is None:
