@@ -11,7 +11,8 @@ role-only events, the finish event and the usage event are not content. Only the
 few events that are not content are looked at further: an error object fails the
 request with its message, and the usage (``usage`` of an OpenAI-compatible stream
 asked with ``stream_options.include_usage``, ``eval_count`` of Ollama's last line)
-gives the output and input tokens. Without usage, output tokens are the content
+gives the output and input tokens; a content event that also carries ``usage``
+(hosted APIs, vLLM's continuous usage stats) is read for it too. Without usage, output tokens are the content
 events, and the figure says it is estimated.
 
 Times: the first content event is the first token; the gaps between reads that
@@ -88,6 +89,9 @@ class StreamScanner:
             at = line.find(b'"content":"')
             if (at >= 0 and line[at + 11 : at + 12] != b'"') or _CONTENT(line):
                 content += 1
+                # Hosted APIs and vLLM's continuous usage put the usage on content events.
+                if b'"usage"' in line:
+                    self._usage(line[5:] if sse else line)
             else:
                 self._other(line[5:] if sse else line)
         if content:
@@ -107,16 +111,21 @@ class StreamScanner:
         if _ERROR(payload):
             self.error = _error_message(payload)
         elif b'"usage"' in payload or b'"eval_count"' in payload:
-            data = _object(payload)
-            if data is None:
-                return
-            usage = data.get("usage")
-            if isinstance(usage, dict):
-                self.output_tokens = _count(usage.get("completion_tokens"))
-                self.input_tokens = _count(usage.get("prompt_tokens"))
-            elif "eval_count" in data:
-                self.output_tokens = _count(data.get("eval_count"))
-                self.input_tokens = _count(data.get("prompt_eval_count"))
+            self._usage(payload)
+
+    def _usage(self, payload: bytes) -> None:
+        """The server's token counts, wherever they come (the latest wins: continuous
+        usage is cumulative)."""
+        data = _object(payload)
+        if data is None:
+            return
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            self.output_tokens = _count(usage.get("completion_tokens"))
+            self.input_tokens = _count(usage.get("prompt_tokens"))
+        elif "eval_count" in data:
+            self.output_tokens = _count(data.get("eval_count"))
+            self.input_tokens = _count(data.get("prompt_eval_count"))
 
     @property
     def estimated(self) -> bool:

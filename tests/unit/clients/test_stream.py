@@ -174,3 +174,21 @@ def test_ndjson_content_count_matches_the_lines_sent(texts: list[str]) -> None:
 def test_garbage_never_raises(body: bytes, sse: bool) -> None:
     """Property: arbitrary bytes are scanned, never a crash, never a negative count."""
     assert scan(body, sse=sse).content >= 0
+
+
+def test_usage_on_a_content_event_is_read() -> None:
+    """Hosted APIs and vLLM's continuous usage stats send ``usage`` on content events.
+
+    With 20 tokens per event, counting events made 5 tokens of 100 (TPOT 20x too high);
+    the server's cumulative count wins, the latest one.
+    """
+    events = [
+        {"choices": [{"delta": {"content": "word " * 20}}], "usage": {
+            "prompt_tokens": 12, "completion_tokens": 20 * (n + 1)}}
+        for n in range(5)
+    ]  # fmt: skip
+    body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events)
+    scanner = scan(body + b"data: [DONE]\n\n")
+    assert scanner.content == 5
+    assert (scanner.output_tokens, scanner.input_tokens) == (100, 12)
+    assert scanner.tokens == 100 and not scanner.estimated
