@@ -91,6 +91,9 @@ def test_version() -> None:
         (["compare", "stream", "v1", "v2", "--workers", "some"], "--workers"),
         (["discover", "batch", "--master-bind", "0.0.0.0"], "--master-bind"),
         (["calibrate", "--workload", "chat"], "--workload"),
+        # A streamed answer succeeds with more than 2 chunks: 2 tokens can never succeed.
+        (["discover", "stream", "--output-tokens", "2"], "--output-tokens 2"),
+        (["compare", "stream", "v1", "v2", "--max-tokens", "1"], "--max-tokens 1"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_flag(args: list[str], needle: str) -> None:

@@ -35,7 +35,15 @@ from typing import Any
 from capdisc.errors import UsageError
 from capdisc.settings import TokenCount, WorkloadSettings
 
-__all__ = ["SAMPLE_DATASET", "DatasetEntry", "PromptSource", "load_dataset", "prompt_source"]
+__all__ = [
+    "MIN_STREAM_TOKENS",
+    "SAMPLE_DATASET",
+    "DatasetEntry",
+    "PromptSource",
+    "load_dataset",
+    "prompt_source",
+    "refuse_hopeless_streams",
+]
 
 SAMPLE_DATASET = Path(__file__).resolve().parent / "data" / "sample.jsonl"
 
@@ -50,6 +58,8 @@ _WORD_TEXT = (
     "test data load user step list node file code page form text view note"
 )
 _WORDS = tuple(_WORD_TEXT.split())
+# A streamed answer succeeds with more than 2 content chunks: it needs 3 tokens at least.
+MIN_STREAM_TOKENS = 3
 
 
 @dataclass(frozen=True)
@@ -212,3 +222,30 @@ def prompt_source(
         seed=seed,
         _order=tuple(order),
     )
+
+
+def refuse_hopeless_streams(source: PromptSource) -> None:
+    """Refuse, in one line, a streamed workload that asks for too few tokens to succeed.
+
+    Success is more than 2 content chunks, so an answer of 2 tokens or fewer is a failure
+    however fast the server: the run would measure nothing but failures.
+    """
+    least = MIN_STREAM_TOKENS
+    if source.output_tokens is not None:
+        if source.output_tokens.mean < least:
+            raise UsageError(
+                f"--output-tokens {source.output_tokens.mean}: a streamed answer succeeds with "
+                f"more than 2 chunks; ask for {least} tokens or more"
+            )
+    elif source.entries:
+        for number, entry in enumerate(source.entries, start=1):
+            if entry.output_tokens is not None and entry.output_tokens < least:
+                raise UsageError(
+                    f"--dataset: entry {number} asks for {entry.output_tokens} output tokens: "
+                    f"a streamed answer succeeds with more than 2 chunks; ask for {least} or more"
+                )
+    if source.max_tokens < least and source.output_tokens is None and not source.entries:
+        raise UsageError(
+            f"--max-tokens {source.max_tokens}: a streamed answer succeeds with more than 2 "
+            f"chunks; ask for {least} tokens or more"
+        )

@@ -91,7 +91,7 @@ class StreamScanner:
                 content += 1
                 # Hosted APIs and vLLM's continuous usage put the usage on content events.
                 if b'"usage"' in line:
-                    self._usage(line[5:] if sse else line)
+                    self._take_usage(line[5:] if sse else line)
             else:
                 self._other(line[5:] if sse else line)
         if content:
@@ -111,9 +111,9 @@ class StreamScanner:
         if _ERROR(payload):
             self.error = _error_message(payload)
         elif b'"usage"' in payload or b'"eval_count"' in payload:
-            self._usage(payload)
+            self._take_usage(payload)
 
-    def _usage(self, payload: bytes) -> None:
+    def _take_usage(self, payload: bytes) -> None:
         """The server's token counts, wherever they come (the latest wins: continuous
         usage is cumulative)."""
         data = _object(payload)

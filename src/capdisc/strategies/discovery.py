@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from capdisc.clients.prompts import prompt_source
+from capdisc.clients.prompts import prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
@@ -92,6 +92,8 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     settings = request.settings
     config = request.profile.target
     prompts = prompt_source(request.workload, config.prompt, config.max_tokens, settings.seed)
+    if request.strategy == "stream":
+        refuse_hopeless_streams(prompts)
     cache = request.cache_dir or cache_dir(load_settings())
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from capdisc.clients.prompts import PromptSource, prompt_source
+from capdisc.clients.prompts import PromptSource, prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed, UsageError
 from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
@@ -187,6 +187,15 @@ def _prompt_stride(settings: CompareSettings, targets: Mapping[str, Target]) -> 
     return settings.users * (math.ceil(span / settings.interval) + 2)
 
 
+def _profile_prompts(request: CompareRequest) -> list[PromptSource]:
+    """Each live side's own prompt and max tokens (no workload option given)."""
+    return [
+        PromptSource(prompt=s.profile.target.prompt, max_tokens=s.profile.target.max_tokens)
+        for s in (request.a, request.b)
+        if s.profile is not None
+    ]
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -197,6 +206,8 @@ def run_compare(
     """Plan the client, run (or reuse) both versions, judge them and write every output once."""
     settings = request.settings
     prompts = request.prompts()  # a bad dataset is refused before anything starts
+    for source in [prompts] if prompts is not None else _profile_prompts(request):
+        refuse_hopeless_streams(source)
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
