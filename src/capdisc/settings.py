@@ -108,6 +108,25 @@ class TargetConfig(_Section):
         help="How to ask for exactly the output length: max_tokens alone (hosted APIs, "
         "Ollama's num_predict), plus min_tokens (vLLM) or plus ignore_eos (llama.cpp, vLLM).",
     )
+    server_metrics: str = option(
+        "auto",
+        panel="Target",
+        metavar="URL|auto|off",
+        help="The server's Prometheus metrics, read once a second by capdisc (never by the "
+        "users): auto tries the target's /metrics, URL reads that one, off reads none.",
+    )
+
+    @field_validator("server_metrics")
+    @classmethod
+    def _metrics_url(cls, value: str) -> str:
+        word = value.strip()
+        if word.lower() in ("auto", "off"):
+            return word.lower()
+        if not re.match(r"^https?://[^/\s]+", word):
+            raise ValueError("must be auto, off or an http:// or https:// URL")
+        if "@" in word.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials")
+        return word
 
     @field_validator("host")
     @classmethod

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from capdisc.durations import format_duration
 from capdisc.metrics.decision import METRIC_LABELS, metric_text
+from capdisc.reports.server import compare_server_line
 from capdisc.reports.terminal import (
     _MISSING,
     _int,
@@ -335,6 +336,9 @@ def render_comparison(summary: CompareSummary, console: Console) -> None:
         console.print(per_metric)
     style = _STYLES.get(summary.verdict, "bold")
     console.print(Text(verdict_line(summary), style=style), markup=False, soft_wrap=True)
+    server = compare_server_line(summary)
+    if server is not None:
+        console.print(server, markup=False, highlight=False, soft_wrap=True)
     details = statistics_line(summary)
     if details:
         console.print(details, markup=False, soft_wrap=True)

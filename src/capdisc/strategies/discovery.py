@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from capdisc.clients.prompts import prompt_source
 from capdisc.errors import RunFailed
@@ -25,8 +25,11 @@ from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load
 from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.ramp import RampPlanner
-from capdisc.strategies.session import open_target, prepare_run
+from capdisc.strategies.session import open_target, prepare_run, server_checks
 from capdisc.strategies.slo import slo_of
+
+if TYPE_CHECKING:
+    from capdisc.loadgen.context import RunContext
 
 __all__ = ["DiscoveryOutcome", "DiscoveryRequest", "run_discovery"]
 
@@ -94,7 +97,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     cache = request.cache_dir or cache_dir(load_settings())
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
-        out_dir = prepare_run(target, request.out_dir)
+        out_dir, metrics = prepare_run(target, request.out_dir, progress)
         from capdisc.loadgen.context import RunContext
 
         workload = Workload(
@@ -117,6 +120,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             workers=plan.workers,
             expect_workers=settings.expect_workers,
             master_bind=settings.master_bind,
+            server_metrics={target.label: metrics} if metrics is not None else None,
         ) as run:
             run.warnings.extend(plan.notes)
             if request.strategy == "stream" and planner.slo is None:
@@ -125,7 +129,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             run.close_records()
             run.write_report("report.html")
             return _write_outputs(
-                request, target.info(), planner, result, out_dir, run.warnings, plan
+                request, target.info(), planner, result, out_dir, run.warnings, plan, run
             )
 
 
@@ -137,8 +141,11 @@ def _write_outputs(
     out_dir: Path,
     warnings: list[str],
     plan: ClientPlan,
+    run: RunContext,
 ) -> DiscoveryOutcome:
     records = read_records(out_dir / "requests.csv")
+    servers, notes = server_checks(records, run.scrapers.values())
+    warnings.extend(n for n in notes if n not in warnings)
     task_rows = tasks(records)
     stop_reason: StopReason
     if result.stop_reason is None:
@@ -201,6 +208,7 @@ def _write_outputs(
             [str(r.index) for r in planner.results if r.client_bound],
             result.worker_clocks,
         ),
+        servers=servers,
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)
     failure = None
