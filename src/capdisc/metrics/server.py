@@ -86,9 +86,9 @@ def _excess(readings: Sequence[Reading], rows: pd.DataFrame) -> tuple[int, float
         if not held:
             continue
         # Ours in flight at some moment between sending the scrape and reading its
-        # answer: started before it was read, not ended before it was sent.
-        ours = int(np.searchsorted(starts, reading.ts, "left")) - int(
-            np.searchsorted(ends, reading.sent, "right")
+        # answer: started by the time it was read, not ended before it was sent.
+        ours = int(np.searchsorted(starts, reading.ts, "right")) - int(
+            np.searchsorted(ends, reading.sent, "left")
         )
         more = sum(held) - ours
         if more >= 1:
