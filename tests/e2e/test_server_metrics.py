@@ -138,6 +138,7 @@ def test_a_comparison_carries_them_per_block_and_version(
     answered = sum(r["status"] == "200" for r in rows_of(out))
     assert checks["requests"]["server"] == checks["requests"]["capdisc"] == answered
     assert "Server (vLLM): A ran" in result.stdout and "; B ran" in result.stdout
+    assert "Server (vLLM): A ran" in (out / "compare.md").read_text()
 
 
 def test_off_reads_nothing_and_an_unreadable_url_stops_before_any_load(
