@@ -149,6 +149,17 @@ def completions(before: float, after: float, preflights: int, max_tokens: int) -
     return (after - before - PREFLIGHT_TOKENS * preflights) / max_tokens
 
 
+def count_row(label: str, found: dict[str, Any]) -> tuple[str, str, str, str]:
+    """requests.csv successes beside the server's own completion count."""
+    same = abs(found["ok"] - found["server"]) < 0.5
+    return (
+        f"  {label}: requests.csv successes vs server completions",
+        f"{found['ok']:,}",
+        f"{found['server']:,.2f}",
+        "equal" if same else "DIFFER",
+    )
+
+
 def server_words(figures: dict[str, Any] | None) -> str:
     if not figures:
         return "-"
@@ -268,14 +279,7 @@ def main() -> int:
                     f"U* {u_star:.1f}: {error}",
                 )
             )
-            rows.append(
-                (
-                    f"  {kind}: requests.csv successes vs server completions",
-                    f"{found['ok']:,}",
-                    f"{found['server']:,.2f}",
-                    "equal" if abs(found["ok"] - found["server"]) < 0.5 else "DIFFER",
-                )
-            )
+            rows.append(count_row(kind, found))
             notes += found["warnings"]
             print(found["text"], file=sys.stderr)
         users = max(2, round(u_star * 0.5))
@@ -289,14 +293,7 @@ def main() -> int:
                 else "FALSE VERDICT",
             )
         )  # fmt: skip
-        rows.append(
-            (
-                "  A/A: requests.csv successes vs server completions",
-                f"{aa['ok']:,}",
-                f"{aa['server']:,.2f}",
-                "equal" if abs(aa["ok"] - aa["server"]) < 0.5 else "DIFFER",
-            )
-        )
+        rows.append(count_row("A/A", aa))
         notes += aa["warnings"]
         print(aa["text"], file=sys.stderr)
         with llama_server(args, "tiny", args.port_b) as tiny:
@@ -312,14 +309,7 @@ def main() -> int:
                 "b_faster expected: " + ("ok" if ab["summary"]["verdict"] == "b_faster" else "NO"),
             )
         )
-        rows.append(
-            (
-                "  A vs B: requests.csv successes vs server completions",
-                f"{ab['ok']:,}",
-                f"{ab['server']:,.2f}",
-                "equal" if abs(ab["ok"] - ab["server"]) < 0.5 else "DIFFER",
-            )
-        )
+        rows.append(count_row("A vs B", ab))
         notes += ab["warnings"]
         print(ab["text"], file=sys.stderr)
     print(f"\n{len(rows)} rows in {(time.monotonic() - started) / 60:.1f} min\n")
