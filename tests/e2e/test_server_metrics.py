@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -70,6 +71,36 @@ def test_every_step_carries_the_servers_figures_and_its_counts_match(
         scrapes = list(csv.DictReader(handle))
     assert len(scrapes) == server["scrapes"] >= 5
     assert summary["files"]["server_csv"] == "server.csv"
+
+
+def test_gauges_are_time_averages_even_when_users_repeat_whole_seconds(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """4 users of 250 ms requests every 1 s keep 1.0 in flight on average. A scraper on a
+    fixed second sees each user at the same point of its cycle every time (a constant
+    count, 0 to 4: on a real server, short requests read as never running); random gaps
+    between scrapes read the time average, as capdisc's own rows count it."""
+    sim = start_simulator(slots=8, prefill_ms=0, per_token_ms=25, output_tokens=10)
+    out = tmp_path / "run"
+    result = run_capdisc(
+        "discover", "batch", "--host", sim.base_url, "--model", "sim-llm",
+        "--start-users", "4", "--max-users", "4", "--step-duration", "15s",
+        "--interval", "1s", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (step,) = summary_of(out)["steps"]
+    start, end = step["window_start"], step["window_end"]
+    rows = [r for r in rows_of(out) if float(r["ts_end"]) > start and float(r["ts_start"]) < end]
+    ours = sum(min(float(r["ts_end"]), end) - max(float(r["ts_start"]), start) for r in rows) / (
+        end - start
+    )
+    assert abs(step["server"]["running_mean"] - ours) < 0.6, (step["server"], ours)
+    with (out / "server.csv").open() as handle:
+        scrapes = [row for row in csv.DictReader(handle) if start <= float(row["ts"]) <= end]
+    assert len({row["running"] for row in scrapes}) > 1  # not one phase of every cycle
+    times = [float(row["sent"]) for row in scrapes]
+    gaps = [b - a for a, b in pairwise(times)]
+    assert max(gaps) - min(gaps) > 0.3 and 0.7 < sum(gaps) / len(gaps) < 1.3
 
 
 def test_another_client_on_the_same_server_is_a_warning_twice(

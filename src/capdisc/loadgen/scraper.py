@@ -1,8 +1,13 @@
 """The server's own view during a run: its ``/metrics`` read about once a second.
 
 One :class:`ServerScraper` per endpoint runs as a greenlet in the master process (never
-in the load users, never on a worker), like the self-check sampler: a cheap GET a
-second, each reading kept in memory and written to ``server.csv`` as it comes. The run
+in the load users, never on a worker), like the self-check sampler: a cheap GET about
+once a second, each reading kept in memory and written to ``server.csv`` as it comes.
+The gaps between scrapes are drawn between 0.5 and 1.5 s: users paced at a whole
+number of seconds repeat their cycle exactly, and a scraper on a fixed second would
+see each of them at the same point of it every time (on a real llama.cpp server, 5
+users of 22 ms requests every second read as never running). Random gaps sample the
+gauges at every phase, so their means are the time averages. The run
 reads the endpoint once before any load and once after the last request, so its counters
 span the whole run. A scrape that fails or times out is counted and skipped; it never
 stops or slows the run. Each step or block gets :meth:`ServerScraper.figures` of its
@@ -11,6 +16,7 @@ window.
 
 from __future__ import annotations
 
+import random
 import time
 
 import gevent
@@ -24,6 +30,8 @@ from capdisc.servermetrics.figures import ServerFigures, window_figures
 __all__ = ["SERVER_COLUMNS", "ServerScraper"]
 
 SCRAPE_EVERY_S = 1.0
+# Each gap is drawn uniformly within this much of SCRAPE_EVERY_S (seeded: reproducible).
+_JITTER_S = 0.5
 # A bound on one run's scrapes (about 11 days at one a second).
 _MAX_SCRAPES = 1_000_000
 # Scrapes at least this far apart, even after one that overran its second.
@@ -43,6 +51,7 @@ class ServerScraper:
         self.versions: set[str] = set()
         self._greenlet: gevent.Greenlet | None = None
         self._client: httpx.Client | None = None
+        self._gaps = random.Random(0x5C12A9E)
 
     @property
     def family(self) -> str:
@@ -94,7 +103,7 @@ class ServerScraper:
     def _run(self) -> None:
         due = time.monotonic()
         for _ in range(_MAX_SCRAPES):
-            due += SCRAPE_EVERY_S
+            due += self._gaps.uniform(SCRAPE_EVERY_S - _JITTER_S, SCRAPE_EVERY_S + _JITTER_S)
             gevent.sleep(max(_MIN_GAP_S, due - time.monotonic()))
             due = max(due, time.monotonic() - SCRAPE_EVERY_S)  # no burst after a stall
             self.scrape()
