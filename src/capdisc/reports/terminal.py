@@ -44,9 +44,13 @@ _MINUS = "\u2212"  # a real minus sign: a hyphen next to a number reads as a das
 
 
 def format_ms(ms: float | None) -> str:
-    """Milliseconds as a person reads them: ``452 ms``, ``1.24 s``, ``12.5 s``, ``2m05s``."""
+    """Milliseconds as a person reads them: ``0.34 ms``, ``452 ms``, ``1.24 s``, ``12.5 s``,
+    ``2m05s``. Below a millisecond two significant digits (a fast server's time per token
+    is a fraction of one, never "0 ms")."""
     if ms is None or not math.isfinite(ms):
         return _MISSING
+    if 0 < ms < 0.995:
+        return f"{ms:.2g} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"
     seconds = ms / 1000

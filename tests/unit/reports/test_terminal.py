@@ -95,7 +95,16 @@ def discovery(**changes: object) -> DiscoverySummary:
 
 @pytest.mark.parametrize(
     ("ms", "text"),
-    [(None, "-"), (0.4, "0 ms"), (452.4, "452 ms"), (1240.0, "1.24 s"), (12_500, "12.5 s")],
+    [
+        (None, "-"),
+        (0.0, "0 ms"),
+        (0.34, "0.34 ms"),
+        (0.4, "0.4 ms"),
+        (0.996, "1 ms"),
+        (452.4, "452 ms"),
+        (1240.0, "1.24 s"),
+        (12_500, "12.5 s"),
+    ],
 )
 def test_format_ms(ms: float | None, text: str) -> None:
     """Milliseconds read as a person would say them."""
