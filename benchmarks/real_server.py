@@ -8,7 +8,10 @@ time (the server is very sensitive to other CPU use on a small machine):
    in flight, the best requests/s; paced users saturate it at about U* = that x
    ``--interval``;
 2. ``capdisc discover batch`` and ``discover stream`` (no SLO: judged like batch) on the
-   small model: the capacity found beside U*;
+   small model: the capacity found beside U*, and beside the server's own saturation
+   in that run (the most generated tokens per second its counter showed in a step that
+   did not pass, / ``--max-tokens`` x ``--interval``: streams cost it more, and the
+   machine's other load moves it);
 3. each run's ``requests.csv`` successes beside the server's own completion count: every
    answer runs to ``--max-tokens`` (a random model, EOS suppressed), so the increase of
    ``llamacpp:tokens_predicted_total`` over the run, less each preflight's 4 tokens,
@@ -198,10 +201,22 @@ def discover(kind: str, url: str, u_star: float, args: argparse.Namespace) -> di
         (s for s in reversed(summary["steps"]) if s["users"] == cap.get("users") and s["passed"]),
         None,
     )
+    # The server's own saturation in this very run: the most tokens per second its
+    # counter showed in a step that did not pass, in requests (every answer has
+    # max_tokens tokens), times the pacing interval.
+    busiest = max(
+        (
+            s["server"]["tokens_per_s"] or 0
+            for s in summary["steps"]
+            if s["server"] and not s["passed"]
+        ),
+        default=None,
+    )
     return {
         "code": code,
         "summary": summary,
         "capacity": cap,
+        "server_u_star": busiest / args.max_tokens * args.interval if busiest else None,
         "ok": successes(out),
         "server": completions(before, after, 1, args.max_tokens),
         "at_capacity": best["server"] if best else None,
@@ -246,7 +261,7 @@ def main() -> int:
     parser.add_argument("--step", type=float, default=10.0, help="discovery step seconds")
     parser.add_argument("--closed-requests", type=int, default=120)
     parser.add_argument("--compare-duration", type=float, default=40.0)
-    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=4)
     parser.add_argument(
         "--prompt", default="Explain in one paragraph why constant pacing matters in load tests."
     )
@@ -270,13 +285,20 @@ def main() -> int:
             cap = found["capacity"]
             users = cap.get("users")
             error = f"{(users - u_star) / u_star:+.0%}" if users else "-"
+            own = found["server_u_star"]
+            if own is not None:
+                inside = users is not None and users <= own < (cap.get("fail_users") or 1e9)
+                error += (
+                    f"; the server's own saturation in the run: {own:.1f} users "
+                    f"({'inside' if inside else 'OUTSIDE'} the interval)"
+                )
             rows.append(
                 (
                     f"discover {kind}, small",
                     f"{users} users ({cap.get('rps', 0):.1f} req/s), "
                     f"fails at {cap.get('fail_users')}; {found['capdisc_tps'] or 0:,.0f} tok/s",
                     server_words(found["at_capacity"]),
-                    f"U* {u_star:.1f}: {error}",
+                    f"closed-loop U* {u_star:.1f}: {error}",
                 )
             )
             rows.append(count_row(kind, found))
