@@ -179,6 +179,14 @@ STEP_COLUMNS = (
     "client_cpu_p50",
     "client_lag_p95_ms",
     "client_bound",
+    "server_running_mean",
+    "server_running_max",
+    "server_waiting_mean",
+    "server_waiting_max",
+    "server_kv_cache_max",
+    "server_tokens_per_s",
+    "server_preemptions",
+    "server_prefix_hit_rate",
     "verdict",
     "extensions",
     "measured_s",
@@ -233,7 +241,7 @@ def _write_steps(summary: DiscoverySummary, path: Path) -> None:
 
 def _step_row(s: StepResult) -> dict[str, object]:
     """One line of ``steps.csv`` (its columns are :data:`STEP_COLUMNS`, documented in the README)."""
-    good, tests = s.goodput, s.tests
+    good, tests, server = s.goodput, s.tests, s.server
     return {
         "index": s.index,
         "phase": s.phase,
@@ -264,6 +272,14 @@ def _step_row(s: StepResult) -> dict[str, object]:
         "client_cpu_p50": _num(s.client.cpu_p50 if s.client else None),
         "client_lag_p95_ms": _num(s.client.lag_p95_ms if s.client else None),
         "client_bound": int(s.client_bound),
+        "server_running_mean": _num(server.running_mean if server else None),
+        "server_running_max": _num(server.running_max if server else None),
+        "server_waiting_mean": _num(server.waiting_mean if server else None),
+        "server_waiting_max": _num(server.waiting_max if server else None),
+        "server_kv_cache_max": _num(server.kv_cache_max if server else None),
+        "server_tokens_per_s": _num(server.tokens_per_s if server else None),
+        "server_preemptions": _num(server.preemptions if server else None),
+        "server_prefix_hit_rate": _num(server.prefix_cache_hit_rate if server else None),
         "verdict": s.verdict or ("pass" if s.passed else "fail"),
         "extensions": s.extensions,
         "measured_s": _num(s.measured_s),
@@ -307,7 +323,14 @@ def write_discovery_outputs(
             plot_capacity(summary, out_dir / "capacity.png")
         except Exception as exc:  # a plot must never cost the result
             warnings.append(f"capacity.png not written: {exc}")
-    names = ["requests.csv", "client.csv", "steps.csv", "report.html", "capacity.png"]
+    names = [
+        "requests.csv",
+        "client.csv",
+        "server.csv",
+        "steps.csv",
+        "report.html",
+        "capacity.png",
+    ]
     files = _existing(out_dir, names)
     files["summary"] = "summary.json"
     summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
@@ -337,6 +360,7 @@ def write_compare_outputs(
     names = [
         "requests.csv",
         "client.csv",
+        "server.csv",
         "report-a.html",
         "report-b.html",
         "compare.png",

@@ -1,13 +1,14 @@
 """The shared schema of capdisc's results: ``summary.json``.
 
 Both ``metrics`` (which computes figures) and ``reports`` (which renders them)
-import this module; it imports nothing of capdisc's. (One row of ``requests.csv`` is
+import this module; it imports only the leaves it names. (One row of ``requests.csv`` is
 :class:`capdisc.records.RequestRecord`.) It holds:
 
 - :data:`StopReason`, the one set of reasons a run can end with;
 - the ``summary.json`` models, validated by pydantic: schema 1, and schema 2 for a
   discovery, schema 3 for a comparison (:data:`COMPARE_SCHEMA`; older ones still read).
-  A compared metric and a block are :mod:`capdisc.verdicts`'.
+  A compared metric and a block are :mod:`capdisc.verdicts`'; the server's own figures
+  (``server``, ``servers``) are :mod:`capdisc.servermetrics`'.
 
 The field names are public API (see the README); add fields freely, rename or remove
 them only with a schema bump and a CHANGELOG entry. Times are Unix epoch seconds;
@@ -22,6 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from capdisc.servermetrics.figures import ServerFigures, ServerInfo
 from capdisc.verdicts import BlockStats, GateOutcome, MetricDiff, Verdict
 
 __all__ = [
@@ -257,6 +259,7 @@ class StepResult(_Model):
     client: ClientLoad | None = None
     # capdisc itself was the limit: not a server verdict, and no capacity is reported.
     client_bound: bool = False
+    server: ServerFigures | None = None  # the server's own metrics (never the verdict)
 
 
 class Capacity(_Model):
@@ -378,6 +381,7 @@ class DiscoverySummary(_Model):
     pacing: Pacing = Field(default_factory=Pacing)
     tools: ToolsInfo | None = None
     client: ClientInfo | None = None
+    servers: list[ServerInfo] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
@@ -424,6 +428,7 @@ class VersionStats(_Model):
     goodput: Goodput | None = None
     # Schema 3: each measured block, with its overload and client checks.
     blocks: list[BlockStats] = Field(default_factory=list)
+    server: ServerFigures | None = None  # the server's own metrics over its blocks
 
 
 class VersionDiff(_Model):
@@ -491,6 +496,7 @@ class CompareSummary(_Model):
     broken: Literal["a", "b"] | None = None
     overloaded: list[Literal["a", "b"]] = Field(default_factory=list)
     client: ClientInfo | None = None
+    servers: list[ServerInfo] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 

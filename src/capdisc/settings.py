@@ -225,6 +225,26 @@ class TargetConfig(Section):
         """The body template of an api = "http" target (the default when none is given)."""
         return self.body if self.body is not None else DEFAULT_HTTP_BODY
 
+    server_metrics: str = option(
+        "auto",
+        panel="Target",
+        metavar="URL|auto|off",
+        help="The server's Prometheus metrics, read once a second by capdisc (never by the "
+        "users): auto tries the target's /metrics, URL reads that one, off reads none.",
+    )
+
+    @field_validator("server_metrics")
+    @classmethod
+    def _metrics_url(cls, value: str) -> str:
+        word = value.strip()
+        if word.lower() in ("auto", "off"):
+            return word.lower()
+        if not re.match(r"^https?://[^/\s]+", word):
+            raise ValueError("must be auto, off or an http:// or https:// URL")
+        if "@" in word.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials")
+        return word
+
     @field_validator("host")
     @classmethod
     def _http_url(cls, host: str | None) -> str | None:

@@ -1,6 +1,7 @@
 """The words of a comparison's verdict, and the models of one compared metric and one block.
 
-A leaf like :mod:`capdisc.schema` (which holds the summary that carries these): both
+A leaf like :mod:`capdisc.schema` (which holds the summary that carries these; a block also
+carries the server's own figures, :mod:`capdisc.servermetrics`): both
 ``metrics`` (which decides) and ``reports`` (which renders) import it.
 
 - :data:`Verdict`: the overall verdict of ``compare stream``;
@@ -17,6 +18,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from capdisc.servermetrics.figures import ServerFigures
 
 __all__ = [
     "DEFAULT_GATE",
@@ -95,3 +98,4 @@ class BlockStats(_Model):
     overload: Literal["pass", "fail", "inconclusive"] | None = None
     overload_reasons: list[str] = Field(default_factory=list)
     client_bound: bool = False
+    server: ServerFigures | None = None  # the server's own metrics over the window

@@ -4,20 +4,23 @@ Every strategy (and every benchmark) runs its Locust sessions through a
 :class:`RunContext`, so the run set-up is written once: the failure threshold and
 Ctrl+C/SIGTERM handling are shared by all sessions of the command, every row goes to
 the run directory's ``requests.csv`` as it happens (and every load process's CPU and
-loop lag to ``client.csv``, once a second), and whatever stops the run, the
-file is flushed and closed and the signal handlers are removed.
+loop lag to ``client.csv``, and the server's own metrics to ``server.csv``, once a
+second), and whatever stops the run, the file is flushed and closed and the signal
+handlers are removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+from capdisc.clients.server_metrics import MetricsEndpoint
 from capdisc.loadgen.control import RunControl
 from capdisc.loadgen.engine import ensure_file_limit, html_report, run_session
 from capdisc.loadgen.plan import ProgressSink, SessionResult, StepPlanner, Workload
+from capdisc.loadgen.scraper import SERVER_COLUMNS, ServerScraper
 from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
 from capdisc.loadgen.threshold import FailureThreshold
 from capdisc.records import RequestRecord
@@ -33,6 +36,9 @@ class RunContext:
     open-files limit); a limit that cannot be raised enough becomes a warning.
     ``threshold`` is how failures stop the run (default: ``failure_threshold``
     failures over the run); ``keep_rows`` keeps every row in :attr:`rows`.
+    ``server_metrics`` maps each version (``Workload.version``) to the ``/metrics`` page
+    read for it; one scraper reads each page, from before the first session to after
+    the last.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class RunContext:
         master_bind: str = "127.0.0.1:5557",
         threshold: FailureThreshold | None = None,
         keep_rows: bool = False,
+        server_metrics: Mapping[str, MetricsEndpoint] | None = None,
     ) -> None:
         if workers == "auto":  # the strategy resolves it from the client ceiling first
             raise ValueError("resolve --workers auto before the run (strategies.client)")
@@ -74,11 +81,30 @@ class RunContext:
         if client_name == records_name:
             client_name = f"client-{records_name}"
         self.selfcheck = SelfCheck(RecordWriter(out_dir / client_name, columns=CLIENT_COLUMNS))
+        # The server's own metrics (server.csv): one scraper per page, whichever
+        # versions it serves (an A/A comparison of one server reads it once).
+        self.scrapers: dict[str, ServerScraper] = {}
+        if server_metrics:
+            server_name = records_name.replace("requests", "server", 1)
+            if server_name == records_name:
+                server_name = f"server-{records_name}"
+            writer = RecordWriter(out_dir / server_name, columns=SERVER_COLUMNS)
+            for version, endpoint in server_metrics.items():
+                scraper = self.scrapers.setdefault(
+                    endpoint.url, ServerScraper(endpoint, writer=writer)
+                )
+                scraper.versions.add(version)
         self._handlers: list[Any] = []
 
     def __enter__(self) -> Self:
         self._handlers = self.control.install_signal_handlers()
+        for scraper in self.scrapers.values():
+            scraper.start()
         return self
+
+    def scraper_for(self, version: str) -> ServerScraper | None:
+        """The scraper of the page read for ``version`` (None: none is read)."""
+        return next((s for s in self.scrapers.values() if version in s.versions), None)
 
     def __exit__(
         self,
@@ -99,9 +125,14 @@ class RunContext:
         """
         if self.writer.closed:
             return
+        for scraper in self.scrapers.values():
+            scraper.stop()
         self.writer.close()
         if self.selfcheck.writer is not None:
             self.selfcheck.writer.close()
+        for scraper in self.scrapers.values():
+            if scraper.writer is not None:
+                scraper.writer.close()
         if self.writer.error is not None:
             self.warnings.append(f"requests.csv is incomplete: {self.writer.error.strerror}")
 
@@ -128,6 +159,7 @@ class RunContext:
             selfcheck=self.selfcheck,
             master_bind=self.master_bind,
             sink=self.rows.append if self.rows is not None else None,
+            server=self.scraper_for(workload.version),
         )
         self.sessions.append(result)
         self.warnings.extend(w for w in result.warnings if w not in self.warnings)

@@ -39,6 +39,7 @@ from capdisc.loadgen.plan import (
     StepPlanner,
     Workload,
 )
+from capdisc.loadgen.scraper import ServerScraper
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape
 from capdisc.loadgen.state import SessionState, nearest_rank
@@ -135,12 +136,14 @@ def run_session(
     selfcheck: SelfCheck | None = None,
     master_bind: str = "127.0.0.1:5557",
     sink: Callable[[RequestRecord], None] | None = None,
+    server: ServerScraper | None = None,
 ) -> SessionResult:
     """Run one Locust session until the planner, the threshold or a signal ends it.
 
     With ``workers`` (local processes) or ``expect_workers`` (``capdisc worker`` on
     other machines), this process is a Locust master and the users run on workers.
-    Each step reaches the planner with capdisc's own load in ``step.client``.
+    Each step reaches the planner with capdisc's own load in ``step.client``, and with
+    the server's own figures in ``step.server`` when ``server`` reads its metrics.
     ``sink`` receives every row as it is written (a command that keeps its rows).
     """
     logging.getLogger("locust").setLevel(logging.ERROR)
@@ -156,6 +159,7 @@ def run_session(
         distributed=distributed,
     )
     shape.selfcheck = selfcheck or shape.selfcheck
+    shape.server = server
     user_class = make_user_class(workload, state)
     env = Environment(
         user_classes=[user_class],

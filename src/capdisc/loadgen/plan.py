@@ -15,6 +15,7 @@ from typing import Literal, Protocol
 from capdisc.clients.prompts import PromptSource
 from capdisc.records import RequestRecord
 from capdisc.schema import ClientLoad, StopReason, WorkerClock
+from capdisc.servermetrics.figures import ServerFigures
 from capdisc.settings import ToolsSettings
 from capdisc.target import Target
 
@@ -96,6 +97,9 @@ class Step:
     # Filled by the engine before the planner reads the step: how hard capdisc's own
     # load processes worked over the window (None when they sent no sample).
     client: ClientLoad | None = None
+    # Filled likewise: the server's own figures over the window (None when it publishes
+    # no metrics capdisc reads, or no scrape fell in the window).
+    server: ServerFigures | None = None
 
 
 class StepPlanner(Protocol):

@@ -29,6 +29,7 @@ from locust import LoadTestShape
 from locust.user.task import LOCUST_STATE_STOPPING
 
 from capdisc.loadgen.plan import Step, StepPlanner
+from capdisc.loadgen.scraper import ServerScraper
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.state import SessionState
 from capdisc.records import RequestRecord, is_round
@@ -144,6 +145,8 @@ class PlannedShape(LoadTestShape):
         self.last_users = 0
         # capdisc's own load per window (loadgen.selfcheck); rows late from workers.
         self.selfcheck = SelfCheck()
+        # The server's own metrics per window, when it publishes them (loadgen.scraper).
+        self.server: ServerScraper | None = None
         self.rows_delay_s = 0.0
         # (time, step index) of every level applied, to stamp rows from remote workers.
         self.applied: list[tuple[float, int]] = []
@@ -318,6 +321,8 @@ class PlannedShape(LoadTestShape):
         step.in_flight_at_start = at_start.count if at_start is not None else None
         step.in_flight_at_end = at_end.count if at_end is not None else None
         step.client = self.selfcheck.load(step.window_start, min(now, step.window_end))
+        if self.server is not None:
+            step.server = self.server.figures(step.window_start, min(now, step.window_end))
 
     # -- helpers ------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from capdisc.reports.formatting import (
     goodput_text,
     slo_text,
 )
+from capdisc.reports.server import compare_server_line
 from capdisc.schema import CompareSummary, VersionStats
 from capdisc.verdicts import METRICS, MetricDiff
 
@@ -342,6 +343,9 @@ def render_comparison(summary: CompareSummary, console: Console) -> None:
         console.print(per_metric)
     style = _STYLES.get(summary.verdict, "bold")
     console.print(Text(verdict_line(summary), style=style), markup=False, soft_wrap=True)
+    server = compare_server_line(summary)
+    if server is not None:
+        console.print(server, markup=False, highlight=False, soft_wrap=True)
     details = statistics_line(summary)
     if details:
         console.print(details, markup=False, soft_wrap=True)

@@ -30,13 +30,16 @@ _MINUS = "\u2212"  # a real minus sign: a hyphen next to a number reads as a das
 
 
 def format_ms(ms: float | None) -> str:
-    """Milliseconds as a person reads them: ``0.35 ms``, ``7.2 ms``, ``452 ms``, ``1.24 s``,
-    ``12.5 s``, ``2m05s`` (a fast server's time per token is well under a millisecond)."""
+    """Milliseconds as a person reads them: ``0.34 ms``, ``7.2 ms``, ``452 ms``, ``1.24 s``,
+    ``12.5 s``, ``2m05s``: under a millisecond two significant digits (a fast server's
+    time per token is a fraction of one, never "0 ms"), under ten one decimal."""
     if ms is None or not math.isfinite(ms):
         return MISSING
-    if ms < 1:
-        return f"{ms:.2f} ms"
-    if ms < 10:
+    if ms == 0:
+        return "0 ms"
+    if 0 < ms < 0.995:
+        return f"{ms:.2g} ms"
+    if ms < 9.95:
         return f"{ms:.1f} ms"
     if ms < 1000:
         return f"{ms:.0f} ms"

@@ -18,6 +18,7 @@ from capdisc.reports.comparison import (
     verdict_line,
 )
 from capdisc.reports.formatting import format_p_value, format_pct
+from capdisc.reports.server import compare_server_line
 from capdisc.schema import CompareSummary
 
 __all__ = ["compare_markdown"]
@@ -104,6 +105,9 @@ def compare_markdown(summary: CompareSummary) -> str:
         ]
         lines += [f"| {' | '.join(_cell(c.strip()) for c in row)} |" for row in metrics]
     lines += ["", verdict_paragraph(summary)]
+    server = compare_server_line(summary)
+    if server is not None:  # what the servers said of themselves, beside the verdict
+        lines += ["", _cell(server) + "."]
     if summary.regression_limit_pct is not None or summary.gate is not None:
         lines += ["", _cell(regression_line(summary)) + "."]
     if summary.diff.design is None:  # schema 1

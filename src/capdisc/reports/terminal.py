@@ -23,6 +23,7 @@ from capdisc.reports.formatting import (
     goodput_text,
     slo_text,
 )
+from capdisc.reports.server import discovery_server_line
 from capdisc.schema import (
     Capacity,
     CompareSummary,
@@ -150,6 +151,9 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     style = "bold green" if summary.capacity else "bold red"
     # Result lines are soft-wrapped: the terminal folds them, a copy-paste gets one line.
     console.print(Text(capacity_line(summary), style=style), markup=False, soft_wrap=True)
+    server = discovery_server_line(summary)
+    if server is not None:
+        console.print(server, markup=False, highlight=False, soft_wrap=True)
     if slo is not None:
         line = f"SLO: {slo_text(slo)}"
         good = summary.capacity.goodput if summary.capacity else None

@@ -211,18 +211,22 @@ class Capacity:
         Returns the loop times of the start, of the end of prefill and of the end.
         """
         loop = asyncio.get_running_loop()
+        stats = self._stats
         prefill, per_token = self.service_times(prompt_tokens)
         start = loop.time()
         deadline = start + prefill
         if deadline > start:
             await asyncio.sleep(deadline - start)
         prefilled = loop.time()
+        stats.prompt_tokens += prompt_tokens or 0
         if per_token <= 0:
             for first in range(0, tokens, _YIELD_EVERY_TOKENS):
                 if first:
                     await asyncio.sleep(0)
+                last = min(tokens, first + _YIELD_EVERY_TOKENS)
+                stats.generated_tokens += last - first
                 if emit is not None:
-                    emit(first, min(tokens, first + _YIELD_EVERY_TOKENS))
+                    emit(first, last)
                     if conn is not None and conn.write_paused:
                         await conn.drain()
             return start, prefilled, loop.time()
@@ -230,6 +234,7 @@ class Capacity:
         slots = self._slots
         min_sleep = _STREAM_MIN_SLEEP_S if emit is not None else _BATCH_MIN_SLEEP_S
         pending = 0  # first token generated but not yet written
+        counted = 0  # tokens generated and counted in the stats (before each wait)
         for i in range(tokens):
             # Scheduling on absolute deadlines absorbs timer overshoot and lets fast
             # tokens share one wake-up without changing the total time.
@@ -243,10 +248,16 @@ class Capacity:
                         await conn.drain()
                         ahead = deadline - loop.time()
                 if ahead > 0:
+                    stats.generated_tokens += i - counted
+                    counted = i
                     await asyncio.sleep(ahead)
         ahead = deadline - loop.time()
-        if ahead > 0:
+        if ahead > 0:  # the last token is being generated
+            done = max(tokens - 1, counted)
+            stats.generated_tokens += done - counted
+            counted = done
             await asyncio.sleep(ahead)
+        stats.generated_tokens += tokens - counted
         if emit is not None and pending < tokens:
             emit(pending, tokens)
         return start, prefilled, loop.time()

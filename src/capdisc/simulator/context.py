@@ -58,9 +58,11 @@ class Context:
             return prompt_tokens
         key = hashlib.blake2b(dumps(chat.messages).encode(), digest_size=16).digest()
         cache = self._prompts
+        self.stats.prompt_cache_queries += prompt_tokens
         if key in cache:
             cache.move_to_end(key)
             self.stats.prompt_cache_hits += 1
+            self.stats.prompt_cache_hit_tokens += prompt_tokens
             return None
         cache[key] = None
         if len(cache) > _PROMPT_CACHE_SIZE:

@@ -1,8 +1,10 @@
-"""The small endpoints: model lists, health and the ground-truth counters.
+"""The small endpoints: model lists, health, the ground-truth counters and ``/metrics``.
 
 ``/v1/models`` (OpenAI) and ``/api/tags`` (Ollama) list the one configured model and
-need the API key when there is one; ``/health`` and ``/stats`` stay open, so that a
-test can observe a simulator whatever its faults, and are never counted as requests.
+need the API key when there is one; ``/health``, ``/stats`` and ``/metrics`` (the same
+state in Prometheus text, under vLLM's names) stay open, as vLLM's ``/metrics`` does,
+so that a test can observe a simulator whatever its faults, and are never counted as
+requests.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import hashlib
 
 from capdisc.simulator.bodies import dumps
 from capdisc.simulator.context import Context
+from capdisc.simulator.metrics import CONTENT_TYPE, metrics_text
 from capdisc.simulator.protocol import Connection, Request
 
 
 class Endpoints:
-    """Handlers of ``/v1/models``, ``/api/tags``, ``/health``, ``/stats`` and ``/stats/reset``."""
+    """Handlers of ``/v1/models``, ``/api/tags``, ``/health``, ``/stats``, ``/stats/reset``
+    and ``/metrics``."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -57,6 +61,10 @@ class Endpoints:
 
     async def get_stats(self, conn: Connection, request: Request) -> None:
         conn.send(200, dumps(self._ctx.stats.as_dict()).encode())
+
+    async def metrics(self, conn: Connection, request: Request) -> None:
+        text = metrics_text(self._ctx.stats, self._ctx.config)
+        conn.send(200, text.encode(), content_type=CONTENT_TYPE)
 
     async def reset_stats(self, conn: Connection, request: Request) -> None:
         self._ctx.stats.reset()

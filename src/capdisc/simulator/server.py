@@ -3,8 +3,8 @@
 It speaks enough of the OpenAI chat API (``/v1/chat/completions``, JSON and SSE) and
 of Ollama's native API (``/api/chat``, JSON and NDJSON) for capdisc to load-test it
 exactly as it would a real server, plus a server-orchestrated tool task
-(``/v1/agent/run``) and ground-truth counters (``/stats``) that tests compare with
-what capdisc measured.
+(``/v1/agent/run``) and ground-truth counters (``/stats``, and ``/metrics`` in
+Prometheus text under vLLM's names) that tests compare with what capdisc measured.
 
 :class:`SimulatorServer` only composes the parts and routes requests to them; each
 concern lives in one module:
@@ -86,6 +86,7 @@ class SimulatorServer:
             "/health": {"GET": small.health},
             "/stats": {"GET": small.get_stats},
             "/stats/reset": {"POST": small.reset_stats},
+            "/metrics": {"GET": small.metrics},
         }
 
     # --- lifecycle --------------------------------------------------------------

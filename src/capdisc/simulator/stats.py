@@ -27,7 +27,12 @@ class StatsSnapshot:
     ``tool_calls`` tool calls answered (agent rounds included); ``connections``
     accepted; ``connections_refused`` closed at once by ``max_connections``;
     ``dropped`` requests that arrived on a connection being closed (never read);
-    ``prompt_cache_hits`` requests whose prompt the prompt cache had seen.
+    ``prompt_cache_hits`` requests whose prompt the prompt cache had seen;
+    ``generated_tokens`` output tokens generated (reasoning included, counted as they are
+    generated, so a request cut short counts what it got); ``prompt_tokens`` prompt
+    tokens processed (a cached prompt's are not); ``prompt_cache_queries`` and
+    ``prompt_cache_hit_tokens`` the prompt tokens looked up in, and served from, the
+    prompt cache (``prompt_cache`` on). ``GET /metrics`` publishes them with vLLM's names.
     Gauges (kept by a reset): ``in_flight`` generation requests holding a slot or
     queued for one, ``active`` busy slots, ``queued`` waiting requests,
     ``overload_pending`` requests waiting for their slow 500 (not in ``in_flight``:
@@ -56,6 +61,10 @@ class StatsSnapshot:
     connections_refused: int = 0
     dropped: int = 0
     prompt_cache_hits: int = 0
+    generated_tokens: int = 0
+    prompt_tokens: int = 0
+    prompt_cache_queries: int = 0
+    prompt_cache_hit_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """Every field by name."""

@@ -32,8 +32,10 @@ from capdisc.schema import (
     WorkerClock,
     load_summary,
 )
+from capdisc.servermetrics.figures import combine
 from capdisc.settings import CompareSettings
 from capdisc.strategies.client import ClientPlan, client_bound_reason, client_info
+from capdisc.strategies.session import server_checks
 from capdisc.strategies.slo import slo_of
 from capdisc.verdicts import BlockStats
 
@@ -71,6 +73,8 @@ class Run:
     finished_at: str
     warnings: list[str]
     out_dir: Path
+    # The scrapers of the servers' own metrics (loadgen.scraper), one per page read.
+    scrapers: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +150,8 @@ def assess(run: Run) -> Assessed:
     for reason_line in _client_notes(bound, run):
         if reason_line not in run.warnings:
             run.warnings.append(reason_line)
+    servers, notes = server_checks(records, run.scrapers)
+    run.warnings.extend(n for n in notes if n not in run.warnings)
     info = client_info(run.plan, loads, list(bound), [c for b in run.blocks for c in b.clocks])
     blocks = {name: load for name, load, _ in loads if load is not None}
     summary = CompareSummary(
@@ -176,6 +182,7 @@ def assess(run: Run) -> Assessed:
         broken=broken,
         overloaded=overloaded,
         client=info.model_copy(update={"blocks": blocks}),
+        servers=servers,
         warnings=list(run.warnings),
     )
     # No result: a version measured nothing, or neither answered once (one that fails
@@ -240,6 +247,8 @@ def _live_side(
             cut=block.cut,
             client_bound=why is not None,
         )
+        if closed is not None and closed.server is not None:
+            figures = figures.model_copy(update={"server": closed.server})
         blocks.append(figures)
         loads.append((name, load, figures.chunks / max(end - start, 1e-9)))
     rows, censored = _censor(side, measured, run.warnings)
@@ -254,6 +263,7 @@ def _live_side(
             "offered_rps": offered,
             "achieved_rps": achieved,
             "blocks": blocks,
+            "server": combine([b.server for b in blocks]),
         }
     )
     unequal = load_reasons(side.upper(), offered, achieved, stats.pacing)
@@ -305,6 +315,7 @@ def _saved_side(side: str, label: str, saved_dir: Path, run: Run) -> _Side:
             "offered_rps": offered,
             "achieved_rps": achieved,
             "blocks": saved.blocks,
+            "server": saved.server,
         }
     )
     unequal = load_reasons(side.upper(), offered, achieved, stats.pacing)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from capdisc.clients.prompts import prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed
@@ -19,15 +19,17 @@ from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
 from capdisc.metrics.frame import records_frame, tasks
 from capdisc.profiles import Profile
-from capdisc.records import RequestRecord
 from capdisc.rundir import write_discovery_outputs
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
 from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load_settings
 from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.ramp import RampPlanner
-from capdisc.strategies.session import open_target, prepare_run
+from capdisc.strategies.session import open_target, prepare_run, server_checks
 from capdisc.strategies.slo import slo_of
+
+if TYPE_CHECKING:
+    from capdisc.loadgen.context import RunContext
 
 __all__ = ["DiscoveryOutcome", "DiscoveryRequest", "run_discovery"]
 
@@ -97,7 +99,9 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     cache = request.cache_dir or cache_dir(load_settings())
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
-        out_dir = prepare_run(target, request.out_dir, stream=request.strategy == "stream")
+        out_dir, metrics = prepare_run(
+            target, request.out_dir, progress, stream=request.strategy == "stream"
+        )
         from capdisc.loadgen.context import RunContext
 
         workload = Workload(
@@ -121,6 +125,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             expect_workers=settings.expect_workers,
             master_bind=settings.master_bind,
             keep_rows=True,
+            server_metrics={target.label: metrics} if metrics is not None else None,
         ) as run:
             run.warnings.extend(plan.notes)
             if request.strategy == "stream" and planner.slo is None:
@@ -129,7 +134,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             run.close_records()
             run.write_report("report.html")
             return _write_outputs(
-                request, target.info(), planner, result, run.rows or [], out_dir, run.warnings, plan
+                request, target.info(), planner, result, out_dir, run.warnings, plan, run
             )
 
 
@@ -138,13 +143,15 @@ def _write_outputs(
     target_info: TargetInfo,
     planner: RampPlanner,
     result: SessionResult,
-    rows: list[RequestRecord],
     out_dir: Path,
     warnings: list[str],
     plan: ClientPlan,
+    run: RunContext,
 ) -> DiscoveryOutcome:
     # Every row of the run, as the run kept it (requests.csv is never read back).
-    records = records_frame(rows)
+    records = records_frame(run.rows or [])
+    servers, notes = server_checks(records, run.scrapers.values())
+    warnings.extend(n for n in notes if n not in warnings)
     task_rows = tasks(records)
     stop_reason: StopReason
     if result.stop_reason is None:
@@ -207,6 +214,7 @@ def _write_outputs(
             [str(r.index) for r in planner.results if r.client_bound],
             result.worker_clocks,
         ),
+        servers=servers,
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)
     failure = None

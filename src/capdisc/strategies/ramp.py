@@ -31,6 +31,7 @@ from capdisc.metrics.trend import (
 )
 from capdisc.records import RequestRecord
 from capdisc.schema import Capacity, Slo, StepResult, StopReason
+from capdisc.servermetrics.figures import ServerFigures, combine
 from capdisc.settings import RampSettings
 from capdisc.strategies.verdict import judge_step
 
@@ -67,6 +68,8 @@ class _Open:
     in_flight_start: int | None
     in_flight_start_at: float
     extensions: int
+    # The server's figures of each window measured so far (an extension adds one).
+    server: list[ServerFigures | None]
 
 
 class RampPlanner:
@@ -212,9 +215,11 @@ class RampPlanner:
             in_flight_start_at=in_flight_start_at,
         )
         length = end - start
+        server = combine([*opened.server, step.server]) if opened is not None else step.server
         figures = figures.model_copy(
             update={
                 "client": step.client,
+                "server": server,
                 "goodput": goodput(measured, self.slo, length) if self.slo is not None else None,
                 "extensions": opened.extensions if opened is not None else 0,
                 "censored": figures.censored + len(censored_ms),
@@ -310,8 +315,10 @@ class RampPlanner:
                 in_flight_start=finished.in_flight_at_start,
                 in_flight_start_at=finished.window_start + finished.baseline_s,
                 extensions=0,
+                server=[],
             )
         opened.rows.extend(rows)
+        opened.server.append(finished.server)
         opened.extensions += 1
         self._index += 1
         phase: Literal["ramp", "refine", "confirm"] = (

@@ -3,20 +3,29 @@
 ``open_target`` starts the embedded simulator when the profile asks for one (and
 stops it afterwards, whatever happens); ``prepare_run`` checks the output
 directory before any load, imports the load engine (which patches the standard
-library), runs preflight and only then creates the run directory.
+library), runs preflight, finds the server's own metrics (``--server-metrics``) and
+only then creates the run directory. ``server_checks`` sums up, after the run, what
+each scraped ``/metrics`` page said against capdisc's rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from capdisc.loadgen.plan import ProgressSink
 from capdisc.profiles import Profile
 from capdisc.rundir import check_out_dir, create_out_dir
+from capdisc.servermetrics.figures import ServerInfo
 from capdisc.target import Target, target_from_profile
 
-__all__ = ["open_target", "prepare_run"]
+if TYPE_CHECKING:
+    from capdisc.clients.server_metrics import MetricsEndpoint
+    from capdisc.loadgen.scraper import ServerScraper
+
+__all__ = ["find_server_metrics", "open_target", "prepare_run", "server_checks"]
 
 
 @contextmanager
@@ -36,12 +45,51 @@ def load_engine() -> None:
     import capdisc.loadgen.engine  # noqa: F401
 
 
-def prepare_run(target: Target, out_dir: Path, *, stream: bool = False) -> Path:
-    """Check the output, the target (preflight, streamed with ``stream``), then create
-    the run directory."""
+def find_server_metrics(target: Target, progress: ProgressSink | None) -> MetricsEndpoint | None:
+    """The target's ``/metrics`` page to read during the run (``--server-metrics``), said
+    on the progress line; an explicit URL that cannot be read is ``TargetUnreachable``."""
+    from capdisc.clients.server_metrics import probe_server_metrics
+
+    endpoint, note = probe_server_metrics(target)
+    if progress is not None:
+        progress.message(note)
+    return endpoint
+
+
+def prepare_run(
+    target: Target, out_dir: Path, progress: ProgressSink | None = None, *, stream: bool = False
+) -> tuple[Path, MetricsEndpoint | None]:
+    """Check the output, the target (preflight, streamed with ``stream``) and its metrics,
+    then create the run directory; returns it with the metrics page to read (None: none)."""
     check_out_dir(out_dir)
     load_engine()
     from capdisc.clients.preflight import preflight
 
     preflight(target, stream=stream)
-    return create_out_dir(out_dir)
+    endpoint = find_server_metrics(target, progress)
+    return create_out_dir(out_dir), endpoint
+
+
+def server_checks(
+    frame: Any, scrapers: Iterable[ServerScraper]
+) -> tuple[list[ServerInfo], list[str]]:
+    """Each scraped page's summary and cross-checks against the run's rows (a records
+    frame), and the warnings they raise."""
+    from capdisc.metrics.server import check_server
+
+    infos: list[ServerInfo] = []
+    warnings: list[str] = []
+    for scraper in scrapers:
+        info, notes = check_server(
+            frame,
+            scraper.readings,
+            url=scraper.endpoint.url,
+            family=scraper.family,
+            label=scraper.endpoint.family.label,
+            versions=scraper.versions,
+            failed=scraper.failed,
+            last_error=scraper.last_error,
+        )
+        infos.append(info)
+        warnings.extend(notes)
+    return infos, warnings

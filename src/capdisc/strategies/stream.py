@@ -35,7 +35,7 @@ from capdisc.schema import CompareSummary, StopReason, WorkerClock, load_summary
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 from capdisc.strategies.client import Demand, plan_client
 from capdisc.strategies.compare_verdict import Block, Run, assess
-from capdisc.strategies.session import load_engine, open_target
+from capdisc.strategies.session import find_server_metrics, load_engine, open_target
 from capdisc.target import Target
 
 __all__ = ["CompareOutcome", "CompareRequest", "VersionSource", "resolve_source", "run_compare"]
@@ -236,6 +236,7 @@ def run_compare(
 
         for side in live:
             preflight(targets[side], stream=True)
+        metrics = {side: find_server_metrics(targets[side], progress) for side in live}
         out_dir = create_out_dir(request.out_dir)
         hold_s = _block_hold(settings)
         stride = _prompt_stride(settings, targets)
@@ -250,6 +251,7 @@ def run_compare(
             workers=settings.workers,
             expect_workers=settings.expect_workers,
             master_bind=settings.master_bind,
+            server_metrics={side: e for side, e in metrics.items() if e is not None},
         ) as run:
             for side, block in _block_order(settings, live):
                 workload = Workload(
@@ -296,6 +298,7 @@ def run_compare(
                     finished_at=_iso(finished),
                     warnings=run.warnings,
                     out_dir=out_dir,
+                    scrapers=list(run.scrapers.values()),
                 )
             )
             summary = write_compare_outputs(

@@ -92,7 +92,10 @@ def discovery(**changes: object) -> DiscoverySummary:
     ("ms", "text"),
     [
         (None, "-"),
-        (0.4, "0.40 ms"),
+        (0.0, "0 ms"),
+        (0.34, "0.34 ms"),
+        (0.4, "0.4 ms"),
+        (0.996, "1.0 ms"),
         (7.23, "7.2 ms"),
         (452.4, "452 ms"),
         (1240.0, "1.24 s"),
