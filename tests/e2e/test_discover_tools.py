@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,14 @@ def test_exactly_n_tool_calls_and_capacity(
     sim = start_simulator(
         slots=slots, prefill_ms=10, per_token_ms=10, output_tokens=9, jitter=0.05, seed=tools
     )
-    code, summary, stderr = run_tools(sim.base_url, tmp_path / "run", tools, interval)
+    for _attempt in range(2):
+        sim.reset_stats()
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
+        code, summary, stderr = run_tools(sim.base_url, tmp_path / "run", tools, interval)
+        # Once more when capdisc found itself the limit (a machine too busy to measure:
+        # capdisc rightly reports no capacity then).
+        if not any(s.get("client_bound") for s in summary.get("steps", [])):
+            break
     assert code == 0, stderr
     info = summary["tools"]
     assert info["per_task"] == tools and info["wrong_count"] == 0
