@@ -53,7 +53,7 @@ from capdisc.metrics.decision import decide
 from capdisc.profiles import Profile
 from capdisc.settings import CompareSettings, TargetConfig
 from capdisc.simulator.config import SimulatorConfig
-from capdisc.strategies.stream import CompareRequest, VersionSource, run_compare
+from capdisc.strategies.compare_stream import CompareRequest, VersionSource, run_compare
 
 DETECTION_TARGET = 0.90
 FALSE_TARGET = 0.05

@@ -64,7 +64,7 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
     from capdisc.loadgen.context import RunContext
     from capdisc.loadgen.plan import ProgressSnapshot, Workload
     from capdisc.settings import TargetConfig
-    from capdisc.strategies.stream import HoldPlanner
+    from capdisc.strategies.compare_stream import HoldPlanner
     from capdisc.target import Target
 
     class NullProgress:

@@ -52,7 +52,7 @@ def compare_stream(
     """
     from capdisc.settings import load_settings, resolve
     from capdisc.strategies.calibrate import cache_dir
-    from capdisc.strategies.stream import CompareRequest, resolve_source, run_compare
+    from capdisc.strategies.compare_stream import CompareRequest, resolve_source, run_compare
 
     env = load_settings()
     source_a = resolve_source(a, "a", env.profiles_dir, target)

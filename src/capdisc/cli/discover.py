@@ -70,7 +70,7 @@ def _discover(
     if strategy == "tools":
         from capdisc.strategies.tools import discover_tools as run
     elif strategy == "stream":
-        from capdisc.strategies.stream_capacity import discover_stream as run
+        from capdisc.strategies.discover_stream import discover_stream as run
     else:
         from capdisc.strategies.batch import discover_batch as run
     with progress_sink(quiet) as progress:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from capdisc.errors import ProfileError
-from capdisc.strategies.stream import resolve_source
+from capdisc.strategies.compare_stream import resolve_source
 
 
 def test_target_flags_apply_to_a_bare_url_and_to_a_profile() -> None:
