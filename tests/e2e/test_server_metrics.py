@@ -44,9 +44,12 @@ def test_every_step_carries_the_servers_figures_and_its_counts_match(
     assert [s["users"] for s in steps] == ["2", "6"]
     for step in steps:
         assert float(step["server_running_max"]) <= 2.0  # never more than its slots
-        assert 0.0 < float(step["server_kv_cache_max"]) <= 1.0
+        assert 0.0 <= float(step["server_kv_cache_max"]) <= 1.0
         assert float(step["server_tokens_per_s"]) > 0
         assert step["server_preemptions"] == "0"
+    # 2 users keep a slot busy 44% of the time: two scrapes may both find it idle. 6
+    # users keep both busy: every scrape sees the KV cache (its slots) full.
+    assert float(steps[1]["server_kv_cache_max"]) == 1.0
     assert float(steps[0]["server_waiting_max"]) <= 1.0
     assert float(steps[1]["server_waiting_max"]) >= 2.0  # 6 users queue on 2 slots
     summary = summary_of(out)
