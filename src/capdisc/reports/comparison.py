@@ -178,7 +178,12 @@ def _figure(metric: MetricDiff, value: float | None) -> str:
     return format_ms(value)
 
 
-_METRIC_VERDICTS = {"faster": "B faster", "slower": "B slower", "shorter": "B shorter"}
+_METRIC_VERDICTS = {
+    "faster": "B faster",
+    "slower": "B slower",
+    "shorter": "B shorter",
+    "longer": "B longer",
+}
 
 
 def metric_rows(summary: CompareSummary) -> list[tuple[str, str, str, str, str, str]]:
@@ -194,9 +199,9 @@ def metric_rows(summary: CompareSummary) -> list[tuple[str, str, str, str, str, 
         change = format_pct(metric.change, unit=unit, digits=2 if unit == " pt" else 1)
         if metric.ci95 is not None:
             change += f" [{_ci(metric.ci95, unit).replace(' .. ', ', ')}]"
-        verdict = _METRIC_VERDICTS.get(metric.verdict, metric.verdict.replace("longer", "B longer"))
-        if metric.note and metric.ci95 is None:
-            verdict += f" ({metric.note})" if metric.note.startswith("not compared") else ""
+        verdict = _METRIC_VERDICTS.get(metric.verdict, metric.verdict)
+        if metric.note.startswith("not compared"):
+            verdict = "not compared"
         rows.append(
             (
                 ("* " if metric.judged else "  ") + label,
