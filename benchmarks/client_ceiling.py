@@ -98,7 +98,7 @@ def _window_figures(
 
 def worker_capdisc(args: argparse.Namespace) -> dict[str, float]:
     from capdisc.loadgen.context import RunContext  # imports locust first: it patches
-    from capdisc.loadgen.plan import Step, Workload
+    from capdisc.loadgen.contract import Step, Workload
     from capdisc.settings import TargetConfig
     from capdisc.target import Target
 
@@ -158,7 +158,7 @@ def worker_bare(args: argparse.Namespace) -> dict[str, float]:
     from locust import FastHttpUser, task
     from locust.env import Environment
 
-    from capdisc.clients.wire import wire_format
+    from capdisc.apis.wire import wire_format
 
     _ = locust
     fmt = wire_format("openai")

@@ -65,7 +65,7 @@ def run_method(
 ) -> Outcome:
     """One discovery session with the method's ramp; returns its cost and its answer."""
     from capdisc.loadgen.context import RunContext
-    from capdisc.loadgen.plan import Workload
+    from capdisc.loadgen.contract import Workload
     from capdisc.settings import RampSettings
     from capdisc.strategies.ramp import RampPlanner
 

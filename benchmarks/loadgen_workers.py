@@ -62,7 +62,7 @@ def worker_capdisc(args: argparse.Namespace) -> dict[str, Any]:
     import gevent
 
     from capdisc.loadgen.context import RunContext
-    from capdisc.loadgen.plan import ProgressSnapshot, Workload
+    from capdisc.loadgen.contract import ProgressSnapshot, Workload
     from capdisc.settings import TargetConfig
     from capdisc.strategies.compare_stream import HoldPlanner
     from capdisc.target import Target
@@ -140,7 +140,7 @@ def worker_bare(args: argparse.Namespace) -> dict[str, Any]:
     from locust import FastHttpUser, task
     from locust.env import Environment
 
-    from capdisc.clients.wire import wire_format
+    from capdisc.apis.wire import wire_format
 
     _ = locust
     fmt = wire_format("openai")

@@ -1,7 +1,7 @@
 """What building a request's prompt costs the load generator, per request.
 
 capdisc builds each request's prompt lazily, when the request is sent, from a seeded
-generator (``clients.prompts.PromptSource.request``): nothing is prepared before a step
+generator (``apis.prompts.PromptSource.request``): nothing is prepared before a step
 and nothing is kept. This times, side by side in one run, building the messages and the
 JSON body of one request for the fixed prompt, synthetic prompts of several lengths and
 the shipped sample dataset, and prints the cost per request, the ratio to the fixed
@@ -16,8 +16,8 @@ import argparse
 import json
 import time
 
-from capdisc.clients.prompts import prompt_source
-from capdisc.clients.wire import wire_format
+from capdisc.apis.prompts import prompt_source
+from capdisc.apis.wire import wire_format
 from capdisc.settings import TokenCount, WorkloadSettings
 
 CASES: list[tuple[str, WorkloadSettings]] = [

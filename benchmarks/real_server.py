@@ -47,7 +47,7 @@ from typing import Any
 
 import httpx
 
-PREFLIGHT_TOKENS = 4  # capdisc's preflight asks for 4 tokens (clients/preflight.py)
+PREFLIGHT_TOKENS = 4  # capdisc's preflight asks for 4 tokens (apis/preflight.py)
 _START_TIMEOUT_S = 120.0
 
 

@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from capdisc.durations import format_duration
-from capdisc.loadgen.plan import ProgressSnapshot
+from capdisc.loadgen.contract import ProgressSnapshot
 
 __all__ = ["ConsoleProgress"]
 
@@ -38,7 +38,7 @@ def _line(s: ProgressSnapshot) -> Text:
 
 
 class ConsoleProgress:
-    """A :class:`~capdisc.loadgen.plan.ProgressSink` on stderr."""
+    """A :class:`~capdisc.loadgen.contract.ProgressSink` on stderr."""
 
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)

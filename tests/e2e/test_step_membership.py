@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 def drive(spec_path: str) -> None:
     """Run one session of scripted steps; write what the planner saw to ``steps.json``."""
     from capdisc.loadgen.context import RunContext  # imports locust first
-    from capdisc.loadgen.plan import Step, Workload
+    from capdisc.loadgen.contract import Step, Workload
     from capdisc.records import RequestRecord
     from capdisc.settings import TargetConfig
     from capdisc.target import Target

@@ -86,12 +86,12 @@ ALLOWED: dict[str, set[str]] = {
     "settings": {"durations", "errors", "fields", "templates", "verdicts"},
     "profiles": {"errors", "settings", "simulator"},
     "target": {"errors", "profiles", "records", "schema", "settings", "templates"},
-    "clients": {"errors", "servermetrics", "settings", "target", "templates"},
+    "apis": {"errors", "servermetrics", "settings", "target", "templates"},
     "metrics": {"errors", "records", "schema", "servermetrics", "verdicts"},
     "reports": {"durations", "metrics", "records", "schema", "servermetrics", "verdicts"},
     "rundir": {"errors", "records", "schema", "reports"},
     "loadgen": {
-        "clients",
+        "apis",
         "errors",
         "records",
         "rundir",
@@ -104,7 +104,7 @@ ALLOWED: dict[str, set[str]] = {
     "progress": {"durations", "loadgen"},
     "strategies": {
         "",  # the package root, for __version__ only (the client ceiling is cached per version)
-        "clients",
+        "apis",
         "durations",
         "errors",
         "loadgen",
@@ -236,7 +236,7 @@ def test_light_modules_stay_light() -> None:
     """The plain data of the engine and preflight load no renderer, simulator or pandas."""
     code = (
         "import sys\n"
-        "import capdisc.loadgen.plan, capdisc.clients.preflight, capdisc.profiles\n"
+        "import capdisc.loadgen.contract, capdisc.apis.preflight, capdisc.profiles\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
     result = subprocess.run(

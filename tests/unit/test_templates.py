@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from capdisc.clients.formats import format_for
-from capdisc.clients.http_api import HttpFormat
+from capdisc.apis.formats import format_for
+from capdisc.apis.http_api import HttpFormat
 from capdisc.errors import ProfileError, UsageError
 from capdisc.profiles import load_profile, plain_host_profile, with_target_overrides
 from capdisc.settings import TargetConfig

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from capdisc.cli.app import err, out
 
 if TYPE_CHECKING:
-    from capdisc.loadgen.plan import ProgressSink
+    from capdisc.loadgen.contract import ProgressSink
     from capdisc.profiles import Profile
     from capdisc.schema import Summary
     from capdisc.settings import Settings

@@ -53,7 +53,7 @@ def worker(
     processes). The worker learns the workload from the master; API keys are
     read from this machine's environment, never sent over the wire.
     """
-    from capdisc.strategies.session import load_engine
+    from capdisc.strategies.preparation import load_engine
 
     load_engine()
     from capdisc.loadgen.distributed import parse_master, run_worker

@@ -25,7 +25,7 @@ __all__ = [
     "CLOCK_WAIT_S",
     "PING_MESSAGE",
     "PONG_MESSAGE",
-    "WorkerClock",
+    "ClockOffset",
     "WorkerClocks",
     "WorkerInbox",
     "shift_row",
@@ -40,7 +40,7 @@ CLOCK_PINGS = 5
 CLOCK_WAIT_S = 5.0
 
 
-class WorkerClock(NamedTuple):
+class ClockOffset(NamedTuple):
     """How far one worker's clock was from the master's when it connected."""
 
     worker: int  # its index: its users are numbered from index x 1,000,000
@@ -119,10 +119,10 @@ class WorkerClocks:
         probe = self._probes.get(node_id)
         return probe.offset if probe is not None else 0.0
 
-    def clocks(self) -> list[WorkerClock]:
+    def clocks(self) -> list[ClockOffset]:
         """Every worker's measurement, by worker index."""
         return sorted(
-            WorkerClock(p.worker, node_id, round(p.offset, 6), _rounded(p.rtt), p.samples)
+            ClockOffset(p.worker, node_id, round(p.offset, 6), _rounded(p.rtt), p.samples)
             for node_id, p in self._probes.items()
         )
 

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from geventhttpclient.response import HTTPConnectionClosed, HTTPSocketPoolResponse
 
-__all__ = ["Connection", "Exchange", "Response"]
+__all__ = ["Exchange", "Response", "UserConnection"]
 
 # Errors of writing to a connection the server has closed.
 _CLOSED_WHILE_SENDING = (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ESHUTDOWN)
@@ -98,7 +98,7 @@ class Exchange:
         self.reconnects = reconnects
 
 
-class Connection:
+class UserConnection:
     """One connection (at most) to ``base_url``, for one user's requests in turn."""
 
     def __init__(

@@ -16,10 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-from capdisc.clients.server_metrics import MetricsEndpoint
+from capdisc.apis.server_metrics import MetricsEndpoint
+from capdisc.loadgen.contract import ProgressSink, SessionResult, StepPlanner, Workload
 from capdisc.loadgen.control import RunControl
 from capdisc.loadgen.engine import ensure_file_limit, html_report, run_session
-from capdisc.loadgen.plan import ProgressSink, SessionResult, StepPlanner, Workload
 from capdisc.loadgen.scraper import SERVER_COLUMNS, ServerScraper
 from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
 from capdisc.loadgen.threshold import FailureThreshold

@@ -38,10 +38,10 @@ from locust.env import Environment
 from locust.exception import RPCError, RPCSendError
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, WorkerRunner
 
-from capdisc.clients.prompts import DatasetEntry, PromptSource
+from capdisc.apis.prompts import DatasetEntry, PromptSource
 from capdisc.errors import UsageError
 from capdisc.loadgen.clocks import PING_MESSAGE, PONG_MESSAGE, shift_row
-from capdisc.loadgen.plan import Workload
+from capdisc.loadgen.contract import Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE, Sampler
 from capdisc.loadgen.state import SessionState
 from capdisc.loadgen.users import PacedUser, make_user_class

@@ -1,7 +1,7 @@
 """Drive embedded Locust through the steps a strategy plans, and stop it cleanly.
 
 One *session* is one Locust Environment against one target: the strategy's
-:class:`~capdisc.loadgen.plan.StepPlanner` is wrapped in a ``LoadTestShape``, every
+:class:`~capdisc.loadgen.contract.StepPlanner` is wrapped in a ``LoadTestShape``, every
 request's row goes to ``requests.csv`` as it happens, and the session ends when the
 planner is done, the failure threshold is reached, or the user presses Ctrl+C (or
 sends SIGTERM). In every case requests in flight get ``stop_timeout`` seconds to
@@ -30,15 +30,15 @@ import gevent.event
 from locust.env import Environment
 from locust.html import get_html_report
 
-from capdisc.loadgen.control import RunControl
-from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT
-from capdisc.loadgen.plan import (
+from capdisc.loadgen.contract import (
     ProgressSink,
     ProgressSnapshot,
     SessionResult,
     StepPlanner,
     Workload,
 )
+from capdisc.loadgen.control import RunControl
+from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT
 from capdisc.loadgen.scraper import ServerScraper
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.shape import PlannedShape

@@ -24,8 +24,8 @@ from locust.env import Environment
 from locust.exception import RPCError
 
 from capdisc.errors import UsageError
-from capdisc.loadgen.clocks import PONG_MESSAGE, WorkerClock, WorkerClocks, WorkerInbox
-from capdisc.loadgen.plan import ProgressSink, Workload
+from capdisc.loadgen.clocks import PONG_MESSAGE, ClockOffset, WorkerClocks, WorkerInbox
+from capdisc.loadgen.contract import ProgressSink, Workload
 from capdisc.loadgen.selfcheck import CLIENT_MESSAGE
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from capdisc.loadgen.shape import PlannedShape
 
 __all__ = [
-    "WorkerClock",
+    "ClockOffset",
     "WorkerClocks",
     "WorkerInbox",
     "notice_missing_workers",
@@ -53,7 +53,7 @@ _INBOX_ATTR = "capdisc_inbox"
 _NOTABLE_OFFSET_S = 0.01
 
 
-def worker_clocks(env: Environment) -> list[WorkerClock]:
+def worker_clocks(env: Environment) -> list[ClockOffset]:
     """The clock offsets measured by the master of ``env`` (a session's
     ``SessionResult.locust_env``); empty for a run without workers."""
     inbox = getattr(env.runner, _INBOX_ATTR, None)

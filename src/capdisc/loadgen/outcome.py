@@ -6,8 +6,8 @@ and turned into a :class:`~capdisc.records.RequestRecord` when it is reported.
 
 from __future__ import annotations
 
-from capdisc.clients.stream import StreamScanner
-from capdisc.clients.wire import Answer
+from capdisc.apis.stream import StreamScanner
+from capdisc.apis.wire import Answer
 from capdisc.records import STOPPED_IN_FLIGHT
 
 __all__ = ["STOPPED_IN_FLIGHT", "Outcome", "blank_or_count", "blank_or_ms"]

@@ -22,7 +22,7 @@ import time
 import gevent
 import httpx
 
-from capdisc.clients.server_metrics import SCRAPE_TIMEOUT_S, MetricsEndpoint, fetch_metrics
+from capdisc.apis.server_metrics import SCRAPE_TIMEOUT_S, MetricsEndpoint, fetch_metrics
 from capdisc.rundir import RecordWriter
 from capdisc.servermetrics.families import QUANTITIES, Reading, read_metrics
 from capdisc.servermetrics.figures import ServerFigures, window_figures

@@ -28,7 +28,7 @@ import gevent
 from locust import LoadTestShape
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from capdisc.loadgen.plan import Step, StepPlanner
+from capdisc.loadgen.contract import Step, StepPlanner
 from capdisc.loadgen.scraper import ServerScraper
 from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.state import SessionState

@@ -38,13 +38,13 @@ from locust import User, task
 from locust.exception import StopUser
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from capdisc.clients.events import dotted_value
-from capdisc.clients.formats import format_for
-from capdisc.clients.prompts import PromptSource
-from capdisc.clients.wire import Answer, WireFormat
-from capdisc.loadgen.connection import Connection
+from capdisc.apis.events import dotted_value
+from capdisc.apis.formats import format_for
+from capdisc.apis.prompts import PromptSource
+from capdisc.apis.wire import Answer, WireFormat
+from capdisc.loadgen.connection import UserConnection
+from capdisc.loadgen.contract import Workload
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
-from capdisc.loadgen.plan import Workload
 from capdisc.loadgen.state import SessionState
 from capdisc.records import ROUND_PREFIX, RequestRecord
 from capdisc.templates import SERVER_TOOLS_PLACEHOLDERS, Template, body_values
@@ -102,7 +102,7 @@ class PacedUser(User):
         # the tool round in flight (name, start), for the row of a cut.
         self._step = 0
         self._round: tuple[str, float] | None = None
-        self._conn: Connection | None = None
+        self._conn: UserConnection | None = None
         self._fire: Callable[..., Any] = environment.events.request.fire
         target = self.workload.target
         self._timeout = target.timeout_s
@@ -112,7 +112,7 @@ class PacedUser(User):
 
     def on_start(self) -> None:
         target = self.workload.target
-        self._conn = Connection(
+        self._conn = UserConnection(
             target.base_url, timeout_s=self._timeout, headers=target.auth_headers()
         )
         self._next_start = time.time() + self._rng.uniform(0.0, self.workload.interval_s)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from scipy.stats import t as t_dist
 
 from capdisc.metrics.pacing import late_after_ms, slips_ms
 from capdisc.records import STOPPED_IN_FLIGHT, is_round
+from capdisc.schema import TestVerdict
 
 __all__ = [
     "MATERIAL_OVERLOAD",
@@ -45,7 +46,6 @@ __all__ = [
     "Lateness",
     "Throughput",
     "Trend",
-    "Verdict",
     "backlog_growth",
     "busy_upper_bound",
     "fails_however_long",
@@ -55,8 +55,6 @@ __all__ = [
     "split_censored",
     "throughput_deficit",
 ]
-
-Verdict = Literal["pass", "fail", "inconclusive"]
 
 # The smallest overload worth failing a step for, as a share of the offered load. The
 # discovery must never confirm a level 5 % past capacity, so it sits well below that.
@@ -102,7 +100,7 @@ class Censored:
 class Trend:
     """Latency against start time within each user: slope in ms per second of the step."""
 
-    verdict: Verdict
+    verdict: TestVerdict
     reason: str
     tasks: int  # in the trend: completed plus censored with a known start
     pairs: int  # within-user pairs (the Kendall statistic's)
@@ -118,7 +116,7 @@ class Trend:
 class Backlog:
     """In flight at the window's end minus at its first count, against its noise."""
 
-    verdict: Verdict
+    verdict: TestVerdict
     reason: str
     at_start: int
     at_end: int
@@ -131,7 +129,7 @@ class Backlog:
 class Throughput:
     """Tasks started in the window against what the users offered, against its noise."""
 
-    verdict: Verdict
+    verdict: TestVerdict
     reason: str
     offered: float  # users x window / interval
     started: int
@@ -144,7 +142,7 @@ class Throughput:
 class Lateness:
     """Tasks that started later than pacing wanted by more than ``slack_ms``."""
 
-    verdict: Verdict
+    verdict: TestVerdict
     reason: str
     tasks: int
     late: int
@@ -156,7 +154,7 @@ class Lateness:
 class Evidence:
     """Every overload test of one step and their verdict: any fail fails, then inconclusive."""
 
-    verdict: Verdict
+    verdict: TestVerdict
     trend: Trend
     backlog: Backlog | None  # None when the in-flight counts were not given
     throughput: Throughput
@@ -244,7 +242,7 @@ def judge_evidence(
     throughput = throughput_deficit(started, users=users, window_s=length, interval_s=interval_s)
     late = lateness(window, interval_s=interval_s)
     verdicts = {t.verdict for t in (trend, backlog, throughput, late) if t is not None}
-    verdict: Verdict = (
+    verdict: TestVerdict = (
         "fail" if "fail" in verdicts else "inconclusive" if "inconclusive" in verdicts else "pass"
     )
     return Evidence(verdict, trend, backlog, throughput, late)
@@ -317,7 +315,7 @@ def latency_trend(
         reason = f"latency trend: under two users started two tasks in {length:.0f} s (extend)"
         return Trend("inconclusive", reason, int(y.size), 0, None, None, None, floor, None, median)
     limit = max(floor, MATERIAL_SHARE_OF_MEDIAN * median / length)
-    verdict: Verdict = "inconclusive"
+    verdict: TestVerdict = "inconclusive"
     if fit.low > limit and fit.kendall_z > _Z_TREND:
         verdict = "fail"
     elif fit.high < floor and not censored:
@@ -472,7 +470,7 @@ def _material(offered_tasks: float) -> float:
     return max(float(MIN_MATERIAL_TASKS), MATERIAL_OVERLOAD * offered_tasks)
 
 
-def _count_verdict(excess: float, noise_sd: float, material: float) -> Verdict:
+def _count_verdict(excess: float, noise_sd: float, material: float) -> TestVerdict:
     """Fail a material excess beyond Z_FAIL noise SDs; beyond Z_WARN it is inconclusive."""
     beyond_edge = excess - EDGE_TASKS
     if excess >= material and beyond_edge > Z_FAIL * noise_sd:

@@ -13,7 +13,7 @@ import asyncio
 from capdisc.simulator.bodies import Chat, dumps, json_object, opt_positive_int, opt_str
 from capdisc.simulator.context import Context
 from capdisc.simulator.errors import bad
-from capdisc.simulator.protocol import Connection, Request
+from capdisc.simulator.protocol import Request, ServerConnection
 from capdisc.simulator.text import join_text
 
 _MAX_AGENT_TOOL_CALLS = 1000
@@ -25,7 +25,7 @@ class AgentApi:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def run(self, conn: Connection, request: Request) -> None:
+    async def run(self, conn: ServerConnection, request: Request) -> None:
         ctx = self._ctx
         await ctx.enter_generation(request)
         body = json_object(request.body)

@@ -6,8 +6,8 @@ arrival order; a request that finds the queue full is answered 503 at once. A se
 request holds its slot for ``prefill_ms``, then ``per_token_ms`` per output token
 (stretched by ``slowdown_per_slot`` for every other busy slot), all scaled by one
 seeded jitter factor drawn per request and by ``1 + drift_per_min x minutes since
-the start``. :meth:`Capacity.service_times` decides a request's times;
-:meth:`Capacity.serve` spends them, handing tokens to an ``emit`` callback as they
+the start``. :meth:`SlotPool.service_times` decides a request's times;
+:meth:`SlotPool.serve` spends them, handing tokens to an ``emit`` callback as they
 are generated. Handlers own the answer's format, never its timing.
 """
 
@@ -97,7 +97,7 @@ class _Slots:
         self.active -= 1
 
 
-class Capacity:
+class SlotPool:
     """Slots, queue and service time of one simulator, kept in step with its stats.
 
     A generation request calls :meth:`admit` once (which may refuse it with 503),

@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from capdisc.simulator.auth import ApiKey, read_api_key
 from capdisc.simulator.bodies import Chat, dumps
-from capdisc.simulator.capacity import Capacity
+from capdisc.simulator.capacity import SlotPool
 from capdisc.simulator.config import SimulatorConfig
 from capdisc.simulator.faults import Faults
 from capdisc.simulator.protocol import Request
@@ -32,7 +32,7 @@ class Context:
         self.config = config
         self.stats = stats
         self.auth = ApiKey(read_api_key(config))
-        self.capacity = Capacity(config, stats)
+        self.capacity = SlotPool(config, stats)
         self.faults = Faults(config.faults, config.seed, stats, self.capacity)
         self.text = TextSource(config.seed)
         self._prompts: OrderedDict[bytes, None] = OrderedDict()

@@ -14,7 +14,7 @@ import hashlib
 from capdisc.simulator.bodies import dumps
 from capdisc.simulator.context import Context
 from capdisc.simulator.metrics import CONTENT_TYPE, metrics_text
-from capdisc.simulator.protocol import Connection, Request
+from capdisc.simulator.protocol import Request, ServerConnection
 
 
 class Endpoints:
@@ -24,7 +24,7 @@ class Endpoints:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def openai_models(self, conn: Connection, request: Request) -> None:
+    async def openai_models(self, conn: ServerConnection, request: Request) -> None:
         self._ctx.auth.check(request)
         body = {
             "object": "list",
@@ -39,7 +39,7 @@ class Endpoints:
         }
         conn.send(200, dumps(body).encode())
 
-    async def ollama_tags(self, conn: Connection, request: Request) -> None:
+    async def ollama_tags(self, conn: ServerConnection, request: Request) -> None:
         self._ctx.auth.check(request)
         name = self._ctx.config.model
         body = {
@@ -56,16 +56,16 @@ class Endpoints:
         }
         conn.send(200, dumps(body).encode())
 
-    async def health(self, conn: Connection, request: Request) -> None:
+    async def health(self, conn: ServerConnection, request: Request) -> None:
         conn.send(200, b'{"status":"ok"}')
 
-    async def get_stats(self, conn: Connection, request: Request) -> None:
+    async def get_stats(self, conn: ServerConnection, request: Request) -> None:
         conn.send(200, dumps(self._ctx.stats.as_dict()).encode())
 
-    async def metrics(self, conn: Connection, request: Request) -> None:
+    async def metrics(self, conn: ServerConnection, request: Request) -> None:
         text = metrics_text(self._ctx.stats, self._ctx.config)
         conn.send(200, text.encode(), content_type=CONTENT_TYPE)
 
-    async def reset_stats(self, conn: Connection, request: Request) -> None:
+    async def reset_stats(self, conn: ServerConnection, request: Request) -> None:
         self._ctx.stats.reset()
         conn.send(200, dumps(self._ctx.stats.as_dict()).encode())

@@ -30,14 +30,14 @@ from capdisc.simulator.errors import HttpError
 from capdisc.simulator.stats import StatsSnapshot
 
 if TYPE_CHECKING:  # protocol imports this module, and capacity imports protocol
-    from capdisc.simulator.capacity import Capacity
+    from capdisc.simulator.capacity import SlotPool
 
 
 class Faults:
     """The configured faults, and the state they need (a seeded draw, counts, arrivals)."""
 
     def __init__(
-        self, config: FaultConfig, seed: int, stats: StatsSnapshot, capacity: Capacity
+        self, config: FaultConfig, seed: int, stats: StatsSnapshot, capacity: SlotPool
     ) -> None:
         self._config = config
         self._stats = stats

@@ -29,7 +29,7 @@ from capdisc.simulator.bodies import (
 from capdisc.simulator.capacity import Emit
 from capdisc.simulator.context import Context
 from capdisc.simulator.errors import bad
-from capdisc.simulator.protocol import Connection, Request
+from capdisc.simulator.protocol import Request, ServerConnection
 from capdisc.simulator.streaming import content_emitter, split_emitter
 from capdisc.simulator.text import count_prompt_tokens, join_text, word_pieces
 
@@ -47,7 +47,7 @@ class OllamaApi:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def chat(self, conn: Connection, request: Request) -> None:
+    async def chat(self, conn: ServerConnection, request: Request) -> None:
         ctx = self._ctx
         await ctx.enter_generation(request)
         received = asyncio.get_running_loop().time()
@@ -133,7 +133,7 @@ class OllamaApi:
 
     async def _stream(
         self,
-        conn: Connection,
+        conn: ServerConnection,
         ids: list[int],
         reasoning: int,
         content: bool,

@@ -35,7 +35,7 @@ from capdisc.simulator.bodies import (
 from capdisc.simulator.capacity import Emit
 from capdisc.simulator.context import Context
 from capdisc.simulator.errors import bad
-from capdisc.simulator.protocol import Connection, Request
+from capdisc.simulator.protocol import Request, ServerConnection
 from capdisc.simulator.stats import StatsSnapshot
 from capdisc.simulator.streaming import chunk, content_emitter, split_emitter
 from capdisc.simulator.text import (
@@ -58,7 +58,7 @@ class OpenAIApi:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    async def chat(self, conn: Connection, request: Request) -> None:
+    async def chat(self, conn: ServerConnection, request: Request) -> None:
         ctx = self._ctx
         await ctx.enter_generation(request)
         config = ctx.config
@@ -144,7 +144,7 @@ class OpenAIApi:
 
     async def _stream(
         self,
-        conn: Connection,
+        conn: ServerConnection,
         chat: Chat,
         ids: list[int],
         reasoning: int,
@@ -213,7 +213,7 @@ def _usage(prompt_tokens: int, completion_tokens: int, reasoning: int) -> dict[s
 
 
 def _tool_emitter(
-    conn: Connection,
+    conn: ServerConnection,
     stats: StatsSnapshot,
     common: bytes,
     first_role: bytes,

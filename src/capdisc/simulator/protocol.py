@@ -7,7 +7,7 @@ per streamed token is CPU that the load generator cannot use. A framework stack
 here each chunk is one pre-built byte string and one ``transport.write``.
 ``benchmarks/simulator.py`` keeps that honest.
 
-A :class:`Connection` reads one request at a time (pipelined ones wait in its buffer),
+A :class:`ServerConnection` reads one request at a time (pipelined ones wait in its buffer),
 runs the handler the server routes it to as a task, and decides afterwards whether
 the connection stays open. Answers are complete (``send``, with Content-Length) or
 chunked (``start_chunked``, then ``write`` of ready-framed chunks).
@@ -60,7 +60,7 @@ class Request:
     keep_alive: bool
 
 
-Handler = Callable[["Connection", Request], Awaitable[None]]
+Handler = Callable[["ServerConnection", Request], Awaitable[None]]
 """Answers one request on its connection, or raises :class:`HttpError`."""
 
 
@@ -76,9 +76,9 @@ class Site(Protocol):
     @property
     def faults(self) -> Faults: ...
 
-    async def dispatch(self, conn: Connection, request: Request) -> None: ...
+    async def dispatch(self, conn: ServerConnection, request: Request) -> None: ...
 
-    def forget(self, conn: Connection) -> None: ...
+    def forget(self, conn: ServerConnection) -> None: ...
 
 
 def log_exception(where: str) -> None:
@@ -87,7 +87,7 @@ def log_exception(where: str) -> None:
     sys.stderr.flush()
 
 
-class Connection(asyncio.Protocol):
+class ServerConnection(asyncio.Protocol):
     """One client connection: parses requests one at a time and runs their handler."""
 
     def __init__(self, site: Site) -> None:

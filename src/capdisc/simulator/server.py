@@ -36,7 +36,7 @@ from capdisc.simulator.errors import HttpError
 from capdisc.simulator.faults import Faults
 from capdisc.simulator.ollama_api import OllamaApi
 from capdisc.simulator.openai_api import OpenAIApi
-from capdisc.simulator.protocol import Connection, Handler, Request, log_exception
+from capdisc.simulator.protocol import Handler, Request, ServerConnection, log_exception
 from capdisc.simulator.request_head import MAX_BODY_BYTES
 from capdisc.simulator.stats import StatsSnapshot
 
@@ -71,7 +71,7 @@ class SimulatorServer:
         self.faults: Faults = ctx.faults
         self.closing = config.connections
         self._server: asyncio.Server | None = None
-        self._connections: set[Connection] = set()
+        self._connections: set[ServerConnection] = set()
         self.base_url = ""
         openai = OpenAIApi(ctx)
         ollama = OllamaApi(ctx)
@@ -102,8 +102,8 @@ class SimulatorServer:
         self.base_url = format_base_url(host, int(sockname[1]))
         return self.base_url
 
-    def _make_connection(self) -> Connection:
-        conn = Connection(self)
+    def _make_connection(self) -> ServerConnection:
+        conn = ServerConnection(self)
         self._connections.add(conn)
         return conn
 
@@ -124,11 +124,11 @@ class SimulatorServer:
 
     # --- routing ----------------------------------------------------------------
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: ServerConnection) -> None:
         """A connection has closed."""
         self._connections.discard(conn)
 
-    async def dispatch(self, conn: Connection, request: Request) -> None:
+    async def dispatch(self, conn: ServerConnection, request: Request) -> None:
         """Run the handler of one request."""
         methods = self._routes.get(request.path)
         if methods is None:

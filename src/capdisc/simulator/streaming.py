@@ -14,7 +14,7 @@ joins the emitters of the two runs into one over the answer's token positions.
 from __future__ import annotations
 
 from capdisc.simulator.capacity import Emit
-from capdisc.simulator.protocol import Connection
+from capdisc.simulator.protocol import ServerConnection
 from capdisc.simulator.stats import StatsSnapshot
 
 CHUNK_HEADS = tuple(b"%x\r\n" % n for n in range(4096))
@@ -27,7 +27,7 @@ def chunk(data: bytes) -> bytes:
 
 
 def content_emitter(
-    conn: Connection,
+    conn: ServerConnection,
     stats: StatsSnapshot,
     ids: list[int],
     first_prefix: bytes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from capdisc.loadgen.plan import ProgressSink
+from capdisc.loadgen.contract import ProgressSink
 from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
 
 __all__ = ["discover_batch"]

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from capdisc import __version__
 from capdisc.errors import OutputError, RunFailed
-from capdisc.loadgen.plan import ProgressSink, Step, Workload, WorkloadKind
+from capdisc.loadgen.contract import ProgressSink, Step, Workload, WorkloadKind
 from capdisc.records import RequestRecord, is_round
 from capdisc.schema import ClientCeiling, WorkloadCeiling
 from capdisc.settings import Settings, TargetConfig, ToolsSettings

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from capdisc.loadgen.plan import ProgressSink, WorkloadKind
+from capdisc.loadgen.contract import ProgressSink, WorkloadKind
 from capdisc.schema import ClientCeiling, ClientInfo, ClientLoad, WorkerClock, WorkloadCeiling
 from capdisc.strategies.client_limits import MAX_CPU, MAX_LAG_P95_MS, MIN_SECONDS, PLAN_SHARE
 

@@ -26,16 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from capdisc.clients.prompts import PromptSource, prompt_source, refuse_hopeless_streams
+from capdisc.apis.prompts import PromptSource, prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed, UsageError
-from capdisc.loadgen.plan import ProgressSink, SessionResult, Step, Workload
+from capdisc.loadgen.contract import ProgressSink, SessionResult, Step, Workload
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
 from capdisc.rundir import check_out_dir, create_out_dir, write_compare_outputs
 from capdisc.schema import CompareSummary, StopReason, WorkerClock, load_summary
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 from capdisc.strategies.client import Demand, plan_client
 from capdisc.strategies.compare_verdict import Block, Run, assess
-from capdisc.strategies.session import find_server_metrics, load_engine, open_target
+from capdisc.strategies.preparation import find_server_metrics, load_engine, open_target
 from capdisc.target import Target
 
 __all__ = ["CompareOutcome", "CompareRequest", "VersionSource", "resolve_source", "run_compare"]
@@ -230,7 +230,7 @@ def run_compare(
             assert profile is not None
             targets[side] = stack.enter_context(open_target(profile))
         load_engine()
-        from capdisc.clients.preflight import preflight
+        from capdisc.apis.preflight import preflight
         from capdisc.loadgen.context import RunContext
         from capdisc.loadgen.threshold import FailureThreshold
 

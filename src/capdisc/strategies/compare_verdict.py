@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capdisc.errors import RunFailed
-from capdisc.loadgen.plan import Step
+from capdisc.loadgen.contract import Step
 from capdisc.metrics.blocks import block_stats, queue_reasons
 from capdisc.metrics.compare import compare_versions, failure_difference, load_reasons
 from capdisc.metrics.decision import Checks, client_bound_text, decide, gate
@@ -35,7 +35,7 @@ from capdisc.schema import (
 from capdisc.servermetrics.figures import combine
 from capdisc.settings import CompareSettings
 from capdisc.strategies.client import ClientPlan, client_bound_reason, client_info
-from capdisc.strategies.session import server_checks
+from capdisc.strategies.preparation import server_checks
 from capdisc.strategies.slo import slo_of
 from capdisc.verdicts import BlockStats
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capdisc.errors import UsageError
-from capdisc.loadgen.plan import ProgressSink
+from capdisc.loadgen.contract import ProgressSink
 from capdisc.settings import StreamRampSettings
 from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
 

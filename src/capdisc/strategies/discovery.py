@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from capdisc.clients.prompts import prompt_source, refuse_hopeless_streams
+from capdisc.apis.prompts import prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed
-from capdisc.loadgen.plan import ProgressSink, SessionResult, Workload
+from capdisc.loadgen.contract import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
 from capdisc.metrics.frame import records_frame, tasks
 from capdisc.profiles import Profile
@@ -24,8 +24,8 @@ from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
 from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load_settings
 from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
+from capdisc.strategies.preparation import open_target, prepare_run, server_checks
 from capdisc.strategies.ramp import RampPlanner
-from capdisc.strategies.session import open_target, prepare_run, server_checks
 from capdisc.strategies.slo import slo_of
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from capdisc.durations import format_duration
-from capdisc.loadgen.plan import Step
+from capdisc.loadgen.contract import Step
 from capdisc.metrics.figures import step_figures
 from capdisc.metrics.frame import records_frame, tasks
 from capdisc.metrics.goodput import goodput
@@ -73,7 +73,7 @@ class _Open:
 
 
 class RampPlanner:
-    """A :class:`~capdisc.loadgen.plan.StepPlanner` for capacity discovery."""
+    """A :class:`~capdisc.loadgen.contract.StepPlanner` for capacity discovery."""
 
     # Each step is judged on its own rows (held in memory for one step only).
     needs_rows = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capdisc.errors import UsageError
-from capdisc.loadgen.plan import ProgressSink
+from capdisc.loadgen.contract import ProgressSink
 from capdisc.settings import ToolsSettings
 from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
 

@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capdisc.simulator import EmbeddedSimulator, SimulatorConfig
-from capdisc.simulator.capacity import Capacity
+from capdisc.simulator.capacity import SlotPool
 from capdisc.simulator.config import FaultConfig
 from capdisc.simulator.stats import StatsSnapshot
 
@@ -190,7 +190,7 @@ def test_jitter_is_one_independent_seeded_factor_per_request() -> None:
     config = SimulatorConfig(prefill_ms=100, per_token_ms=10, jitter=0.3, seed=5)
 
     def draws(cfg: SimulatorConfig) -> list[tuple[float, float]]:
-        model = Capacity(cfg, StatsSnapshot())
+        model = SlotPool(cfg, StatsSnapshot())
         return [model.service_times() for _ in range(400)]
 
     first = draws(config)

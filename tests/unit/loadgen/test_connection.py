@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from capdisc.loadgen.connection import Connection
+from capdisc.loadgen.connection import UserConnection
 
 BODY = b'{"ok": true}'
 
@@ -71,7 +71,7 @@ def _answer(version: bytes = b"1.1", extra: bytes = b"") -> bytes:
     )
 
 
-def _post(conn: Connection) -> tuple[float, int]:
+def _post(conn: UserConnection) -> tuple[float, int]:
     exchange = conn.post("/v1/chat/completions", b"{}")
     assert exchange.response.read() == BODY
     exchange.response.release()
@@ -81,7 +81,7 @@ def _post(conn: Connection) -> tuple[float, int]:
 def test_a_kept_connection_is_reused() -> None:
     """HTTP/1.1 with keep-alive: one connection, only the first request pays the connect."""
     with raw_server(_answer()) as (url, accepted):
-        conn = Connection(url, timeout_s=5)
+        conn = UserConnection(url, timeout_s=5)
         first = _post(conn)
         later = [_post(conn) for _ in range(3)]
         conn.close()
@@ -98,7 +98,7 @@ def test_a_kept_connection_is_reused() -> None:
 def test_an_answer_that_says_close_is_not_reused(answer: bytes) -> None:
     """``Connection: close`` and HTTP/1.0: each request opens its own connection, no retry."""
     with raw_server(answer) as (url, accepted):
-        conn = Connection(url, timeout_s=5)
+        conn = UserConnection(url, timeout_s=5)
         results = [_post(conn) for _ in range(3)]
         conn.close()
     assert all(connect > 0 and reconnects == 0 for connect, reconnects in results)
@@ -109,7 +109,7 @@ def test_a_server_that_closes_silently_costs_a_retry_not_a_failure() -> None:
     """A server that closes after each answer without saying so: the next request is retried
     once on a new connection (or finds the close first and simply connects)."""
     with raw_server(_answer(), close_after_answer=True) as (url, accepted):
-        conn = Connection(url, timeout_s=5)
+        conn = UserConnection(url, timeout_s=5)
         results = [_post(conn) for _ in range(4)]
         conn.close()
     # Each request after the first found its connection closed: before sending (a new

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capdisc.simulator import capacity
-from capdisc.simulator.capacity import Capacity
+from capdisc.simulator.capacity import SlotPool
 from capdisc.simulator.config import SimulatorConfig
 from capdisc.simulator.stats import StatsSnapshot
 
@@ -19,7 +19,7 @@ def service_at(monkeypatch: pytest.MonkeyPatch, config: SimulatorConfig, minutes
     """Total service seconds of a 40-token answer ``minutes`` after the simulator started."""
     clock = [1000.0]
     monkeypatch.setattr(capacity.time, "monotonic", lambda: clock[0])
-    model = Capacity(config, StatsSnapshot())
+    model = SlotPool(config, StatsSnapshot())
     clock[0] += minutes * 60.0
     prefill, per_token = model.service_times()
     return prefill + 40 * per_token

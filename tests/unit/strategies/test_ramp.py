@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from capdisc.loadgen.plan import Step
+from capdisc.loadgen.contract import Step
 from capdisc.schema import ClientLoad
 from capdisc.settings import RampSettings
 from capdisc.strategies.ramp import RampPlanner, whole_intervals

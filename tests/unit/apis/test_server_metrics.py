@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import SecretStr
 
-from capdisc.clients.server_metrics import probe_server_metrics
+from capdisc.apis.server_metrics import probe_server_metrics
 from capdisc.errors import TargetUnreachable
 from capdisc.settings import TargetConfig
 from capdisc.simulator import EmbeddedSimulator

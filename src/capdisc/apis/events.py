@@ -3,7 +3,7 @@
 A gateway of one's own often streams plain text events (``data: Hello``), not
 OpenAI JSON, so there is no content field to look for: every event that carries
 something is a chunk. :class:`EventScanner` reads a stream as
-:class:`~capdisc.clients.stream.StreamScanner` does (each read with its arrival
+:class:`~capdisc.apis.stream.StreamScanner` does (each read with its arrival
 time, the same timing figures) and counts, by ``stream_format``:
 
 - ``sse``: events as sse-starlette's ``EventSourceResponse`` sends them: lines
@@ -27,7 +27,7 @@ import json
 import re
 from typing import Any, Literal
 
-from capdisc.clients.stream import StreamScanner
+from capdisc.apis.stream import StreamScanner
 
 __all__ = ["EventScanner", "dotted_value"]
 

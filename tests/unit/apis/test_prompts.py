@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from capdisc.clients.prompts import SAMPLE_DATASET, load_dataset, prompt_source
-from capdisc.clients.wire import OllamaFormat, OpenAIFormat
+from capdisc.apis.prompts import SAMPLE_DATASET, load_dataset, prompt_source
+from capdisc.apis.wire import OllamaFormat, OpenAIFormat
 from capdisc.errors import UsageError
 from capdisc.settings import WorkloadSettings
 

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from capdisc.clients.preflight import preflight
+from capdisc.apis.preflight import preflight
 from capdisc.errors import TargetUnreachable
 from capdisc.settings import TargetConfig
 from capdisc.target import Target, read_headers

@@ -1,11 +1,11 @@
 """OpenAI-compatible and Ollama-native chat: request bodies and non-streamed answers.
 
-Streamed answers are read by :mod:`capdisc.clients.stream` as they arrive; a
+Streamed answers are read by :mod:`capdisc.apis.stream` as they arrive; a
 format only says how its stream is framed (``sse``: SSE ``data:`` events, else
 NDJSON lines) and hands out the scanner that reads it. A streamed OpenAI-compatible
 request asks for the usage (``stream_options.include_usage``), so output tokens are
 the server's count. Any other HTTP API (``api = "http"``) is
-:class:`capdisc.clients.http_api.HttpFormat`; :func:`capdisc.clients.formats.format_for`
+:class:`capdisc.apis.http_api.HttpFormat`; :func:`capdisc.apis.formats.format_for`
 picks the format of a target.
 """
 
@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from capdisc.clients.stream import StreamScanner
+from capdisc.apis.stream import StreamScanner
 
 __all__ = [
     "Answer",

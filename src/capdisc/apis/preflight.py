@@ -18,8 +18,8 @@ import time
 
 import httpx
 
-from capdisc.clients.formats import format_for
-from capdisc.clients.wire import WireFormat
+from capdisc.apis.formats import format_for
+from capdisc.apis.wire import WireFormat
 from capdisc.errors import TargetUnreachable
 from capdisc.target import Target
 

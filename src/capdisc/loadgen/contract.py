@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from capdisc.clients.prompts import PromptSource
+from capdisc.apis.prompts import PromptSource
 from capdisc.records import RequestRecord
 from capdisc.schema import ClientLoad, StopReason, WorkerClock
 from capdisc.servermetrics.figures import ServerFigures

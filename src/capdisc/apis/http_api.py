@@ -4,8 +4,8 @@ A team's own gateway has its own paths and JSON body, and often streams plain te
 events. The profile's ``[target]`` table describes it: ``path`` and ``stream_path``,
 a ``body`` template (:mod:`capdisc.templates`), how a stream is framed
 (``stream_format``) and what counts as a chunk (``chunk_rule``: ``any``, read by
-:class:`~capdisc.clients.events.EventScanner`, or ``content``, the OpenAI/Ollama rule
-of :class:`~capdisc.clients.stream.StreamScanner`), and for batch answers the field
+:class:`~capdisc.apis.events.EventScanner`, or ``content``, the OpenAI/Ollama rule
+of :class:`~capdisc.apis.stream.StreamScanner`), and for batch answers the field
 that must hold a non-empty value (``success_field``) and the output token count
 (``usage_field``).
 """
@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from capdisc.clients.events import EventScanner, dotted_value
-from capdisc.clients.stream import StreamScanner
-from capdisc.clients.wire import Answer, WireFormat
+from capdisc.apis.events import EventScanner, dotted_value
+from capdisc.apis.stream import StreamScanner
+from capdisc.apis.wire import Answer, WireFormat
 from capdisc.settings import TargetConfig
 from capdisc.templates import BODY_PLACEHOLDERS, Template, body_values
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capdisc.clients.stream import StreamScanner
+from capdisc.apis.stream import StreamScanner
 
 # Copied from the shared transcripts (tests/fixtures/README.md says how they were made).
 TRANSCRIPTS = Path(__file__).resolve().parents[2] / "fixtures" / "llama-server"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from capdisc.clients.wire import OllamaFormat, OpenAIFormat, wire_format
+from capdisc.apis.wire import OllamaFormat, OpenAIFormat, wire_format
 
 
 def test_openai_body_forces_tool_choice() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sse_starlette.event import ServerSentEvent
 
-from capdisc.clients.events import EventScanner
+from capdisc.apis.events import EventScanner
 
 
 def scan(

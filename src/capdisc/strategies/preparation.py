@@ -15,14 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from capdisc.loadgen.plan import ProgressSink
+from capdisc.loadgen.contract import ProgressSink
 from capdisc.profiles import Profile
 from capdisc.rundir import check_out_dir, create_out_dir
 from capdisc.servermetrics.figures import ServerInfo
 from capdisc.target import Target, target_from_profile
 
 if TYPE_CHECKING:
-    from capdisc.clients.server_metrics import MetricsEndpoint
+    from capdisc.apis.server_metrics import MetricsEndpoint
     from capdisc.loadgen.scraper import ServerScraper
 
 __all__ = ["find_server_metrics", "open_target", "prepare_run", "server_checks"]
@@ -48,7 +48,7 @@ def load_engine() -> None:
 def find_server_metrics(target: Target, progress: ProgressSink | None) -> MetricsEndpoint | None:
     """The target's ``/metrics`` page to read during the run (``--server-metrics``), said
     on the progress line; an explicit URL that cannot be read is ``TargetUnreachable``."""
-    from capdisc.clients.server_metrics import probe_server_metrics
+    from capdisc.apis.server_metrics import probe_server_metrics
 
     endpoint, note = probe_server_metrics(target)
     if progress is not None:
@@ -63,7 +63,7 @@ def prepare_run(
     then create the run directory; returns it with the metrics page to read (None: none)."""
     check_out_dir(out_dir)
     load_engine()
-    from capdisc.clients.preflight import preflight
+    from capdisc.apis.preflight import preflight
 
     preflight(target, stream=stream)
     endpoint = find_server_metrics(target, progress)

@@ -1,13 +1,13 @@
 """The wire format of a target: OpenAI-compatible, Ollama, or its own (``api = "http"``).
 
 Apart from both kinds of format so that neither imports the other: the chat APIs are
-:mod:`capdisc.clients.wire`, any other HTTP API is :mod:`capdisc.clients.http_api`.
+:mod:`capdisc.apis.wire`, any other HTTP API is :mod:`capdisc.apis.http_api`.
 """
 
 from __future__ import annotations
 
-from capdisc.clients.http_api import HttpFormat
-from capdisc.clients.wire import WireFormat, wire_format
+from capdisc.apis.http_api import HttpFormat
+from capdisc.apis.wire import WireFormat, wire_format
 from capdisc.settings import TargetConfig
 
 __all__ = ["format_for"]
