@@ -384,6 +384,9 @@ class DiscoverySummary(_Model):
     servers: list[ServerInfo] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # The command line that ran it (shell-quoted), so report.html can say how to run it
+    # again; empty in a summary written before it was recorded.
+    command: str = ""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -499,6 +502,9 @@ class CompareSummary(_Model):
     servers: list[ServerInfo] = Field(default_factory=list)
     files: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # The command line that ran it (shell-quoted), so report.html can say how to run it
+    # again; empty in a summary written before it was recorded.
+    command: str = ""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

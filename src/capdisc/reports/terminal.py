@@ -7,6 +7,7 @@ can show a saved run exactly as it was shown live. Numbers are written by
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -37,6 +38,8 @@ __all__ = [
     "render_compare",
     "render_discovery",
     "render_summary",
+    "step_summary",
+    "steps_table",
     "target_label",
 ]
 
@@ -83,6 +86,32 @@ def _why_not_found(summary: DiscoverySummary) -> str:
     return "no passing step could be confirmed"
 
 
+# The short verdict of a step fits the 100-column table: its first reason up to the
+# figure (the details after " (" or "; " are in report.html and --verbose).
+_SHORT_REASON = 36
+
+
+def step_summary(step: StepResult) -> str:
+    """A step's verdict in a few words: ``pass``, or the deciding test and its figure.
+
+    ``fail: p95 442 ms > SLO 400ms``, ``inconclusive: latency trend +31 ms/s [+2, +60]``,
+    with ``(+2)`` when more reasons follow.
+    """
+    if step.passed:
+        return "pass"
+    word = "client-bound" if step.client_bound else (step.verdict or "fail")
+    if not step.reasons:
+        return word
+    first = step.reasons[0]
+    for cut in (" (", "; "):
+        if cut in first:
+            first = first[: first.index(cut)]
+    if len(first) > _SHORT_REASON:
+        first = first[: _SHORT_REASON - 1].rstrip() + "\u2026"
+    more = f" (+{len(step.reasons) - 1})" if len(step.reasons) > 1 else ""
+    return f"{word}: {first}{more}"
+
+
 def _verdict_cell(step: StepResult) -> Text:
     if step.passed:
         return Text("\u2713", style="green")
@@ -94,9 +123,84 @@ def _verdict_cell(step: StepResult) -> Text:
         text = Text("?", style="yellow")
     else:
         text = Text("\u2717", style="red")
-    if step.reasons:
-        text.append(" " + "; ".join(step.reasons))
+    short = step_summary(step)
+    text.append(" " + short.split(": ", 1)[1] if ": " in short else "")
     return text
+
+
+def _failures_cell(step: StepResult) -> str:
+    if not step.failures:
+        return "0"
+    return f"{format_int(step.failures)} {step.failure_rate:.1f}%"
+
+
+def steps_table(summary: DiscoverySummary, width: int = 100) -> Table:
+    """One line per step within ``width`` columns: figures and a short verdict.
+
+    The figures keep their width; the verdict gets the rest and ends in an ellipsis
+    when it is longer (its whole text is in report.html and ``--verbose``). Offered
+    req/s is users / interval, said in the title.
+    """
+    slo = summary.slo
+    headers = ["#", "phase", "users", "req/s", "reqs", "failed", "p50", "p95", "late"]
+    if slo is not None:
+        headers += [f"ttft p{slo.percentile:g}", "good"]
+    rows: list[list[str]] = []
+    for step in summary.steps:
+        good = step.goodput
+        rows.append(
+            [
+                str(step.index),
+                step.phase,
+                str(step.users),
+                format_rps(step.achieved_rps),
+                format_int(step.requests),
+                _failures_cell(step),
+                format_ms(step.p50_ms),
+                format_ms(step.p95_ms),
+                format_share(step.pacing.late_share),
+            ]
+            + (
+                [
+                    format_ms(good.ttft_ms if good else None),
+                    format_percent(good.pct if good else None),
+                ]
+                if slo is not None
+                else []
+            )
+        )
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    title = (
+        f"discover {summary.strategy}: {target_label(summary.target)}; req/s achieved "
+        f"(offered: users / {format_duration(summary.interval_s)})"
+    )
+    table = Table(
+        title=Text(title),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    for header, cell_width in zip(headers, widths, strict=True):
+        table.add_column(header, justify="left" if header == "phase" else "right",
+                         no_wrap=True, min_width=cell_width)  # fmt: skip
+    # Each column is its width plus two spaces; the verdict gets what is left.
+    rest = max(12, width - sum(w + 2 for w in widths) + 1)
+    table.add_column("verdict", overflow="ellipsis", no_wrap=True, max_width=rest)
+    for step, cells in zip(summary.steps, rows, strict=True):
+        table.add_row(*cells[:1], Text(cells[1]), *cells[2:], _verdict_cell(step))
+    return table
+
+
+def print_step_reasons(summary: DiscoverySummary, console: Console) -> None:
+    """``--verbose``: every reason of every step that did not pass, one line each."""
+    for step in summary.steps:
+        if step.passed or not step.reasons:
+            continue
+        head = f"Step {step.index} ({step.users} users, {step.verdict or 'fail'}): "
+        for reason in step.reasons:
+            console.print(head + reason, markup=False, highlight=False, soft_wrap=True)
+            head = " " * len(head)
 
 
 def target_label(target: TargetInfo) -> str:
@@ -106,45 +210,16 @@ def target_label(target: TargetInfo) -> str:
     return f"{name}{target.model} ({target.api}) at {where}"
 
 
-def render_discovery(summary: DiscoverySummary, console: Console) -> None:
-    """Print the steps of a discovery, the capacity line and the figures at stop."""
-    table = Table(
-        title=Text(f"discover {summary.strategy}: {target_label(summary.target)}"),
-        title_justify="left",
-    )
-    for header in ("#", "phase", "users", "offered rps", "achieved rps", "requests"):
-        table.add_column(header, justify="left" if header == "phase" else "right")
-    for header in ("failures", "fail %", "p50", "p95", "late %"):
-        table.add_column(header, justify="right")
+def render_discovery(summary: DiscoverySummary, console: Console, verbose: bool = False) -> None:
+    """Print the steps of a discovery, the capacity line and the figures at stop.
+
+    ``verbose``: every reason of each step that did not pass, below the table.
+    """
     slo = summary.slo
-    if slo is not None:
-        table.add_column(f"ttft p{slo.percentile:g}", justify="right")
-        table.add_column("goodput", justify="right")
-    table.add_column("verdict", overflow="fold")
-    for step in summary.steps:
-        good = step.goodput
-        slo_cells = (
-            [format_ms(good.ttft_ms if good else None), format_percent(good.pct if good else None)]
-            if slo is not None
-            else []
-        )
-        table.add_row(
-            str(step.index),
-            Text(step.phase),
-            str(step.users),
-            format_rps(step.offered_rps),
-            format_rps(step.achieved_rps),
-            format_int(step.requests),
-            format_int(step.failures),
-            f"{step.failure_rate:.1f}%",
-            format_ms(step.p50_ms),
-            format_ms(step.p95_ms),
-            format_share(step.pacing.late_share),
-            *slo_cells,
-            _verdict_cell(step),
-        )
     if summary.steps:
-        console.print(table)
+        console.print(steps_table(summary, console.width))
+        if verbose:
+            print_step_reasons(summary, console)
     else:
         console.print("No step completed.", markup=False, soft_wrap=True)
 
@@ -241,12 +316,14 @@ def render_compare(summary: CompareSummary, console: Console) -> None:
     render_comparison(summary, console)
 
 
-def render_summary(summary: DiscoverySummary | CompareSummary, console: Console) -> None:
-    """Print any run's summary: a discovery or a comparison."""
+def render_summary(
+    summary: DiscoverySummary | CompareSummary, console: Console, verbose: bool = False
+) -> None:
+    """Print any run's summary: a discovery or a comparison (``verbose``: every reason)."""
     if isinstance(summary, CompareSummary):
         render_compare(summary, console)
     else:
-        render_discovery(summary, console)
+        render_discovery(summary, console, verbose)
     if summary.client is not None:
         from capdisc.reports.client import client_line
 

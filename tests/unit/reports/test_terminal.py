@@ -19,7 +19,7 @@ from capdisc.metrics.frame import records_frame
 from capdisc.reports.formatting import format_ms, format_p_value, format_pct
 from capdisc.reports.markdown import compare_markdown
 from capdisc.reports.plots import plot_capacity, plot_compare
-from capdisc.reports.terminal import render_discovery, render_summary
+from capdisc.reports.terminal import render_discovery, render_summary, step_summary
 from capdisc.schema import (
     AtStop,
     Capacity,
@@ -129,9 +129,65 @@ def test_render_discovery_shows_steps_capacity_and_at_stop() -> None:
     assert "At stop: 20 users, 1,234 requests, 1.5% failed, mean response time 1.24 s" in text
     assert "\u2717 achieved 70% of offered" in text  # the reason, folded in its cell
     assert "\u2713" in text and "\u2717" in text
-    for header in ("offered rps", "achieved rps", "fail %", "late %"):
+    for header in ("offered", "achieved", "failed", "late", "verdict"):
         assert header in text
     assert "Tools:" not in text
+
+
+TREND = (
+    "latency trend +31 ms/s [+12, +50] (within-user least squares 95%, Kendall z +3.1, "
+    "240 tasks), 1.9 s over the 60 s step (+40% of the median 4.1 s); fails above 25 ms/s, "
+    "passes below 5"
+)
+BACKLOG = "backlog 3 -> 19 in flight over 60 s (+16, noise ±3.9, material 2.0)"
+
+
+@pytest.mark.parametrize("slo", [False, True])
+def test_the_step_table_fits_100_columns_one_line_per_step(slo: bool) -> None:
+    """Long reasons (and the SLO columns) never wrap a step over lines at 100 columns: each
+    step is one line with its deciding test and figure; --verbose adds every reason."""
+    from capdisc.schema import Goodput, Slo
+
+    long_step = step(2, 20, passed=False, p50=1240.0).model_copy(
+        update={"verdict": "fail", "reasons": [TREND, BACKLOG, "lateness 40 of 200 tasks"]}
+    )
+    unsure = step(3, 19, passed=False).model_copy(
+        update={"verdict": "inconclusive", "reasons": [BACKLOG], "failures": 123}
+    )
+    changes: dict[str, object] = {
+        "steps": [step(0, 10, passed=True), step(1, 18, passed=True), long_step, unsure]
+    }
+    if slo:
+        good = Goodput(requests=100, good=95, pct=95.0, rps=4.0, ttft_ms=380.0)
+        changes["slo"] = Slo(ttft_ms=400.0)
+        changes["steps"] = [
+            s.model_copy(update={"goodput": good})
+            for s in changes["steps"]  # type: ignore[attr-defined]
+        ]
+    summary = discovery(**changes)
+    out = Console(record=True, width=100, color_system=None)
+    render_discovery(summary, out)
+    lines = out.export_text().splitlines()
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("Capacity"))]
+    assert all(len(line) <= 100 for line in table), table
+    rows = [line for line in table if line.lstrip()[:2] in ("0 ", "1 ", "2 ", "3 ")]
+    assert len(rows) == 4, table  # one line per step, none folded
+    if slo:  # less room: the deciding test, cut short
+        assert "\u2717 latency trend" in rows[2] and rows[2].rstrip().endswith("\u2026"), rows[2]
+        assert "? backlog 3 -> 19" in rows[3], rows[3]
+    else:
+        assert "\u2717 latency trend +31 ms/s [+12, +50]" in rows[2], rows[2]
+        assert "? backlog 3 -> 19 in flight over 60 s" in rows[3], rows[3]
+    assert "Kendall" not in "\n".join(lines)  # the details wait for --verbose
+    assert step_summary(long_step) == "fail: latency trend +31 ms/s [+12, +50] (+2)"
+    assert step_summary(unsure) == "inconclusive: backlog 3 -> 19 in flight over 60 s"
+
+    out = Console(record=True, width=100, color_system=None)
+    render_discovery(summary, out, verbose=True)
+    text = out.export_text()
+    assert TREND in text.replace("\n", " ").replace("  ", " ") or "Kendall z +3.1" in text
+    assert "Step 2 (20 users, fail): latency trend" in text
+    assert "lateness 40 of 200 tasks" in text
 
 
 def test_render_discovery_at_least_and_not_found() -> None:
