@@ -36,11 +36,13 @@ __all__ = [
     "check_out_dir",
     "create_out_dir",
     "default_out_dir",
+    "rebuild_report",
     "utc_now_iso",
     "write_compare_outputs",
     "write_discovery_outputs",
     "write_summary",
     "write_text",
+    "write_two_runs",
 ]
 
 _MIN_FREE_BYTES = 20 * 1024 * 1024
@@ -371,3 +373,64 @@ def write_compare_outputs(
     summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
     write_summary(summary, out_dir)
     return summary
+
+
+# -- capdisc report: a finished run's pages again ----------------------------------------
+
+# What marks capdisc's own report.html (Locust's page had that name before locust.html).
+_OUR_PAGE = b'<meta name="generator" content="capdisc">'
+
+
+def _keep_locust_page(run_dir: Path) -> None:
+    """A run from before capdisc's own page kept Locust's as report.html: move it aside."""
+    page = run_dir / "report.html"
+    try:
+        with page.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return
+    if _OUR_PAGE not in head and not (run_dir / "locust.html").exists():
+        os.replace(page, run_dir / "locust.html")
+
+
+def rebuild_report(run_dir: Path, plots: bool = False) -> Summary:
+    """``capdisc report RUN_DIR``: write report.html again from the run's files (any schema).
+
+    With ``plots`` the PNG (capacity.png or compare.png) is drawn again too. Locust's page
+    of an older run, which was called report.html, is kept as locust.html. Returns the
+    summary read. Raises ``ValueError`` (``NotARun``) when the directory holds no summary
+    and ``OutputError`` when the page cannot be written.
+    """
+    from capdisc.reports.rebuild import load_run, run_page
+
+    run = load_run(run_dir)
+    page = run_page(run)
+    try:
+        _keep_locust_page(run_dir)
+        write_text(run_dir / "report.html", page)
+    except OSError as exc:
+        raise OutputError(f"cannot write {run_dir / 'report.html'}: {exc.strerror}") from None
+    if plots:
+        from capdisc.reports.plots import plot_capacity, plot_compare
+
+        summary = run.summary
+        if isinstance(summary, DiscoverySummary):
+            plot_capacity(summary, run_dir / "capacity.png")
+        else:
+            rows = run.records
+            a_rows, b_rows = rows[rows["version"] == "a"], rows[rows["version"] == "b"]
+            plot_compare(a_rows, b_rows, summary.a.label, summary.b.label, run_dir / "compare.png")
+    return run.summary
+
+
+def write_two_runs(run_a: Path, run_b: Path, path: Path) -> tuple[Summary, Summary]:
+    """``capdisc report RUN_A RUN_B``: the page of two discoveries side by side, at ``path``."""
+    from capdisc.reports.rebuild import load_run, two_runs_page
+
+    a, b = load_run(run_a), load_run(run_b)
+    page = two_runs_page(a, b)
+    try:
+        write_text(path, page)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror}") from None
+    return a.summary, b.summary

@@ -11,12 +11,29 @@ from typing import TYPE_CHECKING, Any
 from capdisc.cli.app import err, out
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from capdisc.loadgen.contract import ProgressSink
     from capdisc.profiles import Profile
-    from capdisc.schema import Summary
+    from capdisc.schema import DiscoverySummary, Summary
     from capdisc.settings import Settings
 
-__all__ = ["out_dir_for", "print_summary", "progress_sink", "target_profile"]
+__all__ = [
+    "command_line",
+    "out_dir_for",
+    "print_summary",
+    "print_two_runs",
+    "progress_sink",
+    "target_profile",
+]
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that ran, shell-quoted, as ``capdisc ...`` (for summary.json's ``command``)."""
+    import shlex
+
+    args = list(sys.argv if argv is None else argv)
+    return shlex.join(["capdisc", *args[1:]])
 
 
 def target_profile(
@@ -54,8 +71,10 @@ def progress_sink(quiet: bool) -> AbstractContextManager[ProgressSink | None]:
     return ConsoleProgress(err)
 
 
-def print_summary(summary: Summary, out_dir: Path, json_out: bool, warnings: list[str]) -> None:
-    """The result on stdout (table or JSON), warnings on stderr."""
+def print_summary(
+    summary: Summary, out_dir: Path, json_out: bool, warnings: list[str], verbose: bool = False
+) -> None:
+    """The result on stdout (table or JSON), warnings on stderr (``verbose``: every reason)."""
     from capdisc.reports.terminal import render_summary
     from capdisc.schema import dump_summary
 
@@ -63,7 +82,24 @@ def print_summary(summary: Summary, out_dir: Path, json_out: bool, warnings: lis
         sys.stdout.write(dump_summary(summary))
         sys.stdout.flush()
     else:
-        render_summary(summary, out)
+        render_summary(summary, out, verbose)
         out.print(f"Results in {out_dir}", highlight=False)
     for warning in warnings:
         err.print(f"warning: {warning}", style="yellow", highlight=False)
+
+
+def print_two_runs(
+    runs: Sequence[tuple[str, DiscoverySummary]], page: Path, json_out: bool
+) -> None:
+    """Two discoveries: each capacity and the difference (or both summaries as JSON)."""
+    if json_out:
+        import json
+
+        data = {label: json.loads(s.model_dump_json(by_alias=True)) for label, s in runs}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    from capdisc.reports.terminal import render_two_runs
+
+    render_two_runs(runs, out)
+    out.print(f"Side by side in {page}", highlight=False)

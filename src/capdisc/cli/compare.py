@@ -9,7 +9,14 @@ import typer
 
 from capdisc.cli.app import compare_app
 from capdisc.cli.common import out_dir_for, print_summary, progress_sink
-from capdisc.cli.options import JsonOpt, OutOpt, QuietOpt, model_flags, settings_command
+from capdisc.cli.options import (
+    JsonOpt,
+    OutOpt,
+    QuietOpt,
+    VerboseOpt,
+    model_flags,
+    settings_command,
+)
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 
 __all__ = ["compare_stream"]
@@ -31,6 +38,7 @@ def compare_stream(
     out_dir: OutOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
     *,
     target: Mapping[str, Any],
     workload: Mapping[str, Any],
@@ -77,7 +85,7 @@ def compare_stream(
                 f"results in {request.out_dir}"
             )
         outcome = run_compare(request, progress, cache_dir(env))
-    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
+    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings, verbose)
     if outcome.failure is not None:
         raise outcome.failure
     if outcome.exit_code:

@@ -13,6 +13,7 @@ from capdisc.cli.options import (
     OutOpt,
     ProfileOpt,
     QuietOpt,
+    VerboseOpt,
     model_flags,
     settings_command,
 )
@@ -38,6 +39,7 @@ def _discover(
     out_opt: Path | None,
     json_out: bool,
     quiet: bool,
+    verbose: bool = False,
 ) -> None:
     from capdisc.settings import load_settings, resolve
     from capdisc.strategies.calibrate import cache_dir
@@ -79,7 +81,7 @@ def _discover(
                 f"capdisc discover {strategy}: profile {profile.name}, results in {request.out_dir}"
             )
         outcome = run(request, progress)
-    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings)
+    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings, verbose)
     if outcome.failure is not None:
         raise outcome.failure
 
@@ -92,12 +94,13 @@ def _register(strategy: Strategy, model: type[RampSettings], doc: str) -> None:
         out_dir: OutOpt = None,
         json_out: JsonOpt = False,
         quiet: QuietOpt = False,
+        verbose: VerboseOpt = False,
         *,
         target: Mapping[str, Any],
         workload: Mapping[str, Any],
         ramp: Mapping[str, Any],
     ) -> None:
-        _discover(strategy, profile, target, workload, ramp, out_dir, json_out, quiet)
+        _discover(strategy, profile, target, workload, ramp, out_dir, json_out, quiet, verbose)
 
     command.__doc__ = doc
     command.__name__ = f"discover_{strategy}"

@@ -4,7 +4,7 @@ Every option of a load command is a field of a settings model
 (:mod:`capdisc.settings`); :func:`settings_command` turns those fields into Typer
 options (flag, help text and panel from the field), so a new option is one field.
 The few options that are not settings (``--profile``, ``--out``, ``--json``,
-``--quiet``) are declared here once and shared by every command.
+``--quiet``, ``--verbose``) are declared here once and shared by every command.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "OutOpt",
     "ProfileOpt",
     "QuietOpt",
+    "VerboseOpt",
     "model_flags",
     "settings_command",
 ]
@@ -62,6 +63,15 @@ JsonOpt = Annotated[
 QuietOpt = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No live progress on stderr.", rich_help_panel="Output"),
+]
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Every reason of every step under the table (report.html has them too).",
+        rich_help_panel="Output",
+    ),
 ]
 
 

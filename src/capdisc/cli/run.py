@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from capdisc.cli.app import app
-from capdisc.cli.common import print_summary
-from capdisc.cli.options import JsonOpt
+from capdisc.cli.common import print_summary, print_two_runs
+from capdisc.cli.options import JsonOpt, VerboseOpt
 
 __all__ = ["report", "worker"]
 
@@ -17,29 +17,51 @@ __all__ = ["report", "worker"]
 @app.command("report")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory holding summary.json.")],
+    run_b: Annotated[
+        Optional[Path],  # noqa: UP045  (typer needs Optional at runtime on 3.11)
+        typer.Argument(help="A second discovery: the two side by side.", show_default=False),
+    ] = None,
     json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
     plots: Annotated[
-        bool, typer.Option("--plots", help="Also redraw the plots from the records.")
+        bool, typer.Option("--plots", help="Also redraw the PNG plots from the records.")
     ] = False,
+    html_out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--html",
+            help="With RUN_B: where the side-by-side page goes (default "
+            "report-<A>-vs-<B>.html here).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Re-render the terminal summary (and with --plots, the plots) of a saved run."""
-    from pydantic import ValidationError
+    """Rebuild a finished run's report.html and terminal view from its files (any schema).
 
+    With a second run directory, two discoveries side by side: each capacity, the
+    difference, and both curves on one chart in one page.
+    """
     from capdisc.errors import UsageError
-    from capdisc.schema import DiscoverySummary, load_summary
+    from capdisc.reports.rebuild import NotARun, run_label
 
-    path = run_dir / "summary.json"
-    if not path.is_file():
-        raise UsageError(f"RUN_DIR: {run_dir} holds no summary.json")
     try:
-        summary = load_summary(path)
-    except (ValueError, ValidationError) as exc:
-        raise UsageError(f"{path}: not a capdisc summary ({str(exc).splitlines()[0]})") from None
-    if plots and isinstance(summary, DiscoverySummary):
-        from capdisc.reports.plots import plot_capacity
+        if run_b is None:
+            from capdisc.rundir import rebuild_report
 
-        plot_capacity(summary, run_dir / "capacity.png")
-    print_summary(summary, run_dir, json_out, [])
+            summary = rebuild_report(run_dir, plots)
+            print_summary(summary, run_dir, json_out, [], verbose)
+            return
+        from capdisc.rundir import write_two_runs
+
+        a_name, b_name = run_label(run_dir, run_b), run_label(run_b, run_dir)
+        page = html_out or Path(f"report-{run_dir.resolve().name}-vs-{run_b.resolve().name}.html")
+        a, b = write_two_runs(run_dir, run_b, page)
+    except NotARun as exc:
+        raise UsageError(f"RUN_DIR: {exc}") from None
+    from capdisc.schema import DiscoverySummary
+
+    assert isinstance(a, DiscoverySummary) and isinstance(b, DiscoverySummary)
+    print_two_runs([(a_name, a), (b_name, b)], page, json_out)
 
 
 @app.command("worker")

@@ -31,7 +31,16 @@ from capdisc.records import (
     is_round,
 )
 
-__all__ = ["answered", "cut_mask", "read_records", "records_frame", "rounds", "tasks"]
+__all__ = [
+    "CLIENT_SAMPLE_COLUMNS",
+    "answered",
+    "cut_mask",
+    "read_client",
+    "read_records",
+    "records_frame",
+    "rounds",
+    "tasks",
+]
 
 _FLOAT_COLUMNS = (
     "ts_scheduled",
@@ -108,6 +117,36 @@ def read_records(path: Path | str) -> pd.DataFrame:
     if missing:
         raise RunFailed(f"{path}: not a requests.csv, missing column(s) {', '.join(missing)}")
     return _typed(raw[list(RECORD_COLUMNS)])
+
+
+# The columns of ``client.csv`` that the report draws (one row per load process and second).
+CLIENT_SAMPLE_COLUMNS = ("ts", "process", "cpu", "lag_p95_ms", "lag_max_ms")
+
+
+def read_client(path: Path | str) -> pd.DataFrame | None:
+    """``client.csv`` (capdisc's own CPU and loop lag per process and second) as a frame.
+
+    None when the run has no such file (runs before the client checks) or it is not one;
+    a half-written last line is dropped like in :func:`read_records`.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if data and not data.endswith(b"\n"):
+        data = data[: data.rfind(b"\n") + 1]
+    try:
+        raw = pd.read_csv(io.BytesIO(data), dtype={"process": str}, on_bad_lines="skip")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    if any(c not in raw.columns for c in CLIENT_SAMPLE_COLUMNS):
+        return None
+    frame = raw[list(CLIENT_SAMPLE_COLUMNS)].copy()
+    for column in ("ts", "cpu", "lag_p95_ms", "lag_max_ms"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["process"] = frame["process"].fillna("").astype(str)
+    return frame.dropna(subset=["ts", "cpu"]).reset_index(drop=True)
 
 
 def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:

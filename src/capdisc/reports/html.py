@@ -26,9 +26,14 @@ from jinja2 import Environment, FunctionLoader, StrictUndefined, select_autoesca
 from markupsafe import Markup
 
 from capdisc.durations import format_duration
-from capdisc.reports.formatting import format_ms, format_percent, format_rps, slo_text
+from capdisc.reports.formatting import format_ms, format_rps, slo_text
 from capdisc.reports.server import discovery_server_line
-from capdisc.reports.terminal import capacity_line, step_summary, target_label
+from capdisc.reports.terminal import (
+    capacity_difference,
+    capacity_line,
+    step_summary,
+    target_label,
+)
 from capdisc.schema import CompareSummary, DiscoverySummary, StepResult, Summary
 
 __all__ = [
@@ -339,7 +344,7 @@ def render_discoveries_page(runs: Sequence[tuple[str, DiscoverySummary]]) -> str
                 "stopped": _stopped(summary),
             }
         )
-    difference = _capacity_difference(runs)
+    difference = capacity_difference(runs)
     return _render(
         "discoveries.html.j2",
         {"curves": charts.two_runs_chart(runs)},
@@ -351,18 +356,3 @@ def render_discoveries_page(runs: Sequence[tuple[str, DiscoverySummary]]) -> str
 
 def _yes_no(value: bool | None) -> str:
     return "-" if value is None else ("yes" if value else "no")
-
-
-def _capacity_difference(runs: Sequence[tuple[str, DiscoverySummary]]) -> str:
-    if len(runs) != 2:
-        return ""
-    (la, a), (lb, b) = runs
-    if a.capacity is None or b.capacity is None:
-        return "No difference can be given: a run found no capacity."
-    du = b.capacity.users - a.capacity.users
-    dr = b.capacity.rps - a.capacity.rps
-    pct = format_percent(100 * dr / a.capacity.rps) if a.capacity.rps else "-"
-    hedge = ""
-    if a.capacity.at_least or b.capacity.at_least:
-        hedge = " (a lower bound on at least one side: no level failed there)"
-    return f"{lb} minus {la}: {du:+d} users, {dr:+.1f} req/s ({pct})" + hedge

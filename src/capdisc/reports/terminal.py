@@ -7,6 +7,8 @@ can show a saved run exactly as it was shown live. Numbers are written by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -34,10 +36,12 @@ from capdisc.schema import (
 )
 
 __all__ = [
+    "capacity_difference",
     "capacity_line",
     "render_compare",
     "render_discovery",
     "render_summary",
+    "render_two_runs",
     "step_summary",
     "steps_table",
     "target_label",
@@ -328,3 +332,29 @@ def render_summary(
         from capdisc.reports.client import client_line
 
         console.print(client_line(summary.client), markup=False, highlight=False, soft_wrap=True)
+
+
+# -- two discoveries side by side (capdisc report RUN_A RUN_B) -------------------------
+
+
+def capacity_difference(runs: Sequence[tuple[str, DiscoverySummary]]) -> str:
+    """``b minus a: +2 users, +2.0 req/s (+12.5%)``, said so when a side is a lower bound."""
+    if len(runs) != 2:
+        return ""
+    (la, a), (lb, b) = runs
+    if a.capacity is None or b.capacity is None:
+        return "No difference can be given: a run found no capacity."
+    du = b.capacity.users - a.capacity.users
+    dr = b.capacity.rps - a.capacity.rps
+    pct = f" ({100 * dr / a.capacity.rps:+.1f}%)" if a.capacity.rps else ""
+    hedge = ""
+    if a.capacity.at_least or b.capacity.at_least:
+        hedge = " (a lower bound on at least one side: no level failed there)"
+    return f"{lb} minus {la}: {du:+d} users, {dr:+.1f} req/s{pct}{hedge}"
+
+
+def render_two_runs(runs: Sequence[tuple[str, DiscoverySummary]], console: Console) -> None:
+    """Each run's capacity line, then the difference."""
+    for label, summary in runs:
+        console.print(f"{label}: {capacity_line(summary)}", markup=False, soft_wrap=True)
+    console.print(Text(capacity_difference(runs), style="bold"), markup=False, soft_wrap=True)
