@@ -198,10 +198,13 @@ def capacity_chart(summary: DiscoverySummary) -> LayoutDOM | None:
 
 
 def _limit(fig: Any, value: float, text: str) -> None:
-    fig.add_layout(Span(location=value, dimension="width", line_color="#d62728", line_dash="dotted",
-                        line_width=2))  # fmt: skip
-    fig.add_layout(Label(x=5, x_units="screen", y=value, text=text, text_color="#d62728",
-                         text_font_size="11px"))  # fmt: skip
+    """A horizontal limit line, named in the legend (a label on the plot hides under it)."""
+    fig.add_layout(
+        Span(location=value, dimension="width", line_color="#d62728", line_dash="dotted",
+             line_width=2)
+    )  # fmt: skip
+    # An empty line of the same style carries the name into the legend.
+    fig.line(x=[], y=[], color="#d62728", line_dash="dotted", line_width=2, legend_label=text)
 
 
 def tokens_chart(summary: DiscoverySummary) -> LayoutDOM | None:

@@ -285,7 +285,7 @@ def render_compare_page(
             "ttft": format_ms(v.ttft_p50_ms),
             "offered": "-" if v.offered_rps is None else format_rps(v.offered_rps),
             "achieved": "-" if v.achieved_rps is None else format_rps(v.achieved_rps),
-            "url": v.target.url if v.target else (v.run_dir or ""),
+            "url": v.target.url if v.target else (v.run_dir or "-"),
         }
         for side, v in (("a", summary.a), ("b", summary.b))
     ]
