@@ -437,7 +437,7 @@ def blocks_chart(summary: CompareSummary) -> LayoutDOM | None:
                 ],
             )
         )
-    fig.legend.location = "top_left"
+    fig.add_layout(fig.legend[0], "right")
     return _layout(fig)
 
 
