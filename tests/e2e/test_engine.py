@@ -191,7 +191,7 @@ def test_ctrl_c_stops_cleanly_and_writes_every_report(
     assert "Traceback" not in stderr
     summary = summary_of(out)
     assert summary["stop_reason"] == "interrupted"
-    assert summary["steps"] and (out / "report.html").exists()
+    assert summary["steps"] and (out / "locust.html").exists()
     rows = rows_of(out)
     assert len(rows) == summary["at_stop"]["total_requests"]
     assert len(rows) == sim.stats()["served"] - 1

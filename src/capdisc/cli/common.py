@@ -13,10 +13,11 @@ from capdisc.cli.app import err, out
 if TYPE_CHECKING:
     from capdisc.loadgen.contract import ProgressSink
     from capdisc.profiles import Profile
+    from capdisc.results import RunResult
     from capdisc.schema import Summary
     from capdisc.settings import Settings
 
-__all__ = ["out_dir_for", "print_summary", "progress_sink", "target_profile"]
+__all__ = ["finish", "out_dir_for", "print_summary", "progress_sink", "target_profile"]
 
 
 def target_profile(
@@ -67,3 +68,17 @@ def print_summary(summary: Summary, out_dir: Path, json_out: bool, warnings: lis
         out.print(f"Results in {out_dir}", highlight=False)
     for warning in warnings:
         err.print(f"warning: {warning}", style="yellow", highlight=False)
+
+
+def finish(result: RunResult, json_out: bool) -> None:
+    """Write the run's files from its result (once), print it, and exit as it asks."""
+    import typer
+
+    from capdisc.rundir import write_run
+
+    result = write_run(result)
+    print_summary(result.summary, result.out_dir, json_out, result.warnings)
+    if result.failure is not None:
+        raise result.failure
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
