@@ -4,11 +4,12 @@
 before the target sees a single request; ``create_out_dir`` makes it only once
 preflight passed, so a failed preflight leaves nothing behind. Then
 :class:`RecordWriter` appends ``requests.csv`` as the run goes (flushed every
-second, so a crash loses at most the last second), and the result files follow:
-Locust's HTML report, ``steps.csv``, the plots, ``compare.md`` and, last and
-atomically, ``summary.json`` listing the files that exist. Each file is written on
-its own: a plot that fails (or a disk that fills up) costs that file and a warning,
-never the others.
+second, so a crash loses at most the last second), and once the strategy's
+:class:`~capdisc.results.RunResult` is final, :func:`write_run` writes the result
+files from it, each once: Locust's pages, ``steps.csv``, the plots, ``compare.md``
+and, last and atomically, ``summary.json`` listing the files that exist. Each file is
+written on its own: a plot that fails (or a disk that fills up) costs that file and a
+warning, never the others.
 """
 
 from __future__ import annotations
@@ -16,30 +17,30 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from capdisc.errors import OutputError
 from capdisc.records import RECORD_COLUMNS
+from capdisc.results import RunResult
 from capdisc.schema import CompareSummary, DiscoverySummary, StepResult, Summary, dump_summary
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = [
     "STEP_COLUMNS",
     "RecordWriter",
-    "append_records",
     "check_out_dir",
     "create_out_dir",
     "default_out_dir",
     "rebuild_report",
     "utc_now_iso",
-    "write_compare_outputs",
-    "write_discovery_outputs",
+    "write_run",
     "write_summary",
     "write_text",
     "write_two_runs",
@@ -206,14 +207,6 @@ STEP_COLUMNS = (
 )
 
 
-def append_records(rows: pd.DataFrame, path: Path, warnings: list[str], side: str) -> None:
-    """Copy a saved version's measured rows into this run's ``requests.csv``."""
-    try:
-        rows.to_csv(path, mode="a", header=False, index=False)
-    except OSError as exc:
-        warnings.append(f"saved rows of {side.upper()} not copied to requests.csv: {exc.strerror}")
-
-
 def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -305,15 +298,93 @@ def _num(value: float | None) -> str | float:
     return "" if value is None else round(value, 3)
 
 
-def _existing(out_dir: Path, names: list[str]) -> dict[str, str]:
-    """Files that exist, keyed by a name without dots or dashes (``report_html``)."""
-    return {n.replace(".", "_").replace("-", "_"): n for n in names if (out_dir / n).is_file()}
+def write_run(result: RunResult) -> RunResult:
+    """Write every file of a finished run from its result, each once, ``summary.json`` last.
+
+    ``requests.csv``, ``client.csv`` and ``server.csv`` were written as the run went
+    (:class:`RecordWriter`); this writes Locust's pages, ``steps.csv`` (discovery), the
+    plot, ``compare.md`` (comparison) and then ``summary.json`` listing the files that
+    exist. A file that cannot be written costs that file and a warning, never the others;
+    only ``summary.json`` itself is an ``OutputError``. Returns the result with the
+    summary as written (its files and warnings).
+    """
+    with _signals_held():
+        return _write_run(result)
 
 
-def write_discovery_outputs(
-    summary: DiscoverySummary, out_dir: Path, warnings: list[str]
-) -> DiscoverySummary:
-    """Write steps.csv, capacity.png and summary.json; return the summary with its files."""
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl+C or SIGTERM while the files are written waits for them: the run has stopped
+    already (a user presses again until the prompt comes back), and each file is whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _write_run(result: RunResult) -> RunResult:
+    out_dir, summary = result.out_dir, result.summary
+    warnings = list(result.warnings)
+    for name, html in result.pages.items():
+        _write_file(out_dir / name, html, warnings)
+    if isinstance(summary, DiscoverySummary):
+        _write_discovery_files(summary, out_dir, warnings)
+    else:
+        _write_compare_files(result, summary, out_dir, warnings)
+    _write_report_page(result, summary.model_copy(update={"warnings": warnings}), warnings)
+    files = {
+        name.replace(".", "_").replace("-", "_"): name
+        for name in _RUN_FILES
+        if (out_dir / name).is_file()
+    }
+    files["summary"] = "summary.json"
+    summary = summary.model_copy(update={"files": files, "warnings": warnings})
+    write_summary(summary, out_dir)
+    return replace(result, summary=summary, warnings=warnings)
+
+
+# Every file a run directory may hold besides summary.json, in the order they are listed.
+_RUN_FILES = (
+    "requests.csv",
+    "client.csv",
+    "server.csv",
+    "steps.csv",
+    "report.html",
+    "locust.html",
+    "locust-a.html",
+    "locust-b.html",
+    "capacity.png",
+    "compare.png",
+    "compare.md",
+)
+
+
+def _write_file(path: Path, text: str, warnings: list[str]) -> None:
+    try:
+        write_text(path, text)
+    except OSError as exc:
+        warnings.append(f"{path.name} not written: {exc.strerror}")
+
+
+def _write_report_page(result: RunResult, summary: Summary, warnings: list[str]) -> None:
+    """capdisc's own report.html (a page that cannot be made costs it and a warning)."""
+    from capdisc.reports.rebuild import result_page
+
+    try:
+        page = result_page(summary, result.records, result.measured, result.out_dir / "client.csv")
+    except Exception as exc:  # a page must never cost the result
+        warnings.append(f"report.html not written: {exc}")
+        return
+    _write_file(result.out_dir / "report.html", page, warnings)
+
+
+def _write_discovery_files(summary: DiscoverySummary, out_dir: Path, warnings: list[str]) -> None:
     from capdisc.reports.plots import plot_capacity
 
     try:
@@ -325,54 +396,20 @@ def write_discovery_outputs(
             plot_capacity(summary, out_dir / "capacity.png")
         except Exception as exc:  # a plot must never cost the result
             warnings.append(f"capacity.png not written: {exc}")
-    names = [
-        "requests.csv",
-        "client.csv",
-        "server.csv",
-        "steps.csv",
-        "report.html",
-        "capacity.png",
-    ]
-    files = _existing(out_dir, names)
-    files["summary"] = "summary.json"
-    summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
-    write_summary(summary, out_dir)
-    return summary
 
 
-def write_compare_outputs(
-    summary: CompareSummary,
-    a_rows: pd.DataFrame,
-    b_rows: pd.DataFrame,
-    out_dir: Path,
-    warnings: list[str],
-) -> CompareSummary:
-    """Write compare.png, compare.md and summary.json; return the summary with its files."""
+def _write_compare_files(
+    result: RunResult, summary: CompareSummary, out_dir: Path, warnings: list[str]
+) -> None:
     from capdisc.reports.markdown import compare_markdown
     from capdisc.reports.plots import plot_compare
 
+    a_rows, b_rows = result.measured["a"], result.measured["b"]
     try:
         plot_compare(a_rows, b_rows, summary.a.label, summary.b.label, out_dir / "compare.png")
     except Exception as exc:  # a plot must never cost the result
         warnings.append(f"compare.png not written: {exc}")
-    try:
-        write_text(out_dir / "compare.md", compare_markdown(summary))
-    except OSError as exc:
-        warnings.append(f"compare.md not written: {exc.strerror}")
-    names = [
-        "requests.csv",
-        "client.csv",
-        "server.csv",
-        "report-a.html",
-        "report-b.html",
-        "compare.png",
-        "compare.md",
-    ]
-    files = _existing(out_dir, names)
-    files["summary"] = "summary.json"
-    summary = summary.model_copy(update={"files": files, "warnings": list(warnings)})
-    write_summary(summary, out_dir)
-    return summary
+    _write_file(out_dir / "compare.md", compare_markdown(summary), warnings)
 
 
 # -- capdisc report: a finished run's pages again ----------------------------------------

@@ -48,7 +48,7 @@ def test_a_version_failing_a_tenth_stops_the_run_and_is_slower(tmp_path: Path) -
     assert "Verdict: B is slower: B is broken: B failed 5 of its latest" in result.stdout
     assert summary["verdict_reason"].startswith("B is broken: B failed 5 of its latest")
     assert "Regression (exit 1): B is broken" in result.stdout
-    for name in ("requests.csv", "compare.md", "compare.png", "report-a.html"):
+    for name in ("requests.csv", "compare.md", "compare.png", "locust-a.html"):
         assert (out / name).stat().st_size > 0, name
     b_rows = [r for r in rows_of(out) if r["version"] == "b"]
     assert sum(r["ok"] != "1" and r["error"] != "stopped in flight" for r in b_rows) >= 5

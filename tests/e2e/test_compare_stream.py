@@ -95,8 +95,8 @@ def test_faster_b_is_found_and_every_output_written(tmp_path: Path) -> None:
         "requests.csv",
         "compare.png",
         "compare.md",
-        "report-a.html",
-        "report-b.html",
+        "locust-a.html",
+        "locust-b.html",
     ):
         assert (run / name).stat().st_size > 0, name
     with (run / "requests.csv").open() as handle:
@@ -195,6 +195,10 @@ def test_regression_gate_and_saved_run_reuse(tmp_path: Path) -> None:
     assert any("not measured in alternating pairs" in w for w in second["warnings"])
     assert second["a"]["requests"] == first["a"]["requests"]
     assert second["a"]["run_dir"] == str(tmp_path / "first")
+    # A's saved rows are in this run's requests.csv, written by the run's own writer.
+    copied = [r for r in rows_of(tmp_path / "second") if r["version"] == "a"]
+    assert len(copied) == second["a"]["requests"] + second["a"]["censored"]
+    assert all(r["ts_end"] and r["ok"] in ("0", "1") for r in copied)
     ttft = second["diff"]["metrics"]["ttft_p50"]
     assert ttft["judged"] is False and ttft["change"] is None and "first byte" in ttft["note"]
     assert any("TTFT is not compared" in w for w in second["warnings"])

@@ -143,7 +143,7 @@ def test_capacity_within_ten_percent_of_u_star(
     assert summary["target"]["api"] == api
     # Every output of the contract is there, and the raw records back the summary.
     run = tmp_path / "run"
-    for name in ("summary.json", "requests.csv", "steps.csv", "report.html", "capacity.png"):
+    for name in ("summary.json", "requests.csv", "steps.csv", "locust.html", "capacity.png"):
         assert (run / name).stat().st_size > 0, name
     with (run / "requests.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -186,7 +186,7 @@ def test_failure_threshold_stops_the_run_and_keeps_the_data(tmp_path: Path) -> N
     code, summary, stderr = discover(profile, tmp_path / "run", "--failure-threshold", "3")
     assert summary["stop_reason"] == "failure_threshold", stderr
     assert summary["at_stop"]["total_requests"] > 0
-    assert (tmp_path / "run" / "report.html").exists()
+    assert (tmp_path / "run" / "locust.html").exists()
     assert code in (0, 4)  # 4 only when no step had completed yet
     with (tmp_path / "run" / "requests.csv").open() as handle:
         failures = sum(1 for row in csv.DictReader(handle) if row["ok"] == "0")

@@ -1,8 +1,8 @@
 """Distributed runs: Locust master in capdisc, users on worker processes.
 
-Ground truth from the simulator's /stats: with --workers 2, requests.csv holds
-exactly the requests the target served (minus preflight), for batch, stream and
-tools, with users from both workers.
+The ground truth of each command with two workers is in ``test_ground_truth.py``
+(beside the same checks in-process); here, what only a distributed run has: expected
+workers, the failure threshold across workers, a worker dying or every one lost.
 """
 
 from __future__ import annotations
@@ -35,94 +35,6 @@ def worker_of(row: dict[str, str]) -> int:
 
 def workers_seen(rows: list[dict[str, str]]) -> set[int]:
     return {worker_of(r) for r in rows}
-
-
-def test_batch_and_tools_with_two_workers_match_ground_truth(
-    start_simulator: StartSimulator, tmp_path: Path
-) -> None:
-    """Rows from both workers are merged once each: rows = served - preflight."""
-    sim = start_simulator(slots=8, prefill_ms=5, per_token_ms=2, output_tokens=10)
-    common = [
-        "--host",
-        sim.base_url,
-        "--model",
-        "sim-llm",
-        "--start-users",
-        "6",
-        "--max-users",
-        "6",
-        "--step-duration",
-        "3s",
-        "--interval",
-        "0.5s",
-        "--workers",
-        "2",
-        "--quiet",
-    ]
-    result = run_capdisc(
-        "discover", "batch", *common, "--out", str(tmp_path / "b"), timeout=RUN_TIMEOUT_S
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(tmp_path / "b")
-    assert len(rows) == sim.stats()["served"] - 1
-    assert workers_seen(rows) == {1, 2}
-    summary = summary_of(tmp_path / "b")
-    assert summary["steps"] and summary["steps"][0]["requests"] > 0
-
-    sim.reset_stats()
-    result = run_capdisc(
-        "discover",
-        "tools",
-        "--tools",
-        "2",
-        *common,
-        "--out",
-        str(tmp_path / "t"),
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(tmp_path / "t")
-    rounds = [r for r in rows if r["name"].startswith("round ")]
-    tasks = [r for r in rows if r["name"] == "tools"]
-    stats = sim.stats()
-    assert len(rounds) == stats["served"] - 1
-    assert stats["tool_calls"] == 2 * len(tasks)
-    assert workers_seen(rows) == {1, 2}
-
-
-def test_stream_with_two_workers_matches_ground_truth(
-    start_simulator: StartSimulator, tmp_path: Path
-) -> None:
-    """A comparison on workers: every stream the target served is one row, and the
-    users of both versions ran on both workers (users numbered
-    from 1,000,000 x the worker's index, never 1..N in the master)."""
-    sim = start_simulator(slots=16, prefill_ms=10, per_token_ms=2, output_tokens=10)
-    result = run_capdisc(
-        "compare",
-        "stream",
-        sim.base_url,
-        sim.base_url,
-        "--users",
-        "6",
-        "--interval",
-        "0.5s",
-        "--duration",
-        "3s",
-        "--blocks",
-        "1",
-        "--workers",
-        "2",
-        "--quiet",
-        "--out",
-        str(tmp_path / "s"),
-        timeout=RUN_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr
-    rows = rows_of(tmp_path / "s")
-    assert len(rows) == sim.stats()["served"] - 2
-    assert all(int(r["chunks"]) > 2 for r in rows)
-    for version in ("a", "b"):
-        assert workers_seen([r for r in rows if r["version"] == version]) == {1, 2}, version
 
 
 def free_port() -> int:

@@ -89,7 +89,8 @@ ALLOWED: dict[str, set[str]] = {
     "apis": {"errors", "servermetrics", "settings", "target", "templates"},
     "metrics": {"errors", "records", "schema", "servermetrics", "verdicts"},
     "reports": {"durations", "metrics", "records", "schema", "servermetrics", "verdicts"},
-    "rundir": {"errors", "records", "schema", "reports"},
+    "results": {"errors", "schema"},
+    "rundir": {"errors", "records", "results", "schema", "reports"},
     "loadgen": {
         "apis",
         "errors",
@@ -111,6 +112,7 @@ ALLOWED: dict[str, set[str]] = {
         "metrics",
         "profiles",
         "records",
+        "results",
         "rundir",
         "schema",
         "servermetrics",
@@ -128,6 +130,7 @@ ALLOWED: dict[str, set[str]] = {
         "progress",
         "records",
         "reports",
+        "results",
         "rundir",
         "schema",
         "settings",
@@ -138,6 +141,47 @@ ALLOWED: dict[str, set[str]] = {
     "__main__": {"cli"},
     "": set(),
 }
+
+
+def _documented_rules() -> dict[str, set[str] | None]:
+    """docs/ARCHITECTURE.md's table: each package and what it may import (None: anything)."""
+    text = (SRC.parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text.split("## Who may import whom", 1)[1].split("\n\n", 2)[1]
+    rules: dict[str, set[str] | None] = {}
+    for line in table.splitlines()[2:]:
+        packages, allowed = (cell.strip() for cell in line.strip("|").split("|"))
+        # What a parenthesis says is explanation, never a rule.
+        allowed = re.sub(r"\([^)]*\)", "", allowed).split("never")[0]
+        names = set(re.findall(r"`([\w.]+)`", allowed))
+        if "package root" in allowed:
+            names.add("")
+        for package in re.findall(r"`(\w+)`", packages):
+            rules[package] = None if allowed.startswith("everything") else names
+    return rules
+
+
+def test_the_documented_import_rules_are_the_tested_ones() -> None:
+    """docs/ARCHITECTURE.md names every package, with the arrows this test enforces."""
+    documented = _documented_rules()
+    for area, allowed in ALLOWED.items():
+        if area in ("", "__main__"):
+            continue
+        assert area in documented, f"docs/ARCHITECTURE.md does not name {area}"
+        rule = documented[area]
+        assert rule is None or rule == allowed, (area, rule, allowed)
+
+
+def test_strategies_never_write_the_run_directory() -> None:
+    """A strategy returns its result; only the command hands it to ``rundir.write_run``."""
+    writes = [
+        f"{_module_name(path)} imports {imported} from {module}"
+        for path in sorted(SRC.rglob("*.py"))
+        if _area(_module_name(path)) != "cli"
+        for module, imported in _every_import(path)
+        if module == "capdisc.rundir" and imported.startswith("write")
+        if _area(_module_name(path)) != "rundir"
+    ]
+    assert not writes, writes
 
 
 @pytest.mark.parametrize("module", sorted(GRAPH))

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 
     from capdisc.loadgen.contract import ProgressSink
     from capdisc.profiles import Profile
+    from capdisc.results import RunResult
     from capdisc.schema import DiscoverySummary, Summary
     from capdisc.settings import Settings
 
 __all__ = [
     "command_line",
+    "finish",
     "out_dir_for",
     "print_summary",
     "print_two_runs",
@@ -86,6 +88,26 @@ def print_summary(
         out.print(f"Results in {out_dir}", highlight=False)
     for warning in warnings:
         err.print(f"warning: {warning}", style="yellow", highlight=False)
+
+
+def finish(result: RunResult, json_out: bool, verbose: bool = False) -> None:
+    """Write the run's files from its result (once), print it, and exit as it asks.
+
+    The command line that ran goes into the summary first (report.html shows it).
+    """
+    from dataclasses import replace
+
+    import typer
+
+    from capdisc.rundir import write_run
+
+    summary = result.summary.model_copy(update={"command": command_line()})
+    result = write_run(replace(result, summary=summary))
+    print_summary(result.summary, result.out_dir, json_out, result.warnings, verbose)
+    if result.failure is not None:
+        raise result.failure
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 def print_two_runs(

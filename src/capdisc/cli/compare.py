@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from capdisc.cli.app import compare_app
-from capdisc.cli.common import out_dir_for, print_summary, progress_sink
+from capdisc.cli.common import finish, out_dir_for, progress_sink
 from capdisc.cli.options import (
     JsonOpt,
     OutOpt,
@@ -84,9 +84,5 @@ def compare_stream(
                 f"{settings.users} users every {settings.interval:g}s, "
                 f"results in {request.out_dir}"
             )
-        outcome = run_compare(request, progress, cache_dir(env))
-    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings, verbose)
-    if outcome.failure is not None:
-        raise outcome.failure
-    if outcome.exit_code:
-        raise typer.Exit(outcome.exit_code)
+        result = run_compare(request, progress, cache_dir(env))
+    finish(result, json_out, verbose)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capdisc.cli.app import discover_app
-from capdisc.cli.common import out_dir_for, print_summary, progress_sink, target_profile
+from capdisc.cli.common import finish, out_dir_for, progress_sink, target_profile
 from capdisc.cli.options import (
     JsonOpt,
     OutOpt,
@@ -80,10 +80,8 @@ def _discover(
             progress.message(
                 f"capdisc discover {strategy}: profile {profile.name}, results in {request.out_dir}"
             )
-        outcome = run(request, progress)
-    print_summary(outcome.summary, outcome.out_dir, json_out, outcome.warnings, verbose)
-    if outcome.failure is not None:
-        raise outcome.failure
+        result = run(request, progress)
+    finish(result, json_out, verbose)
 
 
 def _register(strategy: Strategy, model: type[RampSettings], doc: str) -> None:

@@ -11,6 +11,8 @@ handlers are removed.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +26,7 @@ from capdisc.loadgen.scraper import SERVER_COLUMNS, ServerScraper
 from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
 from capdisc.loadgen.threshold import FailureThreshold
 from capdisc.records import RequestRecord
-from capdisc.rundir import RecordWriter, write_text
+from capdisc.rundir import RecordWriter
 
 __all__ = ["RunContext"]
 
@@ -116,9 +118,17 @@ class RunContext:
         for handler in self._handlers:
             handler.cancel()
         self._handlers = []
+        if (
+            self.control.reason == "interrupted"
+            and threading.current_thread() is threading.main_thread()
+        ):
+            # The user stopped the run and may press again until the prompt comes back:
+            # further signals are ignored, so the result is still built and written.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: None)
 
     def close_records(self) -> None:
-        """Flush and close ``requests.csv`` (to read it back); safe to call twice.
+        """Flush and close ``requests.csv``, ``client.csv`` and ``server.csv``; safe to call twice.
 
         The signal handlers stay until the context exits, so a Ctrl+C pressed while
         the results are written cannot cut them short.
@@ -165,12 +175,12 @@ class RunContext:
         self.warnings.extend(w for w in result.warnings if w not in self.warnings)
         return result
 
-    def write_report(self, name: str, sessions: Sequence[SessionResult] | None = None) -> None:
-        """Locust's HTML report of ``sessions`` (default: all of them) as ``name``."""
-        html = html_report(self.sessions if sessions is None else sessions)
-        if html is None:
-            return
-        try:
-            write_text(self.out_dir / name, html)
-        except OSError as exc:
-            self.warnings.append(f"{name} not written: {exc.strerror}")
+    def copy_rows(self, rows: Sequence[RequestRecord]) -> None:
+        """Write rows measured by an earlier run (a saved comparison version) to this
+        run's ``requests.csv``, through the same writer; they are not kept in :attr:`rows`."""
+        for row in rows:
+            self.writer.write(row)
+
+    def locust_page(self, sessions: Sequence[SessionResult] | None = None) -> str | None:
+        """Locust's HTML report of ``sessions`` (default: all of them); None without stats."""
+        return html_report(self.sessions if sessions is None else sessions)

@@ -19,6 +19,7 @@ import csv
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -35,6 +36,7 @@ __all__ = [
     "CLIENT_SAMPLE_COLUMNS",
     "answered",
     "cut_mask",
+    "frame_records",
     "read_client",
     "read_records",
     "records_frame",
@@ -157,6 +159,20 @@ def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:
     records = [r if isinstance(r, RequestRecord) else RequestRecord(*r) for r in rows]
     raw = pd.DataFrame(records, columns=list(RECORD_COLUMNS), dtype=object)
     return _typed(raw)
+
+
+def frame_records(df: pd.DataFrame) -> list[RequestRecord]:
+    """The rows of a records frame as :class:`RequestRecord` again (missing figures ``""``),
+    for the record writer: a saved run's rows are written as the engine writes its own."""
+    columns = df[list(RECORD_COLUMNS)].astype(object)
+    plain = columns.where(columns.notna(), "")
+    return [RequestRecord(*(_plain(v) for v in row)) for row in plain.itertuples(index=False)]
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python number it holds (the csv module writes those as-is)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else value
 
 
 def tasks(df: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ Nothing here writes a file: :func:`capdisc.rundir.rebuild_report` does.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,16 @@ import pandas as pd
 from capdisc.metrics.frame import read_client, read_records
 from capdisc.schema import CompareSummary, DiscoverySummary, Summary, load_summary
 
-__all__ = ["NotARun", "SavedRun", "load_run", "run_label", "run_page", "two_runs_page"]
+__all__ = [
+    "NotARun",
+    "SavedRun",
+    "load_run",
+    "measured_rows",
+    "result_page",
+    "run_label",
+    "run_page",
+    "two_runs_page",
+]
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,23 @@ def load_run(run_dir: Path) -> SavedRun:
         from capdisc.metrics.frame import records_frame
 
         records = records_frame([])
+    if isinstance(summary, CompareSummary):
+        records = measured_rows(summary, records)
     return SavedRun(run_dir, summary, records, read_client(run_dir / "client.csv"))
+
+
+def measured_rows(summary: CompareSummary, records: pd.DataFrame) -> pd.DataFrame:
+    """A comparison's rows as its page draws them: each version's measured tasks (in its
+    blocks' windows), cut ones left out, as the run kept them in memory."""
+    from capdisc.metrics.figures import measured_tasks
+    from capdisc.metrics.frame import cut_mask
+
+    frames = []
+    for side, stats in (("a", summary.a), ("b", summary.b)):
+        windows = [(int(w[0]), w[1], w[2]) for w in stats.windows]
+        rows = measured_tasks(records, side, windows)
+        frames.append(rows[~cut_mask(rows)].assign(version=side))
+    return pd.concat(frames, ignore_index=True)
 
 
 def run_page(run: SavedRun) -> str:
@@ -64,6 +90,28 @@ def run_page(run: SavedRun) -> str:
     if isinstance(run.summary, CompareSummary):
         return render_compare_page(run.summary, run.records, run.client)
     return render_discovery_page(run.summary, run.records, run.client)
+
+
+def result_page(
+    summary: Summary,
+    records: pd.DataFrame,
+    measured: Mapping[str, pd.DataFrame],
+    client_csv: Path,
+) -> str:
+    """A run's ``report.html`` as it ends, from its result (``rundir.write_run``).
+
+    A discovery's page draws its records; a comparison's the measured rows of both
+    versions (a saved version's come from its own run). The client's samples are
+    read from ``client.csv``, which the run wrote as it went (the result has no copy).
+    """
+    from capdisc.reports.html import render_compare_page, render_discovery_page
+
+    client = read_client(client_csv)
+    if isinstance(summary, CompareSummary):
+        frames = [frame for frame in measured.values() if not frame.empty]
+        rows = pd.concat(frames, ignore_index=True) if frames else records
+        return render_compare_page(summary, rows, client)
+    return render_discovery_page(summary, records, client)
 
 
 def run_label(path: Path, other: Path | None = None) -> str:

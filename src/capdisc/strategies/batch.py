@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from capdisc.loadgen.contract import ProgressSink
-from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
+from capdisc.results import RunResult
+from capdisc.strategies.discovery import DiscoveryRequest, run_discovery
 
 __all__ = ["discover_batch"]
 
 
-def discover_batch(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
+def discover_batch(request: DiscoveryRequest, progress: ProgressSink | None) -> RunResult:
     """Find how many paced users the target sustains with one completion per task."""
     return run_discovery(replace(request, strategy="batch"), progress)

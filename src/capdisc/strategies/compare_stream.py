@@ -12,8 +12,9 @@ also be a saved run directory, whose measured rows are reused instead of run aga
 (then there are no pairs).
 
 One pass: the client is planned first, every block is checked (client-bound, a queue
-building) from what the run kept in memory, the verdict is final before anything is
-written, and every file is written once (``rundir.write_compare_outputs``).
+building) from what the run kept in memory, and the verdict is final in the
+``results.RunResult`` handed back; ``rundir.write_run`` writes every file from it once.
+A saved version's rows go to this run's ``requests.csv`` through the run's own writer.
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capdisc.apis.prompts import PromptSource, prompt_source, refuse_hopeless_streams
-from capdisc.errors import RunFailed, UsageError
+from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink, SessionResult, Step, Workload
+from capdisc.metrics.frame import frame_records
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
-from capdisc.rundir import check_out_dir, create_out_dir, write_compare_outputs
-from capdisc.schema import CompareSummary, StopReason, WorkerClock, load_summary
+from capdisc.results import RunResult
+from capdisc.rundir import check_out_dir, create_out_dir
+from capdisc.schema import CompareSummary, StopReason, load_summary
 from capdisc.settings import CompareSettings, TargetConfig, WorkloadSettings
 from capdisc.strategies.client import Demand, plan_client
-from capdisc.strategies.compare_verdict import Block, Run, assess
+from capdisc.strategies.compare_verdict import Block, Run, assess, load_saved
 from capdisc.strategies.preparation import find_server_metrics, load_engine, open_target
 from capdisc.target import Target
 
-__all__ = ["CompareOutcome", "CompareRequest", "VersionSource", "resolve_source", "run_compare"]
+__all__ = ["CompareRequest", "VersionSource", "resolve_source", "run_compare"]
 
 Side = Literal["a", "b"]
 
@@ -73,20 +76,6 @@ class CompareRequest:
         live = [s.profile for s in (self.a, self.b) if s.profile is not None]
         config = live[0].target if live else TargetConfig()
         return prompt_source(workload, config.prompt, config.max_tokens, self.settings.seed)
-
-
-@dataclass
-class CompareOutcome:
-    """The summary, where the files are, and the exit code the verdict asks for."""
-
-    summary: CompareSummary
-    out_dir: Path
-    exit_code: int = 0
-    warnings: list[str] = field(default_factory=list)
-    # Set when the run produced no result (exit 4); the outputs are written anyway.
-    failure: RunFailed | None = None
-    # Distributed: each block's worker clocks against the master's (its rows corrected).
-    worker_clocks: list[WorkerClock] = field(default_factory=list)
 
 
 def resolve_source(
@@ -200,16 +189,19 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_compare(
-    request: CompareRequest, progress: ProgressSink | None, cache: Path
-) -> CompareOutcome:
-    """Plan the client, run (or reuse) both versions, judge them and write every output once."""
+def run_compare(request: CompareRequest, progress: ProgressSink | None, cache: Path) -> RunResult:
+    """Plan the client, run (or reuse) both versions and judge them: the run's result."""
     settings = request.settings
     prompts = request.prompts()  # a bad dataset is refused before anything starts
     for source in [prompts] if prompts is not None else _profile_prompts(request):
         refuse_hopeless_streams(source)
     check_out_dir(request.out_dir)
     sources = {"a": request.a, "b": request.b}
+    saved = {
+        side: load_saved(side, s.saved_dir)
+        for side, s in sources.items()
+        if s.saved_dir is not None
+    }
     live: list[Side] = [side for side in ("a", "b") if sources[side].profile is not None]
     profiles = [s.profile for s in sources.values() if s.profile is not None]
     tokens = max((p.target.max_tokens for p in profiles), default=1)
@@ -281,13 +273,19 @@ def run_compare(
                         broken = run.control.threshold.version
                     break
             finished = datetime.now(UTC).timestamp()
+            for reused in saved.values():
+                run.copy_rows(frame_records(reused.rows))
             run.close_records()
-            for side in live:
-                run.write_report(f"report-{side}.html", _sessions(run.sessions, blocks, side))
+            pages = {
+                f"locust-{side}.html": page
+                for side in live
+                if (page := run.locust_page(_sessions(run.sessions, blocks, side))) is not None
+            }
             assessed = assess(
                 Run(
                     settings=settings,
                     sources={side: (s.label, s.saved_dir) for side, s in sources.items()},
+                    saved=saved,
                     blocks=blocks,
                     rows=run.rows or [],
                     plan=plan,
@@ -301,16 +299,15 @@ def run_compare(
                     scrapers=list(run.scrapers.values()),
                 )
             )
-            summary = write_compare_outputs(
-                assessed.summary, assessed.frames["a"], assessed.frames["b"], out_dir, run.warnings
-            )
-            return CompareOutcome(
-                summary=summary,
+            return RunResult(
+                summary=assessed.summary,
                 out_dir=out_dir,
+                records=assessed.records,
+                measured=assessed.frames,
+                pages=pages,
+                warnings=list(run.warnings),
                 exit_code=assessed.exit_code,
-                warnings=summary.warnings,
                 failure=assessed.failure,
-                worker_clocks=[c for b in blocks for c in b.clocks],
             )
 
 

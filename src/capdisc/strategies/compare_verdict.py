@@ -39,7 +39,7 @@ from capdisc.strategies.preparation import server_checks
 from capdisc.strategies.slo import slo_of
 from capdisc.verdicts import BlockStats
 
-__all__ = ["Assessed", "Block", "Run", "assess"]
+__all__ = ["Assessed", "Block", "Run", "SavedRun", "assess", "load_saved"]
 
 Side = Literal["a", "b"]
 
@@ -56,6 +56,25 @@ class Block:
     clocks: list[WorkerClock] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class SavedRun:
+    """A version reused from a saved run directory: its summary and measured rows."""
+
+    summary: CompareSummary
+    # Its measured task rows (a records frame, ``version`` set to this side).
+    rows: Any
+
+
+def load_saved(side: str, saved_dir: Path) -> SavedRun:
+    """Read a saved comparison's summary and ``side``'s measured rows, before any load."""
+    summary = load_summary(saved_dir / "summary.json")
+    assert isinstance(summary, CompareSummary)  # checked by resolve_source
+    saved = summary.a if side == "a" else summary.b
+    windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
+    rows = measured_tasks(read_records(saved_dir / "requests.csv"), side, windows)
+    return SavedRun(summary, rows.assign(version=side))
+
+
 @dataclass
 class Run:
     """What a comparison's run hands to :func:`assess`."""
@@ -63,6 +82,8 @@ class Run:
     settings: CompareSettings
     # Each side's label, and its saved run directory (None: measured live).
     sources: dict[str, tuple[str, Path | None]]
+    # The saved sides, as :func:`load_saved` read them.
+    saved: dict[str, SavedRun]
     blocks: list[Block]
     rows: list[RequestRecord]
     plan: ClientPlan
@@ -83,6 +104,7 @@ class Assessed:
 
     summary: CompareSummary
     frames: dict[str, Any]  # each version's measured rows (a records frame)
+    records: Any  # every row the run measured live (a records frame)
     exit_code: int = 0
     failure: RunFailed | None = None
 
@@ -105,7 +127,7 @@ def assess(run: Run) -> Assessed:
     for side in ("a", "b"):
         label, saved_dir = run.sources[side]
         if saved_dir is not None:
-            sides[side] = _saved_side(side, label, saved_dir, run)
+            sides[side] = _saved_side(side, label, saved_dir, run.saved[side], run)
         else:
             sides[side] = _live_side(side, label, records, run, loads, bound)
     paired = not settings.sequential and all(d is None for _, d in run.sources.values())
@@ -197,7 +219,7 @@ def assess(run: Run) -> Assessed:
             f"({run.stop_reason}); raw records are in {run.out_dir}"
         )
     frames = {side: sides[side].rows for side in ("a", "b")}
-    return Assessed(summary, frames, exit_code, failure)
+    return Assessed(summary, frames, records, exit_code, failure)
 
 
 def _censor(side: str, rows: Any, warnings: list[str]) -> tuple[Any, int]:
@@ -280,11 +302,10 @@ def _version_stats(
     return stats
 
 
-def _saved_side(side: str, label: str, saved_dir: Path, run: Run) -> _Side:
+def _saved_side(side: str, label: str, saved_dir: Path, saved_run: SavedRun, run: Run) -> _Side:
     """A saved side: its measured rows and saved figures, checked against this load."""
     settings = run.settings
-    summary = load_summary(saved_dir / "summary.json")
-    assert isinstance(summary, CompareSummary)  # checked by resolve_source
+    summary = saved_run.summary
     load = summary.load
     if (load.users, load.interval_s, load.temperature) != (
         settings.users,
@@ -298,11 +319,7 @@ def _saved_side(side: str, label: str, saved_dir: Path, run: Run) -> _Side:
         )
     saved = summary.a if side == "a" else summary.b
     windows = [(int(w[0]), w[1], w[2]) for w in saved.windows]
-    measured = measured_tasks(read_records(saved_dir / "requests.csv"), side, windows)
-    from capdisc.rundir import append_records
-
-    append_records(measured.assign(version=side), run.out_dir / "requests.csv", run.warnings, side)
-    rows, censored = _censor(side, measured, run.warnings)
+    rows, censored = _censor(side, saved_run.rows, run.warnings)
     measured_s = sum(end - start for _, start, end in windows) or None
     stats = _version_stats(rows, label, settings, measured_s)
     offered = load.users / load.interval_s

@@ -14,13 +14,14 @@ from dataclasses import replace
 
 from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink
+from capdisc.results import RunResult
 from capdisc.settings import StreamRampSettings
-from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
+from capdisc.strategies.discovery import DiscoveryRequest, run_discovery
 
 __all__ = ["discover_stream"]
 
 
-def discover_stream(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
+def discover_stream(request: DiscoveryRequest, progress: ProgressSink | None) -> RunResult:
     """Find how many paced users the target sustains with streamed answers within the SLOs."""
     settings = request.settings
     if not isinstance(settings, StreamRampSettings):

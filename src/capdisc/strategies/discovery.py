@@ -1,9 +1,10 @@
 """Capacity discovery, the flow shared by ``discover batch``, ``tools`` and ``stream``.
 
-Start the target, check it, ramp users in steps (:mod:`.ramp`), and write every
-output: ``requests.csv`` as the run goes, then ``steps.csv``, ``summary.json``,
-``capacity.png`` and Locust's ``report.html``, whether the ramp finished, the
-failure threshold stopped it or the user pressed Ctrl+C.
+Start the target, check it, ramp users in steps (:mod:`.ramp`) with ``requests.csv``
+written as the run goes, and build the run's result (``results.RunResult``) from the
+rows kept in memory, whether the ramp finished, the failure threshold stopped it or
+the user pressed Ctrl+C. The run directory's other files are written from that result
+by ``rundir.write_run``, never here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from capdisc.loadgen.contract import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
 from capdisc.metrics.frame import records_frame, tasks
 from capdisc.profiles import Profile
-from capdisc.rundir import write_discovery_outputs
+from capdisc.results import RunResult
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
 from capdisc.settings import RampSettings, ToolsSettings, WorkloadSettings, load_settings
 from capdisc.strategies.calibrate import cache_dir
@@ -31,7 +32,7 @@ from capdisc.strategies.slo import slo_of
 if TYPE_CHECKING:
     from capdisc.loadgen.context import RunContext
 
-__all__ = ["DiscoveryOutcome", "DiscoveryRequest", "run_discovery"]
+__all__ = ["DiscoveryRequest", "run_discovery"]
 
 NO_SLO_WARNING = (
     "no token SLO set (--slo-ttft, --slo-tpot, --slo-e2e): steps were judged on failures, "
@@ -74,23 +75,12 @@ class DiscoveryRequest:
         return None
 
 
-@dataclass
-class DiscoveryOutcome:
-    """The summary and where the run's files are."""
-
-    summary: DiscoverySummary
-    out_dir: Path
-    warnings: list[str] = field(default_factory=list)
-    # Set when the run produced no result (exit 4); the outputs are written anyway.
-    failure: RunFailed | None = None
-
-
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
-    """Run a discovery to the end and write its outputs; raise ``RunFailed`` if no step completed."""
+def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> RunResult:
+    """Run a discovery to the end and return its result (``failure`` set if no step completed)."""
     settings = request.settings
     config = request.profile.target
     prompts = prompt_source(request.workload, config.prompt, config.max_tokens, settings.seed)
@@ -132,13 +122,16 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
                 run.warnings.append(NO_SLO_WARNING)
             result = run.run(workload, planner)
             run.close_records()
-            run.write_report("report.html")
-            return _write_outputs(
+            page = run.locust_page()
+            outcome = _result(
                 request, target.info(), planner, result, out_dir, run.warnings, plan, run
             )
+            if page is not None:
+                outcome.pages["locust.html"] = page
+            return outcome
 
 
-def _write_outputs(
+def _result(
     request: DiscoveryRequest,
     target_info: TargetInfo,
     planner: RampPlanner,
@@ -147,7 +140,7 @@ def _write_outputs(
     warnings: list[str],
     plan: ClientPlan,
     run: RunContext,
-) -> DiscoveryOutcome:
+) -> RunResult:
     # Every row of the run, as the run kept it (requests.csv is never read back).
     records = records_frame(run.rows or [])
     servers, notes = server_checks(records, run.scrapers.values())
@@ -216,10 +209,11 @@ def _write_outputs(
         ),
         servers=servers,
     )
-    summary = write_discovery_outputs(summary, out_dir, warnings)
     failure = None
     if not planner.results:
         failure = RunFailed(
             f"no step completed ({detail or stop_reason}); raw records are in {out_dir}"
         )
-    return DiscoveryOutcome(summary=summary, out_dir=out_dir, warnings=warnings, failure=failure)
+    return RunResult(
+        summary=summary, out_dir=out_dir, records=records, warnings=warnings, failure=failure
+    )

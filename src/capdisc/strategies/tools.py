@@ -13,13 +13,14 @@ from dataclasses import replace
 
 from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink
+from capdisc.results import RunResult
 from capdisc.settings import ToolsSettings
-from capdisc.strategies.discovery import DiscoveryOutcome, DiscoveryRequest, run_discovery
+from capdisc.strategies.discovery import DiscoveryRequest, run_discovery
 
 __all__ = ["discover_tools"]
 
 
-def discover_tools(request: DiscoveryRequest, progress: ProgressSink | None) -> DiscoveryOutcome:
+def discover_tools(request: DiscoveryRequest, progress: ProgressSink | None) -> RunResult:
     """Find how many paced users the target sustains with N-tool-call tasks."""
     if not isinstance(request.settings, ToolsSettings):
         raise UsageError("--tools: required for discover tools")
