@@ -250,7 +250,7 @@ def timeline_chart(records: pd.DataFrame, summary: DiscoverySummary) -> LayoutDO
     users = {s.index: s.users for s in summary.steps}
     title = "Requests over time (each a point: start and duration; x = failed)"
     if sampled:
-        title += f", every {int(np.ceil(len(records) / len(rows)))}th request drawn"
+        title += f"; one request in {int(np.ceil(len(records) / len(rows)))} drawn"
     fig = _figure(title, "seconds since the first request", "duration (ms)", height=340)
     for ok in (True, False):
         part = rows[(rows["ok"] == 1) == ok]

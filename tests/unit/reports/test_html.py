@@ -72,6 +72,13 @@ def test_a_discovery_page_says_the_capacity_and_why_each_step_failed() -> None:
     assert "No client samples" in page
 
 
+def test_a_long_run_stays_under_5_mb_drawing_a_sample_of_its_requests() -> None:
+    summary = discovery()
+    page = render_discovery_page(summary, records(summary, per_step=20_000), None)
+    assert_self_contained(page)  # 60,000 requests
+    assert "one request in 3 drawn" in page
+
+
 def test_a_page_escapes_what_came_from_outside() -> None:
     summary = discovery().model_copy(
         update={"warnings": ["<script>alert(1)</script>"], "command": "capdisc x --prompt '<b>'"}
