@@ -81,6 +81,8 @@ def test_one_process_past_its_limit_is_client_bound_and_reports_no_capacity(
     # Every request is still recorded; client.csv has capdisc's seconds.
     assert rows_of(tmp_path / "run")
     assert "client.csv" in summary["files"].values()
+    page = (tmp_path / "run" / "report.html").read_text()  # the page says so too
+    assert "Capacity not found" in page and "capdisc itself was the limit" in page
 
 
 @pytest.mark.skipif(

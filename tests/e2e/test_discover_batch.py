@@ -187,6 +187,7 @@ def test_failure_threshold_stops_the_run_and_keeps_the_data(tmp_path: Path) -> N
     assert summary["stop_reason"] == "failure_threshold", stderr
     assert summary["at_stop"]["total_requests"] > 0
     assert (tmp_path / "run" / "locust.html").exists()
+    assert "the failure threshold stopped it" in (tmp_path / "run" / "report.html").read_text()
     assert code in (0, 4)  # 4 only when no step had completed yet
     with (tmp_path / "run" / "requests.csv").open() as handle:
         failures = sum(1 for row in csv.DictReader(handle) if row["ok"] == "0")

@@ -128,6 +128,9 @@ def test_ctrl_c_stops_cleanly_and_writes_every_report(
     summary = summary_of(out)
     assert summary["stop_reason"] == "interrupted"
     assert summary["steps"] and (out / "locust.html").exists()
+    # capdisc's own page too, after Ctrl+C, saying why the run stopped.
+    assert summary["files"]["report_html"] == "report.html"
+    assert "interrupted (Ctrl+C or a signal)" in (out / "report.html").read_text()
     rows = rows_of(out)
     assert len(rows) == summary["at_stop"]["total_requests"]
     assert len(rows) == sim.stats()["served"] - 1

@@ -27,7 +27,7 @@ from markupsafe import Markup
 
 from capdisc.durations import format_duration
 from capdisc.reports.formatting import format_ms, format_rps, slo_text
-from capdisc.reports.server import discovery_server_line
+from capdisc.reports.server import compare_server_line, discovery_server_line, server_text
 from capdisc.reports.terminal import (
     capacity_difference,
     capacity_line,
@@ -110,6 +110,7 @@ class _StepRow:
     verdict: str
     short: str
     reasons: list[str]
+    server: str
 
 
 def _step_rows(steps: Sequence[StepResult]) -> list[_StepRow]:
@@ -131,6 +132,7 @@ def _step_rows(steps: Sequence[StepResult]) -> list[_StepRow]:
             verdict=step_verdict(s),
             short=step_summary(s),
             reasons=list(s.reasons),
+            server=server_text(s.server) if s.server is not None else "",
         )
         for s in steps
     ]
@@ -227,6 +229,7 @@ def render_discovery_page(
         stopped=_stopped(summary),
         tiers=_tiers(summary),
         steps=_step_rows(summary.steps),
+        server_column=any(s.server is not None for s in summary.steps),
         settings=_settings(summary),
         client_rows=_client_rows(summary),
         warnings=summary.warnings,
@@ -312,6 +315,7 @@ def render_compare_page(
         overloaded=[s.upper() for s in summary.overloaded],
         broken=(summary.broken or "").upper(),
         client_rows=_client_rows(summary),
+        server_line=compare_server_line(summary) or "",
         slo=slo_text(summary.slo) if summary.slo else "",
         warnings=summary.warnings,
         command=_command(summary),

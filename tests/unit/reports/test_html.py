@@ -72,6 +72,21 @@ def test_a_discovery_page_says_the_capacity_and_why_each_step_failed() -> None:
     assert "No client samples" in page
 
 
+def test_the_servers_own_figures_are_beside_each_step() -> None:
+    from capdisc.servermetrics.figures import ServerFigures
+
+    figures = ServerFigures(family="vllm", samples=10, running_mean=4.0, waiting_mean=0.3)
+    summary = discovery()
+    assert "server (its own metrics)" not in render_discovery_page(summary, records_frame([]), None)
+    steps = [s.model_copy(update={"server": figures}) for s in summary.steps]
+    page = render_discovery_page(
+        summary.model_copy(update={"steps": steps}), records_frame([]), None
+    )
+    assert "server (its own metrics)" in page
+    # each step, and the line at capacity under the settings
+    assert page.count("ran 4, queued 0.3 on average") == len(steps) + 1
+
+
 def test_a_long_run_stays_under_5_mb_drawing_a_sample_of_its_requests() -> None:
     summary = discovery()
     page = render_discovery_page(summary, records(summary, per_step=20_000), None)
