@@ -47,7 +47,7 @@ def test_reasoning_is_the_first_token_and_counts_as_output(
 ) -> None:
     """Reasoning tokens come first: they are tokens (ttft, output tokens), the usage says so."""
     sim = start_simulator(
-        slots=8, prefill_ms=50, per_token_ms=20, output_tokens=6, reasoning_tokens=4
+        slots=8, prefill_ms=50, per_token_ms=60, output_tokens=6, reasoning_tokens=4
     )
     out = tmp_path / "run"
     _compare(sim.base_url, out)
@@ -57,8 +57,10 @@ def test_reasoning_is_the_first_token_and_counts_as_output(
     assert {(r["chunks"], r["output_tokens"], r["tokens_estimated"]) for r in rows} == {
         ("10", "10", "0")
     }
-    # The first token is the first reasoning token: about the prefill, far below e2e.
-    assert all(float(r["ttft_ms"]) < float(r["duration_ms"]) - 100 for r in rows)
+    # The first token is the first reasoning token: about the prefill, 9 tokens (540 ms)
+    # before the end. Medians: a client starved of CPU may read a request's events at once.
+    ttft = statistics.median(float(r["ttft_ms"]) for r in rows)
+    assert ttft < statistics.median(float(r["duration_ms"]) for r in rows) - 300
     summary = summary_of(out)
     measured = summary["a"]["tokens"]
     assert measured["requests"] > 0 and measured["output_tokens"] == 10 * measured["requests"]
