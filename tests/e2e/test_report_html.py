@@ -51,7 +51,7 @@ step_users = 3
 max_users = 11
 step_duration = "2s"
 interval = "0.5s"
-slo_p95 = "250ms"
+slo_p95 = "200ms"
 
 [discover_stream]
 start_users = 2

@@ -135,7 +135,8 @@ def _mark_capacity(fig: Any, summary: DiscoverySummary) -> None:
             x=cap.users,
             y=5,
             y_units="screen",
-            text=f" capacity {'>= ' if cap.at_least else ''}{cap.users}",
+            text=f"capacity {'>= ' if cap.at_least else ''}{cap.users} ",
+            text_align="right",
             text_color="#2ca02c",
             text_font_size="11px",
         )

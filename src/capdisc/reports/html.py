@@ -141,7 +141,10 @@ def _step_rows(steps: Sequence[StepResult]) -> list[_StepRow]:
 def _stopped(summary: Summary) -> str:
     words = STOP_WORDS.get(summary.stop_reason, summary.stop_reason)
     detail = summary.stop_detail
-    return f"{words} ({detail})" if detail and detail not in words else words
+    # The detail of a climb's end repeats the words; a stop's says what stopped it.
+    if not detail or summary.stop_reason in ("max_users", "slo"):
+        return words
+    return f"{words} ({detail})"
 
 
 def _command(summary: Summary) -> str:
