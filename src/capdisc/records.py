@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 __all__ = [
+    "CLIENT_COLUMNS",
     "LATER_COLUMNS",
     "RECORD_COLUMNS",
     "ROUND_PREFIX",
@@ -92,4 +93,7 @@ class ClientSample(NamedTuple):
 # The error of a request cut in flight by capdisc itself (a stop past its stop timeout,
 # a drain past its bound): not an answer of the target, so never one of its failures.
 # Its row has status 0, ok 0 and its age at the cut as duration (a lower bound).
+# The columns of ``client.csv``: one :class:`ClientSample` with its lags summed up.
+CLIENT_COLUMNS: tuple[str, ...] = ("ts", "process", "cpu", "lag_p95_ms", "lag_max_ms", "lags_ms")
+
 STOPPED_IN_FLIGHT = "stopped in flight"

@@ -32,6 +32,8 @@ class RunResult:
     records: pd.DataFrame
     # A comparison's measured rows of each version ("a", "b"), cut ones left out.
     measured: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # capdisc's own CPU and loop lag per process and second (client.csv's samples), or None.
+    client: pd.DataFrame | None = None
     # Locust's own HTML pages by file name (``locust.html``; ``locust-a.html``, ...).
     pages: dict[str, str] = field(default_factory=dict)
     # What the user should know about the run; the writer adds files it could not write.

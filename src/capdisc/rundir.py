@@ -377,7 +377,7 @@ def _write_report_page(result: RunResult, summary: Summary, warnings: list[str])
     from capdisc.reports.rebuild import result_page
 
     try:
-        page = result_page(summary, result.records, result.measured, result.out_dir / "client.csv")
+        page = result_page(summary, result.records, result.measured, result.client)
     except Exception as exc:  # a page must never cost the result
         warnings.append(f"report.html not written: {exc}")
         return

@@ -23,9 +23,9 @@ from capdisc.loadgen.contract import ProgressSink, SessionResult, StepPlanner, W
 from capdisc.loadgen.control import RunControl
 from capdisc.loadgen.engine import ensure_file_limit, html_report, run_session
 from capdisc.loadgen.scraper import SERVER_COLUMNS, ServerScraper
-from capdisc.loadgen.selfcheck import CLIENT_COLUMNS, SelfCheck
+from capdisc.loadgen.selfcheck import SelfCheck
 from capdisc.loadgen.threshold import FailureThreshold
-from capdisc.records import RequestRecord
+from capdisc.records import CLIENT_COLUMNS, RequestRecord
 from capdisc.rundir import RecordWriter
 
 __all__ = ["RunContext"]

@@ -15,11 +15,9 @@ call (``capdisc.strategies.client``); this module only measures.
 
 from __future__ import annotations
 
-import csv
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 import gevent
 
@@ -29,18 +27,15 @@ from capdisc.rundir import RecordWriter
 from capdisc.schema import ClientLoad
 
 __all__ = [
-    "CLIENT_COLUMNS",
     "CLIENT_MESSAGE",
     "Sampler",
     "SelfCheck",
     "client_load",
-    "read_client_samples",
 ]
 
 TICK_S = 0.1
 SAMPLE_S = 1.0
 CLIENT_MESSAGE = "capdisc_client"
-CLIENT_COLUMNS = ("ts", "process", "cpu", "lag_p95_ms", "lag_max_ms", "lags_ms")
 
 
 class Sampler:
@@ -84,22 +79,24 @@ class SelfCheck:
 
     def __init__(self, writer: RecordWriter | None = None) -> None:
         self.samples: list[ClientSample] = []
+        # Each sample as its row of client.csv (CLIENT_COLUMNS), for the run's result.
+        self.rows: list[tuple[float, str, float, float, float, str]] = []
         self.writer = writer
 
     def add(self, sample: ClientSample) -> None:
         self.samples.append(sample)
+        lags = sorted(sample.lags_ms) or [0.0]
+        row = (
+            sample.ts,
+            sample.process,
+            sample.cpu,
+            nearest_rank(lags, 0.95),
+            lags[-1],
+            " ".join(f"{lag:g}" for lag in sample.lags_ms),
+        )
+        self.rows.append(row)
         if self.writer is not None:
-            lags = sorted(sample.lags_ms) or [0.0]
-            self.writer.write(
-                (
-                    sample.ts,
-                    sample.process,
-                    sample.cpu,
-                    nearest_rank(lags, 0.95),
-                    lags[-1],
-                    " ".join(f"{lag:g}" for lag in sample.lags_ms),
-                )
-            )
+            self.writer.write(row)
 
     def sampler(self, process: str) -> Sampler:
         """A sampler of this process feeding this check (started by the caller)."""
@@ -140,19 +137,3 @@ def client_load(samples: Iterable[ClientSample], start: float, end: float) -> Cl
         lag_p95_ms=nearest_rank(lags[lagging], 0.95),
         lag_max_ms=lags[lagging][-1],
     )
-
-
-def read_client_samples(path: Path) -> list[ClientSample]:
-    """The samples of a run's ``client.csv`` (none when it is missing)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [
-            ClientSample(
-                float(row["ts"]),
-                row["process"],
-                float(row["cpu"]),
-                tuple(float(x) for x in row["lags_ms"].split()),
-            )
-            for row in csv.DictReader(handle)
-        ]

@@ -25,6 +25,7 @@ import pandas as pd
 
 from capdisc.errors import RunFailed
 from capdisc.records import (
+    CLIENT_COLUMNS,
     LATER_COLUMNS,
     RECORD_COLUMNS,
     STOPPED_IN_FLIGHT,
@@ -35,6 +36,7 @@ from capdisc.records import (
 __all__ = [
     "CLIENT_SAMPLE_COLUMNS",
     "answered",
+    "client_frame",
     "cut_mask",
     "frame_records",
     "read_client",
@@ -122,7 +124,8 @@ def read_records(path: Path | str) -> pd.DataFrame:
 
 
 # The columns of ``client.csv`` that the report draws (one row per load process and second).
-CLIENT_SAMPLE_COLUMNS = ("ts", "process", "cpu", "lag_p95_ms", "lag_max_ms")
+# What the pages draw of client.csv (the lags list itself stays in the file).
+CLIENT_SAMPLE_COLUMNS = CLIENT_COLUMNS[:5]
 
 
 def read_client(path: Path | str) -> pd.DataFrame | None:
@@ -149,6 +152,15 @@ def read_client(path: Path | str) -> pd.DataFrame | None:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     frame["process"] = frame["process"].fillna("").astype(str)
     return frame.dropna(subset=["ts", "cpu"]).reset_index(drop=True)
+
+
+def client_frame(rows: Sequence[Sequence[object]]) -> pd.DataFrame | None:
+    """The rows of ``client.csv`` a run kept in memory (``CLIENT_COLUMNS``) as the frame
+    :func:`read_client` gives; None without a sample."""
+    if not rows:
+        return None
+    frame = pd.DataFrame([list(r) for r in rows], columns=list(CLIENT_COLUMNS))
+    return frame[list(CLIENT_SAMPLE_COLUMNS)]
 
 
 def records_frame(rows: Sequence[RequestRecord]) -> pd.DataFrame:

@@ -96,17 +96,15 @@ def result_page(
     summary: Summary,
     records: pd.DataFrame,
     measured: Mapping[str, pd.DataFrame],
-    client_csv: Path,
+    client: pd.DataFrame | None,
 ) -> str:
     """A run's ``report.html`` as it ends, from its result (``rundir.write_run``).
 
     A discovery's page draws its records; a comparison's the measured rows of both
-    versions (a saved version's come from its own run). The client's samples are
-    read from ``client.csv``, which the run wrote as it went (the result has no copy).
+    versions (a saved version's come from its own run), beside the client's samples.
     """
     from capdisc.reports.html import render_compare_page, render_discovery_page
 
-    client = read_client(client_csv)
     if isinstance(summary, CompareSummary):
         frames = [frame for frame in measured.values() if not frame.empty]
         rows = pd.concat(frames, ignore_index=True) if frames else records

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from capdisc.apis.prompts import PromptSource, prompt_source, refuse_hopeless_streams
 from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink, SessionResult, Step, Workload
-from capdisc.metrics.frame import frame_records
+from capdisc.metrics.frame import client_frame, frame_records
 from capdisc.profiles import Profile, load_profile, plain_host_profile, with_target_overrides
 from capdisc.results import RunResult
 from capdisc.rundir import check_out_dir, create_out_dir
@@ -304,6 +304,7 @@ def run_compare(request: CompareRequest, progress: ProgressSink | None, cache: P
                 out_dir=out_dir,
                 records=assessed.records,
                 measured=assessed.frames,
+                client=client_frame(run.selfcheck.rows),
                 pages=pages,
                 warnings=list(run.warnings),
                 exit_code=assessed.exit_code,

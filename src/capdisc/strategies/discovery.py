@@ -18,7 +18,7 @@ from capdisc.apis.prompts import prompt_source, refuse_hopeless_streams
 from capdisc.errors import RunFailed
 from capdisc.loadgen.contract import ProgressSink, SessionResult, Workload
 from capdisc.metrics.figures import at_stop, pacing_stats
-from capdisc.metrics.frame import records_frame, tasks
+from capdisc.metrics.frame import client_frame, records_frame, tasks
 from capdisc.profiles import Profile
 from capdisc.results import RunResult
 from capdisc.schema import DiscoverySummary, StopReason, TargetInfo, ToolsInfo
@@ -215,5 +215,10 @@ def _result(
             f"no step completed ({detail or stop_reason}); raw records are in {out_dir}"
         )
     return RunResult(
-        summary=summary, out_dir=out_dir, records=records, warnings=warnings, failure=failure
+        summary=summary,
+        out_dir=out_dir,
+        records=records,
+        client=client_frame(run.selfcheck.rows),
+        warnings=warnings,
+        failure=failure,
     )

@@ -8,13 +8,9 @@ from pathlib import Path
 import gevent
 import gevent.monkey
 
-from capdisc.loadgen.selfcheck import (
-    CLIENT_COLUMNS,
-    SelfCheck,
-    client_load,
-    read_client_samples,
-)
-from capdisc.records import ClientSample
+from capdisc.loadgen.selfcheck import SelfCheck, client_load
+from capdisc.metrics.frame import client_frame, read_client
+from capdisc.records import CLIENT_COLUMNS, ClientSample
 from capdisc.rundir import RecordWriter
 
 T0 = 1_000_000.0
@@ -54,7 +50,9 @@ def test_a_sample_belongs_to_the_window_holding_the_middle_of_its_second() -> No
     assert load is not None and load.seconds == 1 and load.cpu_p50 == 0.9
 
 
-def test_client_csv_is_written_as_samples_come_and_reads_back(tmp_path: Path) -> None:
+def test_client_csv_is_written_as_samples_come_and_kept_as_written(tmp_path: Path) -> None:
+    """The run's result carries the rows client.csv got: a page drawn from them equals
+    one rebuilt from the file."""
     path = tmp_path / "client.csv"
     check = SelfCheck(RecordWriter(path, columns=CLIENT_COLUMNS))
     first = sample(1, "worker 1", 0.25, 0.5, 1.5, 70.0)
@@ -65,9 +63,10 @@ def test_client_csv_is_written_as_samples_come_and_reads_back(tmp_path: Path) ->
     header, row, _ = path.read_text(encoding="utf-8").splitlines()
     assert header.split(",") == list(CLIENT_COLUMNS)
     assert row.split(",")[1:] == ["worker 1", "0.25", "70.0", "70.0", "0.5 1.5 70"]
-    assert read_client_samples(path)[0] == first
-    assert check.load(T0, T0 + 2) == client_load(read_client_samples(path), T0, T0 + 2)
-    assert read_client_samples(tmp_path / "missing.csv") == []
+    kept, read = client_frame(check.rows), read_client(path)
+    assert kept is not None and read is not None
+    assert kept.to_dict("records") == read.to_dict("records")
+    assert client_frame([]) is None and read_client(tmp_path / "missing.csv") is None
 
 
 def test_the_sampler_sees_a_blocked_event_loop() -> None:
