@@ -15,26 +15,10 @@ from capdisc.durations import parse_duration
 from capdisc.errors import OutputError
 from capdisc.records import RECORD_COLUMNS
 from capdisc.rundir import RecordWriter, write_summary
-from capdisc.schema import AtStop, DiscoverySummary, TargetInfo, load_summary
+from capdisc.schema import DiscoverySummary, load_summary
+from tests.summaries import discovery
 
 DEV_FULL = Path("/dev/full")
-
-
-def discovery_summary(**fields: object) -> DiscoverySummary:
-    """A minimal valid discovery summary; ``fields`` override its parts."""
-    base: dict[str, object] = dict(
-        strategy="batch",
-        target=TargetInfo(url="http://x", model="m", api="openai"),
-        started_at="s",
-        finished_at="f",
-        stop_reason="slo",
-        interval_s=1.0,
-        failure_threshold=5,
-        capacity=None,
-        at_stop=AtStop(users=1, total_requests=0, failure_rate=0, avg_ms=None),
-        steps=[],
-    )
-    return DiscoverySummary.model_validate({**base, **fields})
 
 
 @pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full")
@@ -58,7 +42,7 @@ def test_record_writer_flushes_within_the_delay(tmp_path: Path) -> None:
 
 def test_unwritable_summary_is_an_output_error(tmp_path: Path) -> None:
     """summary.json that cannot be written is a one-line OutputError."""
-    summary = discovery_summary()
+    summary = discovery()
     with pytest.raises(OutputError, match=r"summary\.json"):
         write_summary(summary, tmp_path / "missing-dir")
 
@@ -84,12 +68,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
     """capdisc report prints the table of a saved run and --json its summary."""
-    from capdisc.schema import Capacity
-
-    summary = discovery_summary(
-        capacity=Capacity(users=18, rps=9.0, p50_ms=450, p95_ms=500, failure_rate=0.0),
-        at_stop=AtStop(users=20, total_requests=700, failure_rate=0.0, avg_ms=480),
-    )
+    summary = discovery()
     write_summary(summary, tmp_path)
     table = subprocess.run(
         [sys.executable, "-m", "capdisc", "report", str(tmp_path)],
@@ -136,7 +115,7 @@ def test_open_files_limit_is_raised_or_explained() -> None:
 
 def test_a_discovery_run_is_refused_as_a_compare_side(tmp_path: Path) -> None:
     """A saved run that is not a comparison is refused before anything runs (exit 2)."""
-    summary = discovery_summary()
+    summary = discovery()
     write_summary(summary, tmp_path)
     (tmp_path / "requests.csv").write_text(",".join(RECORD_COLUMNS) + "\n")
     result = subprocess.run(

@@ -17,64 +17,16 @@ from capdisc.reports.terminal import render_compare
 from capdisc.schema import (
     CompareLoad,
     CompareSummary,
-    Pacing,
     VersionDiff,
-    VersionStats,
     load_summary,
 )
+from tests.summaries import comparison
 
 MINUS = "\u2212"
 
 
 def console() -> Console:
     return Console(record=True, width=140, color_system=None)
-
-
-def comparison(verdict: str = "b_faster", **changes: object) -> CompareSummary:
-    """A comparison where B is 18.2% faster over 4 pairs; ``changes`` override fields."""
-
-    def stats(label: str, p50: float) -> VersionStats:
-        return VersionStats(
-            label=label,
-            requests=4800,
-            failures=2,
-            p50_ms=p50,
-            p95_ms=p50 * 1.3,
-            p99_ms=p50 * 1.6,
-            ttft_p50_ms=p50 / 5,
-            ttft_p95_ms=p50 / 4,
-            chunks_p50=120.0,
-            pacing=Pacing(tasks=4800, late=48, late_share=0.01),
-            offered_rps=10.0,
-            achieved_rps=9.9,
-        )
-
-    base = CompareSummary(
-        started_at="2026-01-01T00:00:00Z",
-        finished_at="2026-01-01T00:16:00Z",
-        load=CompareLoad(
-            users=200, interval_s=20, duration_s=480, temperature=0, blocks=4, order="abba"
-        ),
-        a=stats("v1", 2480.0),
-        b=stats("v2", 2028.6),
-        diff=VersionDiff(
-            p50_pct=-18.2,
-            p50_ci95_pct=(-20.1, -16.0),
-            p95_pct=-17.0,
-            p_value=1.2e-40,
-            failure_rate_pts=0.0,
-            failure_rate_ci95_pts=(-0.1, 0.1),
-            design="paired",
-            pairs=4,
-            blocks_a=4,
-            blocks_b=4,
-            mde_pct=2.5,
-            margin_pct=2.0,
-        ),
-        verdict=verdict,  # type: ignore[arg-type]
-        verdict_reason="the 95% interval is below 0",
-    )
-    return base.model_copy(update=changes)
 
 
 def test_render_compare_table_and_verdict() -> None:

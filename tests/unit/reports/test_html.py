@@ -24,8 +24,7 @@ from capdisc.reports.html import (
     render_discovery_page,
 )
 from capdisc.schema import DiscoverySummary, load_summary
-from tests.unit.reports.test_comparison import comparison
-from tests.unit.reports.test_terminal import discovery
+from tests.summaries import comparison, discovery
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "summaries" / "discovery-schema-1.json"
 LIMIT = 5 * 1024 * 1024

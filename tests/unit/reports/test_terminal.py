@@ -21,16 +21,11 @@ from capdisc.reports.markdown import compare_markdown
 from capdisc.reports.plots import plot_capacity, plot_compare
 from capdisc.reports.terminal import render_discovery, render_summary, step_summary
 from capdisc.schema import (
-    AtStop,
     Capacity,
     CompareSummary,
-    DiscoverySummary,
-    Pacing,
-    StepResult,
-    TargetInfo,
     ToolsInfo,
 )
-from tests.unit.reports.test_comparison import comparison
+from tests.summaries import comparison, discovery, step
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MINUS = "\u2212"
@@ -39,50 +34,6 @@ MINUS = "\u2212"
 def console() -> Console:
     """A recording console wide enough for the step table."""
     return Console(record=True, width=140, color_system=None)
-
-
-def step(index: int, users: int, *, passed: bool, p50: float | None = 450.0) -> StepResult:
-    """A step at ``users`` with an interval of 2 s; failing steps say why."""
-    return StepResult(
-        index=index,
-        users=users,
-        window_start=100.0 * index,
-        window_end=100.0 * index + 60,
-        offered_rps=users / 2,
-        achieved_rps=users / 2 if passed else users / 2 * 0.7,
-        requests=30 * users,
-        failures=0 if passed else 12,
-        failure_rate=0.0 if passed else 3.5,
-        p50_ms=p50,
-        p95_ms=None if p50 is None else p50 * 1.1,
-        p99_ms=None if p50 is None else p50 * 1.2,
-        avg_ms=p50,
-        pacing=Pacing(tasks=30 * users, late=3, late_share=0.01),
-        passed=passed,
-        reasons=[] if passed else ["achieved 70% of offered load (< 90%)"],
-    )
-
-
-def discovery(**changes: object) -> DiscoverySummary:
-    """A batch discovery that found 18 users; ``changes`` override fields."""
-    base = DiscoverySummary(
-        strategy="batch",
-        target=TargetInfo(url="http://127.0.0.1:8000", model="sim", api="openai"),
-        started_at="2026-01-01T00:00:00Z",
-        finished_at="2026-01-01T00:10:00Z",
-        stop_reason="max_users",
-        interval_s=2.0,
-        failure_threshold=5,
-        capacity=Capacity(users=18, rps=9.0, p50_ms=452.0, p95_ms=497.0, failure_rate=0.0),
-        at_stop=AtStop(users=20, total_requests=1234, failure_rate=1.5, avg_ms=1240.0),
-        steps=[
-            step(0, 10, passed=True),
-            step(1, 18, passed=True, p50=452.0),
-            step(2, 20, passed=False, p50=1240.0),
-        ],
-        pacing=Pacing(tasks=1000, late=12, late_share=0.012, slip_p95_ms=80.0, slip_max_ms=900),
-    )
-    return base.model_copy(update=changes)
 
 
 # -- formatting ------------------------------------------------------------------------
