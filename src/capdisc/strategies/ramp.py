@@ -14,28 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from capdisc.durations import format_duration
 from capdisc.loadgen.contract import Step
-from capdisc.metrics.figures import step_figures
-from capdisc.metrics.frame import records_frame, tasks
-from capdisc.metrics.goodput import goodput
-from capdisc.metrics.trend import (
-    Censored,
-    Evidence,
-    fails_however_long,
-    judge_evidence,
-    split_censored,
-)
+from capdisc.metrics.steps import OpenStep, StepWindow, measure_step, open_step
+from capdisc.metrics.trend import Evidence, fails_however_long
 from capdisc.records import RequestRecord
 from capdisc.schema import Capacity, Slo, StepResult, StopReason
-from capdisc.servermetrics.figures import ServerFigures, combine
 from capdisc.settings import RampSettings
 from capdisc.strategies.verdict import judge_step
 
-__all__ = ["MAX_EXTENSIONS", "RampPlanner", "judge_step", "whole_intervals"]
+__all__ = ["MAX_EXTENSIONS", "RampPlanner", "RampSearch", "judge_step", "whole_intervals"]
 
 # An inconclusive step runs on for another step length at most this many times.
 MAX_EXTENSIONS = 2
@@ -58,30 +48,16 @@ def whole_intervals(step_s: float, interval_s: float) -> float:
     return math.ceil(step_s / interval_s - 1e-9) * interval_s
 
 
-@dataclass
-class _Open:
-    """A step being extended: where its measurement began and the rows so far."""
+class RampSearch:
+    """The search policy of capacity discovery, on judged step results only.
 
-    step: Step
-    window_start: float
-    rows: list[RequestRecord]
-    in_flight_start: int | None
-    in_flight_start_at: float
-    extensions: int
-    # The server's figures of each window measured so far (an extension adds one).
-    server: list[ServerFigures | None]
+    It never sees a request: each step's judged :class:`~capdisc.schema.StepResult` is
+    handed to :meth:`judged`, which answers the next step (or an extension of the same
+    level, or the end). Testable with made-up results.
+    """
 
-
-class RampPlanner:
-    """A :class:`~capdisc.loadgen.contract.StepPlanner` for capacity discovery."""
-
-    # Each step is judged on its own rows (held in memory for one step only).
-    needs_rows = True
-
-    def __init__(self, settings: RampSettings, slo: Slo | None = None) -> None:
+    def __init__(self, settings: RampSettings) -> None:
         self.settings = settings
-        # Token-level limits (discover stream): each step's goodput is judged on them.
-        self.slo = slo
         self.hold_s = whole_intervals(settings.step_duration, settings.interval)
         self.results: list[StepResult] = []
         self.end_reason: StopReason = "slo"
@@ -93,142 +69,45 @@ class RampPlanner:
         self._estimated: set[int] = set()
         self._current: Step | None = None
         self._abandoned: set[int] = set()
-        self._open: _Open | None = None
-
-    # -- StepPlanner ------------------------------------------------------
 
     def first_step(self) -> Step:
         return self._step(self.settings.start_users, "ramp")
 
-    def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
-        assert finished.window_start is not None and finished.window_end is not None
-        result = self._judge(finished, rows, finished.window_end, finished.censored_ms)
+    def judged(self, result: StepResult, extensions: int) -> Step | Literal["extend"] | None:
+        """Record ``result`` (measured over ``extensions`` extensions so far); what comes next.
+
+        ``"extend"``: the same level runs on (:meth:`extension` gives the step).
+        """
         if result.client_bound:
             self.results.append(result)
             # Higher levels need even more of the client: nothing more to learn here.
             self.end_reason = "client_bound"
             return self._finish()
         if result.verdict == "inconclusive":
-            opened = self._open
-            extensions = opened.extensions if opened is not None else 0
             if extensions < MAX_EXTENSIONS:
                 note = f"inconclusive after {self._measured(result)}: extended by {self._hold()}"
                 self.results.append(result.model_copy(update={"reasons": [note, *result.reasons]}))
-                return self._extend(finished, rows)
+                return "extend"
             note = (
                 f"still inconclusive after {MAX_EXTENSIONS} extensions "
                 f"({self._measured(result)}): not counted as a pass"
             )
             result = result.model_copy(update={"reasons": [note, *result.reasons]})
-        self._open = None
         self.results.append(result)
         return self._decide(result)
 
-    def abandon_step(
-        self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
-    ) -> None:
-        end = min(stopped_at, step.window_end or stopped_at)
-        judged = self._judge(step, rows, end, [])
-        reasons = [f"stopped early: {why}", *judged.reasons]
-        verdict = "client_bound" if judged.client_bound else "fail"
-        self.results.append(
-            judged.model_copy(update={"passed": False, "verdict": verdict, "reasons": reasons})
-        )
-        self._abandoned.add(step.index)
+    def stopped(self, result: StepResult) -> None:
+        """The run stopped during the step measured as ``result`` (its reasons say why)."""
+        self.results.append(result)
+        self._abandoned.add(result.index)
         self._current = None
-        self._open = None
 
-    def describe(self) -> str:
+    def describe(self, extensions: int) -> str:
         step = self._current
         if step is None:
             return "done"
-        extended = f", extended x{self._open.extensions}" if self._open is not None else ""
+        extended = f", extended x{extensions}" if extensions else ""
         return f"step {step.index} ({step.phase}{extended}) {step.users} users"
-
-    # -- measurement ------------------------------------------------------
-
-    def decided_early(self, step: Step, rows: Sequence[RequestRecord], remaining_s: float) -> bool:
-        """True when the step fails whatever its tasks still in flight turn out to take.
-
-        The engine asks while it awaits them (``step.censored_ms`` their ages now, at
-        most ``remaining_s`` more to wait): a step that fails on its throughput deficit
-        (starts only) or on its backlog even with every such task lasting the whole
-        wait (the backlog's noise at its largest) is closed at once, its tasks censored.
-        A slow-failing server then costs no wait; its requests still get their rows.
-        """
-        if not step.censored_ms or step.window_end is None:
-            return False
-        result, evidence = self._measure(step, rows, step.window_end, step.censored_ms)
-        if judge_step(result, self.settings, self.slo, evidence).verdict != "fail":
-            return False
-        return fails_however_long(
-            evidence,
-            censored=len(step.censored_ms),
-            longer_by_s=remaining_s,
-            window_s=result.window_end - result.window_start,
-        )
-
-    def _judge(
-        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
-    ) -> StepResult:
-        """The step's figures and verdict over its whole measured time (extensions too)."""
-        result, evidence = self._measure(step, rows, end, censored_ms)
-        return judge_step(result, self.settings, self.slo, evidence)
-
-    def _measure(
-        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
-    ) -> tuple[StepResult, Evidence]:
-        """The step's figures and overload evidence, not yet judged."""
-        assert step.window_start is not None
-        opened = self._open
-        start = opened.window_start if opened is not None else step.window_start
-        all_rows = [*opened.rows, *rows] if opened is not None else list(rows)
-        frame = records_frame(all_rows)
-        figures = step_figures(
-            frame,
-            index=step.index,
-            users=step.users,
-            interval_s=self.settings.interval,
-            window_start=start,
-            window_end=end,
-            phase="ramp" if step.phase == "hold" else step.phase,
-        )
-        measured = tasks(frame)
-        measured = measured[(measured["ts_start"] >= start) & (measured["ts_start"] < end)]
-        # Requests cut by a stop are censored at their age, as those still in flight.
-        measured, cut = split_censored(measured)
-        censored = [Censored(age_ms=age) for age in censored_ms] + cut
-        if opened is not None:
-            in_flight_start, in_flight_start_at = opened.in_flight_start, opened.in_flight_start_at
-        else:
-            in_flight_start = step.in_flight_at_start
-            in_flight_start_at = step.window_start + step.baseline_s
-        evidence = judge_evidence(
-            measured,
-            window_start=start,
-            window_end=end,
-            users=step.users,
-            interval_s=self.settings.interval,
-            censored=censored,
-            in_flight_at_start=in_flight_start,
-            in_flight_at_end=step.in_flight_at_end,
-            in_flight_start_at=in_flight_start_at,
-        )
-        length = end - start
-        server = combine([*opened.server, step.server]) if opened is not None else step.server
-        figures = figures.model_copy(
-            update={
-                "client": step.client,
-                "server": server,
-                "goodput": goodput(measured, self.slo, length) if self.slo is not None else None,
-                "extensions": opened.extensions if opened is not None else 0,
-                "censored": figures.censored + len(censored_ms),
-                "started": (figures.started or 0) + len(censored_ms),
-                "in_flight_start": in_flight_start,
-                "in_flight_end": step.in_flight_at_end,
-            }
-        )
-        return figures, evidence
 
     def _measured(self, result: StepResult) -> str:
         return format_duration(result.window_end - result.window_start)
@@ -303,23 +182,8 @@ class RampPlanner:
         )
         return self._current
 
-    def _extend(self, finished: Step, rows: Sequence[RequestRecord]) -> Step:
+    def extension(self, finished: Step) -> Step:
         """The same level measured on, at once (no settling: its users are running)."""
-        assert finished.window_start is not None
-        opened = self._open
-        if opened is None:
-            opened = self._open = _Open(
-                step=finished,
-                window_start=finished.window_start,
-                rows=[],
-                in_flight_start=finished.in_flight_at_start,
-                in_flight_start_at=finished.window_start + finished.baseline_s,
-                extensions=0,
-                server=[],
-            )
-        opened.rows.extend(rows)
-        opened.server.append(finished.server)
-        opened.extensions += 1
         self._index += 1
         phase: Literal["ramp", "refine", "confirm"] = (
             "ramp" if finished.phase == "hold" else finished.phase
@@ -443,3 +307,125 @@ class RampPlanner:
                 else "fail"
             ),
         )
+
+
+class RampPlanner:
+    """A :class:`~capdisc.loadgen.contract.StepPlanner` for capacity discovery.
+
+    Measures each step (:mod:`capdisc.metrics.steps`), judges it (:mod:`.verdict`) and
+    hands the judged result to the search policy (:class:`RampSearch`).
+    """
+
+    # Each step is judged on its own rows (held in memory for one step only).
+    needs_rows = True
+
+    def __init__(self, settings: RampSettings, slo: Slo | None = None) -> None:
+        self.settings = settings
+        # Token-level limits (discover stream): each step's goodput is judged on them.
+        self.slo = slo
+        self.search = RampSearch(settings)
+        self._open: OpenStep | None = None
+
+    @property
+    def results(self) -> list[StepResult]:
+        return self.search.results
+
+    @property
+    def end_reason(self) -> StopReason:
+        return self.search.end_reason
+
+    @property
+    def hold_s(self) -> float:
+        return self.search.hold_s
+
+    def capacity(self) -> Capacity | None:
+        return self.search.capacity()
+
+    # -- StepPlanner ------------------------------------------------------
+
+    def first_step(self) -> Step:
+        return self.search.first_step()
+
+    def next_step(self, finished: Step, rows: Sequence[RequestRecord]) -> Step | None:
+        assert finished.window_start is not None and finished.window_end is not None
+        result = self._judge(finished, rows, finished.window_end, finished.censored_ms)
+        extensions = self._open.extensions if self._open is not None else 0
+        decision = self.search.judged(result, extensions)
+        if decision == "extend":
+            self._open = open_step(_window(finished), rows, self._open)
+            return self.search.extension(finished)
+        self._open = None
+        return decision
+
+    def abandon_step(
+        self, step: Step, rows: Sequence[RequestRecord], stopped_at: float, why: str
+    ) -> None:
+        end = min(stopped_at, step.window_end or stopped_at)
+        judged = self._judge(step, rows, end, [])
+        reasons = [f"stopped early: {why}", *judged.reasons]
+        verdict = "client_bound" if judged.client_bound else "fail"
+        self.search.stopped(
+            judged.model_copy(update={"passed": False, "verdict": verdict, "reasons": reasons})
+        )
+        self._open = None
+
+    def describe(self) -> str:
+        return self.search.describe(self._open.extensions if self._open is not None else 0)
+
+    def decided_early(self, step: Step, rows: Sequence[RequestRecord], remaining_s: float) -> bool:
+        """True when the step fails whatever its tasks still in flight turn out to take.
+
+        The engine asks while it awaits them (``step.censored_ms`` their ages now, at
+        most ``remaining_s`` more to wait): a step that fails on its throughput deficit
+        (starts only) or on its backlog even with every such task lasting the whole
+        wait (the backlog's noise at its largest) is closed at once, its tasks censored.
+        A slow-failing server then costs no wait; its requests still get their rows.
+        """
+        if not step.censored_ms or step.window_end is None:
+            return False
+        result, evidence = self._measure(step, rows, step.window_end, step.censored_ms)
+        if judge_step(result, self.settings, self.slo, evidence).verdict != "fail":
+            return False
+        return fails_however_long(
+            evidence,
+            censored=len(step.censored_ms),
+            longer_by_s=remaining_s,
+            window_s=result.window_end - result.window_start,
+        )
+
+    # -- measurement ------------------------------------------------------
+
+    def _judge(
+        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
+    ) -> StepResult:
+        """The step's figures and verdict over its whole measured time (extensions too)."""
+        result, evidence = self._measure(step, rows, end, censored_ms)
+        return judge_step(result, self.settings, self.slo, evidence)
+
+    def _measure(
+        self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
+    ) -> tuple[StepResult, Evidence]:
+        return measure_step(
+            _window(step),
+            rows,
+            end,
+            censored_ms,
+            interval_s=self.settings.interval,
+            slo=self.slo,
+            opened=self._open,
+        )
+
+
+def _window(step: Step) -> StepWindow:
+    assert step.window_start is not None
+    return StepWindow(
+        index=step.index,
+        users=step.users,
+        phase="ramp" if step.phase == "hold" else step.phase,
+        window_start=step.window_start,
+        baseline_at=step.window_start + step.baseline_s,
+        in_flight_at_start=step.in_flight_at_start,
+        in_flight_at_end=step.in_flight_at_end,
+        client=step.client,
+        server=step.server,
+    )

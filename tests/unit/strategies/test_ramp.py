@@ -10,13 +10,14 @@ planner must land within 10% of U*.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 
 from capdisc.loadgen.contract import Step
-from capdisc.schema import ClientLoad
+from capdisc.schema import ClientLoad, StepResult
 from capdisc.settings import RampSettings
-from capdisc.strategies.ramp import RampPlanner, whole_intervals
+from capdisc.strategies.ramp import RampPlanner, RampSearch, whole_intervals
 
 INTERVAL = 2.0
 SERVICE_MS = 400.0
@@ -397,3 +398,53 @@ def test_a_step_whose_backlog_fails_however_long_its_tasks_take_is_decided_early
     healthy, rows = overloaded_step(8, 16.0, at_end=20)
     healthy.censored_ms = []
     assert not planner.decided_early(healthy, rows, remaining_s=5.0)
+
+
+def made_up(step: Step, passed: bool, *, verdict: str | None = None) -> StepResult:
+    """A judged step result with only what the search reads: no request behind it."""
+    return StepResult(
+        index=step.index,
+        users=step.users,
+        phase="ramp" if step.phase == "hold" else step.phase,
+        window_start=0.0,
+        window_end=step.hold_s,
+        offered_rps=step.users / INTERVAL,
+        achieved_rps=step.users / INTERVAL,
+        requests=step.users * 4,
+        failures=0,
+        failure_rate=0.0,
+        p50_ms=SERVICE_MS,
+        p95_ms=SERVICE_MS,
+        p99_ms=SERVICE_MS,
+        avg_ms=SERVICE_MS,
+        verdict=verdict or ("pass" if passed else "fail"),  # type: ignore[arg-type]
+        passed=passed,
+    )
+
+
+def test_the_search_is_a_policy_on_made_up_step_results() -> None:
+    """RampSearch sees judged results only: levels up to 20 pass, above fail, no rows at all."""
+    search = RampSearch(settings(start_users=10, step_users=10))
+    step: Step | Literal["extend"] | None = search.first_step()
+    seen: list[int] = []
+    while isinstance(step, Step) and len(seen) < 30:
+        seen.append(step.users)
+        step = search.judged(made_up(step, step.users <= 20), 0)
+    assert seen[:3] == [10, 20, 30]
+    assert max(seen) == 30  # never above the first failure
+    capacity = search.capacity()
+    assert capacity is not None and capacity.users == 20 and capacity.fail_users in (21, 30)
+    assert capacity.confirmed
+
+
+def test_the_search_extends_an_inconclusive_result_then_stops_counting_it() -> None:
+    search = RampSearch(settings(start_users=10, step_users=10))
+    first = search.first_step()
+    assert search.judged(made_up(first, False, verdict="inconclusive"), 0) == "extend"
+    again = search.extension(first)
+    assert again.users == 10 and again.settle_s == 0.0
+    assert search.judged(made_up(again, False, verdict="inconclusive"), 1) == "extend"
+    last = search.extension(again)
+    assert search.judged(made_up(last, False, verdict="inconclusive"), 2) is None
+    assert search.results[-1].reasons[0].startswith("still inconclusive after 2 extensions")
+    assert search.capacity() is None
