@@ -165,10 +165,28 @@ class Goodput(_Model):
     good: int
     pct: float | None  # good / requests, in percent (None without requests)
     rps: float | None  # good requests per measured second
-    # Each figure at the SLO's percentile, over the successful requests.
+    # Each figure at the SLO's percentile over every request counted (``n``), failures
+    # and requests without the figure ranked slower than every success (None: the
+    # percentile falls among those, or nothing was measured).
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None
+    # Requests the percentiles are over: every one started in the window, those still
+    # in flight when judged included (ranked slowest). 0 in summaries before it existed.
+    n: int = 0
+    # Distribution-free 95% bounds of each figure's percentile (order statistics):
+    # [lower, upper]; a None lower bound is none (too few requests, or, in JSON, among the
+    # failures: the reasons say which), a None upper bound is unbounded (too few
+    # requests, or the percentile among the failures).
+    ttft_bounds_ms: tuple[float | None, float | None] | None = None
+    tpot_bounds_ms: tuple[float | None, float | None] | None = None
+    e2e_bounds_ms: tuple[float | None, float | None] | None = None
+    # The SLO verdict: pass when every upper bound is within its limit, fail when a
+    # lower bound is over it, else inconclusive.
+    verdict: Literal["pass", "fail", "inconclusive"] | None = None
+    # Some TPOT figures were computed from output tokens counted as events (the server
+    # sent no usage): a TPOT limit is judged on an estimate.
+    tpot_estimated: bool = False
 
 
 class ClientLoad(_Model):

@@ -123,7 +123,9 @@ def measure_step(
         update={
             "client": window.client,
             "server": server,
-            "goodput": goodput(measured, slo, length) if slo is not None else None,
+            "goodput": (
+                goodput(measured, slo, length, censored=len(censored)) if slo is not None else None
+            ),
             "extensions": opened.extensions if opened is not None else 0,
             "censored": figures.censored + len(censored_ms),
             "started": (figures.started or 0) + len(censored_ms),

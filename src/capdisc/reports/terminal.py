@@ -28,6 +28,7 @@ from capdisc.schema import (
     Capacity,
     CompareSummary,
     DiscoverySummary,
+    Goodput,
     StepResult,
     TargetInfo,
 )
@@ -54,8 +55,23 @@ def capacity_line(summary: DiscoverySummary) -> str:
     users = f"at least {cap.users}" if cap.at_least else str(cap.users)
     return (
         f"Capacity: {users} users, {format_rps(cap.rps)} req/s, "
-        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_interval(cap)} ({stopped})"
+        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_sample(summary)}"
+        f"{_interval(cap)} ({stopped})"
     )
+
+
+def _sample(summary: DiscoverySummary) -> str:
+    """`` (n=60)``: the successes the capacity's percentiles are over."""
+    cap = summary.capacity
+    step = next((s for s in reversed(summary.steps) if cap and s.users == cap.users), None)
+    return "" if step is None else f" (n={step.requests - step.failures})"
+
+
+def _slo_cell(good: Goodput | None) -> str:
+    """The TTFT at the SLO's percentile and the requests it is over: ``412 ms n=63``."""
+    if good is None:
+        return format_ms(None)
+    return format_ms(good.ttft_ms) + (f" n={good.n}" if good.n else "")
 
 
 def _interval(cap: Capacity) -> str:
@@ -124,9 +140,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     for step in summary.steps:
         good = step.goodput
         slo_cells = (
-            [format_ms(good.ttft_ms if good else None), format_percent(good.pct if good else None)]
-            if slo is not None
-            else []
+            [_slo_cell(good), format_percent(good.pct if good else None)] if slo is not None else []
         )
         table.add_row(
             str(step.index),

@@ -18,6 +18,7 @@ from typing import Literal
 
 from capdisc.durations import format_duration
 from capdisc.loadgen.contract import Step
+from capdisc.metrics.goodput import min_requests
 from capdisc.metrics.steps import OpenStep, StepWindow, measure_step, open_step
 from capdisc.metrics.trend import Evidence, fails_however_long
 from capdisc.records import RequestRecord
@@ -56,9 +57,12 @@ class RampSearch:
     level, or the end). Testable with made-up results.
     """
 
-    def __init__(self, settings: RampSettings) -> None:
+    def __init__(self, settings: RampSettings, min_tasks: int = 0) -> None:
         self.settings = settings
         self.hold_s = whole_intervals(settings.step_duration, settings.interval)
+        # The fewest tasks a window holds (a percentile's confidence bound needs them): a
+        # level with few users is held for more intervals.
+        self.min_tasks = min_tasks
         self.results: list[StepResult] = []
         self.end_reason: StopReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
@@ -171,7 +175,7 @@ class RampSearch:
         self._current = Step(
             index=self._index,
             users=users,
-            hold_s=self.hold_s,
+            hold_s=self.hold_for(users),
             settle_s=settle_s,
             # Counted where every user is in its cycle and whole intervals before the
             # window's end: at its start after a whole interval of settling, else one
@@ -181,6 +185,11 @@ class RampSearch:
             drain_s=drain_s,
         )
         return self._current
+
+    def hold_for(self, users: int) -> float:
+        """A level's window: the step length, or enough whole intervals for ``min_tasks``."""
+        interval = self.settings.interval
+        return max(self.hold_s, math.ceil(self.min_tasks / max(users, 1)) * interval)
 
     def extension(self, finished: Step) -> Step:
         """The same level measured on, at once (no settling: its users are running)."""
@@ -323,7 +332,12 @@ class RampPlanner:
         self.settings = settings
         # Token-level limits (discover stream): each step's goodput is judged on them.
         self.slo = slo
-        self.search = RampSearch(settings)
+        limited = slo is not None and any(
+            limit is not None for limit in (slo.ttft_ms, slo.tpot_ms, slo.e2e_ms)
+        )
+        # A window holds at least the requests that can bound the SLO's percentile.
+        min_tasks = min_requests(slo.percentile) if slo is not None and limited else 0
+        self.search = RampSearch(settings, min_tasks)
         self._open: OpenStep | None = None
 
     @property

@@ -448,3 +448,13 @@ def test_the_search_extends_an_inconclusive_result_then_stops_counting_it() -> N
     assert search.judged(made_up(last, False, verdict="inconclusive"), 2) is None
     assert search.results[-1].reasons[0].startswith("still inconclusive after 2 extensions")
     assert search.capacity() is None
+
+
+def test_a_slo_level_with_few_users_is_held_long_enough_to_bound_its_percentile() -> None:
+    """A p95 needs 59 requests for a confidence bound: 4 users at 2 s pacing hold 15 intervals."""
+    from capdisc.schema import Slo
+
+    planner = RampPlanner(settings(), Slo(ttft_ms=500))
+    assert planner.first_step().hold_s == 30.0
+    assert RampPlanner(settings()).first_step().hold_s == 8.0
+    assert planner.search.hold_for(40) == 8.0
