@@ -56,7 +56,7 @@ def capacity_line(summary: DiscoverySummary) -> str:
     return (
         f"Capacity: {users} users, {format_rps(cap.rps)} req/s, "
         f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_sample(summary)}"
-        f"{_interval(cap)} ({stopped})"
+        f"{_interval(cap, summary.stop_reason)} ({stopped})"
     )
 
 
@@ -74,12 +74,14 @@ def _slo_cell(good: Goodput | None) -> str:
     return format_ms(good.ttft_ms) + (f" n={good.n}" if good.n else "")
 
 
-def _interval(cap: Capacity) -> str:
+def _interval(cap: Capacity, stop_reason: str = "") -> str:
     """``; confirmed, below 52 users (26.0 req/s offered) that failed`` (schema 2 only)."""
     if cap.confirmed is None:
         return ""
-    how = "confirmed" if cap.confirmed else "NOT confirmed (passed once, while climbing)"
+    how = "confirmed (passed twice)" if cap.confirmed else "NOT confirmed (passed once)"
     if cap.fail_users is None or cap.fail_rps is None:
+        if stop_reason == "failure_threshold":
+            return f"; {how}, the failure threshold stopped the run before a level failed"
         return f"; {how}, no level failed"
     return (
         f"; {how}, below {cap.fail_users} users ({format_rps(cap.fail_rps)} req/s offered), "

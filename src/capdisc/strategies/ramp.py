@@ -3,8 +3,8 @@
 Shared by ``discover batch``, ``tools`` and ``stream``. It climbs from ``start_users``
 by ``step_users``; the first step that does not pass ends the climb (unless
 ``keep_going``); then it bisects between the last passing and that level (``refine``),
-never above it so it never keeps overloading the target, and re-runs a level that
-passed only while climbing once more to ``confirm`` it. A step is measured for a whole
+never above it so it never keeps overloading the target, and re-runs the level it
+reports once more when it passed only once, to ``confirm`` it (measured twice). A step is measured for a whole
 number of pacing intervals; an inconclusive step (:mod:`.verdict`) is extended, at most
 :data:`MAX_EXTENSIONS` times, and judged on all of its measured time. Every decision uses
 only what a client observes: the raw records of the step.
@@ -100,10 +100,16 @@ class RampSearch:
         self.results.append(result)
         return self._decide(result)
 
-    def stopped(self, result: StepResult) -> None:
-        """The run stopped during the step measured as ``result`` (its reasons say why)."""
+    def stopped(self, result: StepResult, reason: StopReason | None = None) -> None:
+        """The run stopped during the step measured as ``result`` (its reasons say why).
+
+        A step cut short proves nothing, but for one stopped by the failure threshold
+        with failures of its own: the server failed at that level, which bounds the
+        capacity from above (a failing step for the bracket).
+        """
         self.results.append(result)
-        self._abandoned.add(result.index)
+        if not (reason == "failure_threshold" and result.failures > 0):
+            self._abandoned.add(result.index)
         self._current = None
 
     def describe(self, extensions: int) -> str:
@@ -230,13 +236,13 @@ class RampSearch:
         return (max(passing) if passing else 0), hi
 
     def _confirmed(self, users: int) -> bool:
-        """A pass counts once measured after an overload (refining, confirming) or twice."""
+        """A level is confirmed once it passed twice (the final level is measured once more)."""
         passes = [
             r
             for r in self.results
             if r.users == users and r.passed and r.index not in self._abandoned
         ]
-        return len(passes) >= 2 or any(r.phase != "ramp" for r in passes)
+        return len(passes) >= 2
 
     def _estimate(self, failing: StepResult) -> int | None:
         """U* as a saturated step shows it: achieved req/s times the interval.
@@ -284,9 +290,9 @@ class RampSearch:
     def capacity(self) -> Capacity | None:
         """The most users whose latest step passed below every level that did not pass.
 
-        With the interval: the lowest level that failed (or stayed inconclusive) beside it,
-        ``confirmed`` when the level passed after an overload or twice, ``at_least`` when no
-        level failed. None when a step was client-bound: such a run never reports a server
+        With the interval: the lowest level that failed (or stayed inconclusive, or was
+        stopped by the failure threshold failing) beside it, ``confirmed`` when the level
+        passed twice, ``at_least`` when no level failed. None when a step was client-bound: such a run never reports a server
         capacity.
         """
         if any(result.client_bound for result in self.results):
@@ -379,7 +385,8 @@ class RampPlanner:
         reasons = [f"stopped early: {why}", *judged.reasons]
         verdict = "client_bound" if judged.client_bound else "fail"
         self.search.stopped(
-            judged.model_copy(update={"passed": False, "verdict": verdict, "reasons": reasons})
+            judged.model_copy(update={"passed": False, "verdict": verdict, "reasons": reasons}),
+            step.stopped_by,
         )
         self._open = None
 

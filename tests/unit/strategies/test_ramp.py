@@ -458,3 +458,60 @@ def test_a_slo_level_with_few_users_is_held_long_enough_to_bound_its_percentile(
     assert planner.first_step().hold_s == 30.0
     assert RampPlanner(settings()).first_step().hold_s == 8.0
     assert planner.search.hold_for(40) == 8.0
+
+
+def test_a_failure_threshold_stop_at_a_failing_level_bounds_the_capacity_from_above() -> None:
+    """Case 4: 10, 20, 30 pass; at 40 the server sheds with fast 503s and the failure
+    threshold stops the run: 40 is the failing level beside the capacity, never "at least
+    30 ... no level failed"."""
+    from capdisc.reports.terminal import capacity_line
+    from capdisc.schema import AtStop, DiscoverySummary, TargetInfo
+
+    planner = RampPlanner(settings(start_users=10, step_users=10))
+    step: Step | None = planner.first_step()
+    clock = 0.0
+    while step is not None and step.users < 40:
+        step.window_start = clock + step.settle_s
+        step.window_end = clock = step.window_start + step.hold_s
+        rows = synthetic_rows(step.users, step.window_start, step.window_end, 1e9, overloaded=False)
+        step = planner.next_step(step, rows)
+    assert step is not None and step.users == 40
+    step.window_start = clock + step.settle_s
+    step.window_end = step.window_start + step.hold_s
+    stop = step.window_start + 3.0
+    rows = synthetic_rows(40, step.window_start, stop, 1e9, overloaded=False)
+    shed = [(*row[:7], 503, 0, 5.0, *row[10:]) for row in rows[:6]]
+    step.stopped_by = "failure_threshold"
+    planner.abandon_step(step, shed + rows[6:], stop, "5 failed requests (threshold 5)")
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users == 30
+    assert capacity.fail_users == 40 and not capacity.at_least and capacity.fail_verdict == "fail"
+    summary = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="http://x", model="m", api="openai"),
+        started_at="",
+        finished_at="",
+        stop_reason="failure_threshold",
+        interval_s=INTERVAL,
+        failure_threshold=5,
+        capacity=capacity,
+        at_stop=AtStop(users=40, total_requests=1, failure_rate=0.0, avg_ms=None),
+        steps=planner.results,
+    )
+    line = capacity_line(summary)
+    assert "no level failed" not in line and "below 40 users" in line, line
+
+
+def test_confirmed_means_measured_twice_at_that_level() -> None:
+    """Case 5: a single pass while refining after a drain is not "confirmed": the level
+    is measured once more, and a level that then fails is not reported."""
+    planner = RampPlanner(settings(start_users=10, step_users=10))
+    steps = drive_scripted(
+        planner, {10: [True], 20: [True], 30: [True], 40: [False], 35: [True, False]}
+    )
+    capacity = planner.capacity()
+    assert capacity is not None, steps
+    passes = [r for r in planner.results if r.users == capacity.users and r.passed]
+    assert capacity.confirmed and len(passes) >= 2, steps
+    if 35 in steps:
+        assert capacity.users != 35 and steps.count(35) >= 2, steps
