@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,74 @@ slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
 def test_the_slo_options_belong_to_the_streaming_commands() -> None:
     result = run_capdisc("discover", "batch", "--slo-ttft", "1s")
     assert result.returncode == 2 and "--slo-ttft" in result.stderr
+
+
+def slow_answers_profile(
+    tmp_path: Path, *, prefill_ms: int, per_token_ms: int, tokens: int
+) -> Path:
+    """An idle simulator with room to spare (16 slots) whose answers are slow."""
+    profile = tmp_path / "slow.toml"
+    profile.write_text(
+        f"""
+[target]
+embedded = true
+max_tokens = 64
+timeout = "20s"
+
+[simulator]
+slots = 16
+prefill_ms = {prefill_ms}
+per_token_ms = {per_token_ms}
+output_tokens = {tokens}
+jitter = 0.0
+seed = 3
+
+[discover_stream]
+start_users = 3
+step_users = 3
+max_users = 6
+step_duration = "4s"
+interval = "1s"
+"""
+    )
+    return profile
+
+
+def test_pacing_the_server_cannot_meet_is_refused_before_the_ramp(tmp_path: Path) -> None:
+    """Case 3: the preflight answer (at no load) already takes the interval: exit 2, one
+    line naming --interval, the measured latency and an interval to try; no run."""
+    profile = slow_answers_profile(tmp_path, prefill_ms=1200, per_token_ms=10, tokens=8)
+    out = tmp_path / "run"
+    result = run_capdisc(
+        "discover", "stream", "--profile", str(profile), "--out", str(out), "--quiet"
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    found = re.search(r"--interval 1s: one preflight request at no load took ([\d.]+)s", lines[0])
+    suggested = re.search(r"try --interval (\d+)s$", lines[0])
+    assert found is not None and suggested is not None, lines[0]
+    assert float(found.group(1)) >= 1.2 and int(suggested.group(1)) >= 1.5 * float(found.group(1))
+    assert "constant pacing needs every answer within the interval" in lines[0]
+    assert not (out / "summary.json").exists()
+
+
+def test_pacing_the_first_step_shows_unmet_is_named_with_every_file_written(
+    tmp_path: Path,
+) -> None:
+    """Case 3: answers of 1.5 s at 1 s pacing on an idle 16-slot server (the 4-token
+    preflight is quick): the first step fails on lateness; the run names the pacing, with
+    the measured p95 and an interval to try (exit 4), never "the server's capacity", and
+    writes every file."""
+    profile = slow_answers_profile(tmp_path, prefill_ms=100, per_token_ms=100, tokens=14)
+    out = tmp_path / "run"
+    result = run_capdisc(
+        "discover", "stream", "--profile", str(profile), "--out", str(out), "--quiet", timeout=200
+    )
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert "--interval 1s: at the lowest load (3 users) p95 latency took 1.5" in result.stderr
+    assert "try --interval 3s" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["capacity"] is None
+    assert any("constant pacing needs every answer" in w for w in summary["warnings"])
+    assert (out / "steps.csv").exists() and (out / "requests.csv").exists()

@@ -39,27 +39,28 @@ HTTP_HINT = (
 )
 
 
-def preflight(target: Target, *, stream: bool = False, timeout_s: float | None = None) -> None:
+def preflight(target: Target, *, stream: bool = False, timeout_s: float | None = None) -> float:
     """Check ``target`` with one short request (streamed with ``stream``); raise
-    ``TargetUnreachable`` on a problem.
+    ``TargetUnreachable`` on a problem. Returns the request's latency in seconds (at no
+    load: a lower bound of any answer's).
 
     Server errors (5xx) and refused connections are retried up to ``ATTEMPTS`` times.
     """
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            _check(target, stream, timeout_s)
-            return
+            return _check(target, stream, timeout_s)
         except _Transient as exc:
             if attempt == ATTEMPTS:
                 raise TargetUnreachable(exc.message, hint=exc.hint) from None
             time.sleep(RETRY_DELAY_S)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _Transient(TargetUnreachable):
     """A failure worth one more try."""
 
 
-def _check(target: Target, stream: bool, timeout_s: float | None) -> None:
+def _check(target: Target, stream: bool, timeout_s: float | None) -> float:
     fmt = format_for(target.config)
     path = fmt.stream_path if stream else fmt.chat_path
     url = target.base_url + path
@@ -72,6 +73,7 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> None:
     )
     timeout = timeout_s if timeout_s is not None else min(target.timeout_s, 30.0)
     headers = {"Content-Type": "application/json", **target.auth_headers()}
+    sent = time.perf_counter()
     try:
         # follow_redirects=False: a redirect must never carry the key to another host.
         with (
@@ -79,6 +81,7 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> None:
             client.stream("POST", url, content=payload, headers=headers) as response,
         ):
             body = _read(response, timeout)
+        elapsed = time.perf_counter() - sent
     except httpx.TimeoutException:
         raise TargetUnreachable(f"{url}: no answer within {timeout:g}s") from None
     except httpx.HTTPError as exc:
@@ -91,6 +94,7 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> None:
         _judge_stream(target, fmt, url, body)
     else:
         _judge_batch(target, fmt, url, body)
+    return elapsed
 
 
 def _read(response: httpx.Response, timeout: float) -> bytes:

@@ -100,7 +100,11 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
         out_dir, metrics = prepare_run(
-            target, request.out_dir, progress, stream=request.strategy == "stream"
+            target,
+            request.out_dir,
+            progress,
+            stream=request.strategy == "stream",
+            interval_s=settings.interval,
         )
         from capdisc.loadgen.context import RunContext
 
@@ -189,6 +193,10 @@ def _write_outputs(
                 f"task durations vary too much for a fair discovery (CV {cv:.2f} > "
                 f"{MAX_DETERMINISTIC_CV}): the target is not deterministic"
             )
+    # Pacing the server cannot meet is named, never blamed on the server (exit 4).
+    unmet = planner.search.pacing_unmet()
+    if unmet is not None:
+        warnings.append(unmet)
     summary = DiscoverySummary(
         strategy=request.strategy,
         target=target_info,
@@ -217,7 +225,7 @@ def _write_outputs(
         servers=servers,
     )
     summary = write_discovery_outputs(summary, out_dir, warnings)
-    failure = None
+    failure = RunFailed(f"{unmet}; files are in {out_dir}") if unmet is not None else None
     if not planner.results:
         failure = RunFailed(
             f"no step completed ({detail or stop_reason}); raw records are in {out_dir}"

@@ -10,11 +10,14 @@ each scraped ``/metrics`` page said against capdisc's rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from capdisc.durations import format_duration
+from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink
 from capdisc.profiles import Profile
 from capdisc.rundir import check_out_dir, create_out_dir
@@ -25,7 +28,30 @@ if TYPE_CHECKING:
     from capdisc.apis.server_metrics import MetricsEndpoint
     from capdisc.loadgen.scraper import ServerScraper
 
-__all__ = ["find_server_metrics", "open_target", "prepare_run", "server_checks"]
+__all__ = [
+    "find_server_metrics",
+    "open_target",
+    "prepare_run",
+    "server_checks",
+    "suggested_interval",
+    "unmet_interval",
+]
+
+
+def suggested_interval(latency_s: float) -> float:
+    """An interval with room for the measured latency to grow with load: 1.5 x it, whole
+    seconds (latency rises with load, and constant pacing needs it within the interval)."""
+    return float(math.ceil(1.5 * latency_s))
+
+
+def unmet_interval(interval_s: float, latency_s: float, where: str) -> str:
+    """One line naming pacing the server cannot meet, with the measured latency."""
+    return (
+        f"--interval {format_duration(interval_s)}: {where} took {format_duration(latency_s)}, "
+        "and constant pacing needs every answer within the interval (a longer one makes the "
+        "next task late, which reads as overload); try "
+        f"--interval {format_duration(suggested_interval(latency_s))}"
+    )
 
 
 @contextmanager
@@ -57,15 +83,26 @@ def find_server_metrics(target: Target, progress: ProgressSink | None) -> Metric
 
 
 def prepare_run(
-    target: Target, out_dir: Path, progress: ProgressSink | None = None, *, stream: bool = False
+    target: Target,
+    out_dir: Path,
+    progress: ProgressSink | None = None,
+    *,
+    stream: bool = False,
+    interval_s: float | None = None,
 ) -> tuple[Path, MetricsEndpoint | None]:
     """Check the output, the target (preflight, streamed with ``stream``) and its metrics,
-    then create the run directory; returns it with the metrics page to read (None: none)."""
+    then create the run directory; returns it with the metrics page to read (None: none).
+
+    With ``interval_s`` (constant pacing), a preflight answer that already takes the
+    interval is a ``UsageError`` naming ``--interval``: no pacing that short can be met.
+    """
     check_out_dir(out_dir)
     load_engine()
     from capdisc.apis.preflight import preflight
 
-    preflight(target, stream=stream)
+    latency_s = preflight(target, stream=stream)
+    if interval_s is not None and latency_s >= interval_s:
+        raise UsageError(unmet_interval(interval_s, latency_s, "one preflight request at no load"))
     endpoint = find_server_metrics(target, progress)
     return create_out_dir(out_dir), endpoint
 

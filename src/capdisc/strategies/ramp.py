@@ -24,6 +24,7 @@ from capdisc.metrics.trend import Evidence, fails_however_long
 from capdisc.records import RequestRecord
 from capdisc.schema import Capacity, Slo, StepResult, StopReason
 from capdisc.settings import RampSettings
+from capdisc.strategies.preparation import unmet_interval
 from capdisc.strategies.verdict import judge_step
 
 __all__ = ["MAX_EXTENSIONS", "RampPlanner", "RampSearch", "judge_step", "whole_intervals"]
@@ -286,6 +287,27 @@ class RampSearch:
         return None
 
     # -- result -----------------------------------------------------------
+
+    def pacing_unmet(self) -> str | None:
+        """One line when the lowest level failed with answers that already take the interval.
+
+        Constant pacing needs latency within the interval: a longer answer makes its
+        user's next task late, and the lateness and throughput tests then fail every
+        level, however idle the server. None when a level passed or the lowest one failed
+        for another reason.
+        """
+        if any(r.passed or r.client_bound for r in self.results) or not self.results:
+            return None
+        lowest = min(self.results, key=lambda r: r.users)
+        p95_ms = lowest.p95_ms
+        if lowest.verdict != "fail" or p95_ms is None:
+            return None
+        interval = self.settings.interval
+        if p95_ms < 1000.0 * interval:
+            return None
+        return unmet_interval(
+            interval, p95_ms / 1000.0, f"at the lowest load ({lowest.users} users) p95 latency"
+        )
 
     def capacity(self) -> Capacity | None:
         """The most users whose latest step passed below every level that did not pass.
