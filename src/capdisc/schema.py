@@ -48,6 +48,7 @@ __all__ = [
     "StopReason",
     "Summary",
     "TargetInfo",
+    "Tier",
     "TokenStats",
     "ToolsInfo",
     "VersionDiff",
@@ -278,6 +279,10 @@ class StepResult(_Model):
     # capdisc itself was the limit: not a server verdict, and no capacity is reported.
     client_bound: bool = False
     server: ServerFigures | None = None  # the server's own metrics (never the verdict)
+    # With SLO tiers (--slo-ttft 200ms,500ms,1s): each tier's goodput and whether the
+    # step passed it, tightest first (the step's verdict is the loosest tier's).
+    tiers: list[Goodput] = Field(default_factory=list)
+    tiers_passed: list[bool] = Field(default_factory=list)
 
 
 class Capacity(_Model):
@@ -300,6 +305,17 @@ class Capacity(_Model):
     fail_users: int | None = None
     fail_rps: float | None = None
     fail_verdict: Literal["fail", "inconclusive"] | None = None
+
+
+class Tier(_Model):
+    """The capacity under one SLO tier: the most users that passed its limits (see Capacity)."""
+
+    limits: Slo
+    users: int | None  # None: no level passed this tier
+    rps: float | None
+    confirmed: bool | None  # passed twice at that level
+    at_least: bool = False  # no level failed this tier
+    fail_users: int | None = None  # the lowest level that did not pass it
 
 
 class AtStop(_Model):
@@ -396,6 +412,8 @@ class DiscoverySummary(_Model):
     capacity: Capacity | None
     at_stop: AtStop
     steps: list[StepResult]
+    # With SLO tiers: one capacity per tier, tightest first (the last is ``capacity``'s).
+    tiers: list[Tier] = Field(default_factory=list)
     pacing: Pacing = Field(default_factory=Pacing)
     tools: ToolsInfo | None = None
     client: ClientInfo | None = None

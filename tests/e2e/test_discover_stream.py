@@ -27,6 +27,9 @@ TOKENS = 32
 INTERVAL_S = 2.0
 STEP_S = 10.0
 TTFT_LIMIT_S = 0.4
+# A tighter SLO tier in the same run (item 2 of issue 24): the ramp climbs until the
+# loosest tier fails; the tight tier gets its own capacity, never above the loose one's.
+TIGHT_TTFT_S = 0.2
 PERCENTILE = 95
 
 
@@ -61,7 +64,7 @@ step_users = 10
 max_users = 80
 step_duration = "{STEP_S:g}s"
 interval = "{INTERVAL_S:g}s"
-slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
+slo_ttft = ["{TIGHT_TTFT_S * 1000:g}ms", "{TTFT_LIMIT_S * 1000:g}ms"]
 """
     )
     out = tmp_path / "run"
@@ -90,6 +93,18 @@ slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
     assert len(steps) == len(summary["steps"])
     assert all(float(row["goodput_pct"]) >= 0 for row in steps)
     assert "SLO: TTFT <= 400 ms at p95" in result.stdout
+    # SLO tiers: one capacity per tier, tightest first, the loosest being the capacity.
+    tight, loose = summary["tiers"]
+    assert (tight["limits"]["ttft_ms"], loose["limits"]["ttft_ms"]) == (200, 400)
+    assert loose["users"] == found and loose["confirmed"]
+    assert tight["users"] is not None and tight["users"] <= found
+    assert "Capacity per SLO tier" in result.stdout
+    # The sample size goes next to every SLO percentile (steps.csv, the terminal).
+    assert all(int(row["slo_n"]) >= int(row["requests"]) for row in steps)
+    assert all(
+        float(row["slo_ttft_high_ms"] or "inf") >= float(row["slo_ttft_ms"] or 0) for row in steps
+    )
+    assert " n=" in result.stdout
 
 
 def test_the_slo_options_belong_to_the_streaming_commands() -> None:

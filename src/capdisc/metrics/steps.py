@@ -79,11 +79,13 @@ def measure_step(
     interval_s: float,
     slo: Slo | None,
     opened: OpenStep | None = None,
+    tiers: Sequence[Slo] = (),
 ) -> tuple[StepResult, Evidence]:
     """The step's figures and overload evidence over its whole measured time, not yet judged.
 
     ``opened`` holds the earlier windows of an extended step; ``censored_ms`` the ages
-    of the window's requests still in flight (counted as started, in no figure).
+    of the window's requests still in flight (counted as started, in no figure). With
+    more than one SLO tier (tightest first), each tier's goodput is measured too.
     """
     start = opened.window_start if opened is not None else window.window_start
     all_rows = [*opened.rows, *rows] if opened is not None else list(rows)
@@ -131,6 +133,9 @@ def measure_step(
             "started": (figures.started or 0) + len(censored_ms),
             "in_flight_start": in_flight_start,
             "in_flight_end": window.in_flight_at_end,
+            "tiers": [goodput(measured, tier, length, censored=len(censored)) for tier in tiers]
+            if len(tiers) > 1
+            else [],
         }
     )
     return figures, evidence

@@ -39,6 +39,7 @@ __all__ = [
     "render_discovery",
     "render_summary",
     "target_label",
+    "tiers_table",
 ]
 
 # -- discovery -------------------------------------------------------------------------
@@ -87,6 +88,29 @@ def _interval(cap: Capacity, stop_reason: str = "") -> str:
         f"; {how}, below {cap.fail_users} users ({format_rps(cap.fail_rps)} req/s offered), "
         f"which {'failed' if cap.fail_verdict == 'fail' else 'stayed inconclusive'}"
     )
+
+
+def tiers_table(summary: DiscoverySummary) -> Table | None:
+    """With SLO tiers: one line per tier, its limits and the capacity under them."""
+    if not summary.tiers:
+        return None
+    table = Table(title="Capacity per SLO tier", title_justify="left")
+    for header in ("tier", "limits", "users", "req/s", "confirmed", "failed at"):
+        table.add_column(header, justify="left" if header in ("limits", "confirmed") else "right")
+    for number, tier in enumerate(summary.tiers, start=1):
+        users = "-" if tier.users is None else str(tier.users)
+        if tier.at_least:
+            users = f">= {users}"
+        confirmed = "-" if tier.confirmed is None else "yes" if tier.confirmed else "NO (once)"
+        table.add_row(
+            str(number),
+            slo_text(tier.limits.model_copy(update={"min_goodput_pct": None})),
+            users,
+            format_rps(tier.rps) if tier.rps is not None else "-",
+            confirmed,
+            "-" if tier.fail_users is None else str(tier.fail_users),
+        )
+    return table
 
 
 def _why_not_found(summary: DiscoverySummary) -> str:
@@ -167,6 +191,9 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
     style = "bold green" if summary.capacity else "bold red"
     # Result lines are soft-wrapped: the terminal folds them, a copy-paste gets one line.
     console.print(Text(capacity_line(summary), style=style), markup=False, soft_wrap=True)
+    tiers = tiers_table(summary)
+    if tiers is not None:
+        console.print(tiers)
     server = discovery_server_line(summary)
     if server is not None:
         console.print(server, markup=False, highlight=False, soft_wrap=True)

@@ -26,7 +26,7 @@ from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.preparation import open_target, prepare_run, server_checks
 from capdisc.strategies.ramp import RampPlanner
-from capdisc.strategies.slo import slo_of
+from capdisc.strategies.slo import slo_of, slo_tiers
 
 if TYPE_CHECKING:
     from capdisc.loadgen.context import RunContext
@@ -118,7 +118,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
             tools=request.tools,
             prompts=prompts,
         )
-        planner = RampPlanner(settings, slo_of(settings))
+        planner = RampPlanner(settings, slo_of(settings), slo_tiers(settings))
         with RunContext(
             out_dir,
             failure_threshold=settings.failure_threshold,
@@ -209,6 +209,7 @@ def _write_outputs(
         failure_threshold=request.settings.failure_threshold,
         slo=planner.slo,
         capacity=planner.capacity(),
+        tiers=planner.tiers(),
         at_stop=at_stop(records, result.users_at_stop),
         steps=planner.results,
         pacing=pacing_stats(task_rows, request.settings.interval),

@@ -22,7 +22,7 @@ from capdisc.metrics.goodput import min_requests
 from capdisc.metrics.steps import OpenStep, StepWindow, measure_step, open_step
 from capdisc.metrics.trend import Evidence, fails_however_long
 from capdisc.records import RequestRecord
-from capdisc.schema import Capacity, Slo, StepResult, StopReason
+from capdisc.schema import Capacity, Slo, StepResult, StopReason, Tier
 from capdisc.settings import RampSettings
 from capdisc.strategies.preparation import unmet_interval
 from capdisc.strategies.verdict import judge_step
@@ -58,12 +58,15 @@ class RampSearch:
     level, or the end). Testable with made-up results.
     """
 
-    def __init__(self, settings: RampSettings, min_tasks: int = 0) -> None:
+    def __init__(self, settings: RampSettings, min_tasks: int = 0, tiers: int = 0) -> None:
         self.settings = settings
         self.hold_s = whole_intervals(settings.step_duration, settings.interval)
         # The fewest tasks a window holds (a percentile's confidence bound needs them): a
         # level with few users is held for more intervals.
         self.min_tasks = min_tasks
+        # SLO tiers (tightest first; the last is the step's own verdict): each tier's
+        # capacity is confirmed too, within the search budget.
+        self.tiers = tiers
         self.results: list[StepResult] = []
         self.end_reason: StopReason = "slo"
         self._phase: Literal["ramp", "refine", "confirm"] = "ramp"
@@ -214,7 +217,7 @@ class RampSearch:
         if self._phase == "ramp" and (result.passed or s.keep_going):
             if result.users >= s.max_users:
                 self.end_reason = "max_users" if result.passed else "slo"
-                return self._finish()
+                return self._confirm_tiers()
             return self._step(min(result.users + s.step_users, s.max_users), "ramp")
         # A confirmation that failed reopens the search below its level: the bracket
         # below takes it into account, and the search budget bounds it.
@@ -228,22 +231,47 @@ class RampSearch:
                 latest[result.users] = result
         return latest
 
-    def _bracket(self) -> tuple[int, int | None]:
+    @staticmethod
+    def _passes(result: StepResult, tier: int | None) -> bool:
+        """The step passed (``tier`` None) or passed SLO tier ``tier``."""
+        if tier is None or tier >= len(result.tiers_passed):
+            return result.passed
+        return result.tiers_passed[tier]
+
+    def _bracket(self, tier: int | None = None) -> tuple[int, int | None]:
         """The highest passing level below the lowest one that did not pass, and that level."""
         latest = self._latest()
-        failing = [users for users, r in latest.items() if not r.passed]
+        failing = [users for users, r in latest.items() if not self._passes(r, tier)]
         hi = min(failing) if failing else None
-        passing = [u for u, r in latest.items() if r.passed and (hi is None or u < hi)]
+        passing = [u for u, r in latest.items() if self._passes(r, tier) and (hi is None or u < hi)]
         return (max(passing) if passing else 0), hi
 
-    def _confirmed(self, users: int) -> bool:
+    def _confirmed(self, users: int, tier: int | None = None) -> bool:
         """A level is confirmed once it passed twice (the final level is measured once more)."""
         passes = [
             r
             for r in self.results
-            if r.users == users and r.passed and r.index not in self._abandoned
+            if r.users == users and self._passes(r, tier) and r.index not in self._abandoned
         ]
         return len(passes) >= 2
+
+    def _confirm_tiers(self) -> Step | None:
+        """Once the search is done: the level of a tighter SLO tier that passed it only once
+        is measured once more (within the search budget), else the end."""
+        if self.settings.refine and not any(r.client_bound for r in self.results):
+            for tier in range(self.tiers - 1):
+                lo, _hi = self._bracket(tier)
+                if lo and not self._confirmed(lo, tier) and self._search_steps < MAX_SEARCH_STEPS:
+                    return self._step(lo, "confirm")
+        return self._finish()
+
+    def tier_capacity(self, tier: int) -> tuple[StepResult | None, int | None, bool]:
+        """Tier ``tier``'s capacity: its level's latest result (None: no level passed it), the
+        lowest level that did not pass it, and whether the level passed it twice."""
+        lo, hi = self._bracket(tier)
+        if lo == 0 or any(r.client_bound for r in self.results):
+            return None, hi, False
+        return self._latest()[lo], hi, self._confirmed(lo, tier)
 
     def _estimate(self, failing: StepResult) -> int | None:
         """U* as a saturated step shows it: achieved req/s times the interval.
@@ -258,7 +286,7 @@ class RampSearch:
     def _refine_or_finish(self) -> Step | None:
         lo, hi = self._bracket()
         if hi is None or not self.settings.refine or lo == 0:
-            return self._finish()
+            return self._confirm_tiers()
         if self._search_steps >= MAX_SEARCH_STEPS:
             return self._finish()
         latest = self._latest()
@@ -280,7 +308,7 @@ class RampSearch:
             return self._step((lo + hi) // 2, "refine")
         if unconfirmed:
             return self._step(lo, "confirm")
-        return self._finish()
+        return self._confirm_tiers()
 
     def _finish(self) -> Step | None:
         self._current = None
@@ -356,16 +384,21 @@ class RampPlanner:
     # Each step is judged on its own rows (held in memory for one step only).
     needs_rows = True
 
-    def __init__(self, settings: RampSettings, slo: Slo | None = None) -> None:
+    def __init__(
+        self, settings: RampSettings, slo: Slo | None = None, tiers: Sequence[Slo] = ()
+    ) -> None:
         self.settings = settings
-        # Token-level limits (discover stream): each step's goodput is judged on them.
-        self.slo = slo
+        # Token-level limits (discover stream): each step's goodput is judged on them;
+        # with SLO tiers (tightest first), the loosest, and each tier is measured too.
+        self.slo = tiers[-1] if tiers else slo
+        self.slo_tiers = list(tiers) if len(tiers) > 1 else []
+        slo = self.slo
         limited = slo is not None and any(
             limit is not None for limit in (slo.ttft_ms, slo.tpot_ms, slo.e2e_ms)
         )
         # A window holds at least the requests that can bound the SLO's percentile.
         min_tasks = min_requests(slo.percentile) if slo is not None and limited else 0
-        self.search = RampSearch(settings, min_tasks)
+        self.search = RampSearch(settings, min_tasks, len(self.slo_tiers))
         self._open: OpenStep | None = None
 
     @property
@@ -443,7 +476,12 @@ class RampPlanner:
     ) -> StepResult:
         """The step's figures and verdict over its whole measured time (extensions too)."""
         result, evidence = self._measure(step, rows, end, censored_ms)
-        return judge_step(result, self.settings, self.slo, evidence)
+        judged = judge_step(result, self.settings, self.slo, evidence)
+        if not judged.tiers:
+            return judged
+        # A tier passes where the step passes (on the loosest) and its own SLO passes.
+        passed = [judged.passed and tier.verdict == "pass" for tier in judged.tiers]
+        return judged.model_copy(update={"tiers_passed": passed})
 
     def _measure(
         self, step: Step, rows: Sequence[RequestRecord], end: float, censored_ms: Sequence[float]
@@ -456,7 +494,25 @@ class RampPlanner:
             interval_s=self.settings.interval,
             slo=self.slo,
             opened=self._open,
+            tiers=self.slo_tiers,
         )
+
+    def tiers(self) -> list[Tier]:
+        """One capacity per SLO tier, tightest first (empty without tiers)."""
+        found: list[Tier] = []
+        for index, limits in enumerate(self.slo_tiers):
+            best, fail_users, confirmed = self.search.tier_capacity(index)
+            found.append(
+                Tier(
+                    limits=limits,
+                    users=best.users if best is not None else None,
+                    rps=best.achieved_rps if best is not None else None,
+                    confirmed=confirmed if best is not None else None,
+                    at_least=best is not None and fail_users is None,
+                    fail_users=fail_users,
+                )
+            )
+        return found
 
 
 def _window(step: Step) -> StepWindow:

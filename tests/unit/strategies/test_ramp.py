@@ -515,3 +515,23 @@ def test_confirmed_means_measured_twice_at_that_level() -> None:
     assert capacity.confirmed and len(passes) >= 2, steps
     if 35 in steps:
         assert capacity.users != 35 and steps.count(35) >= 2, steps
+
+
+def test_slo_tiers_get_one_capacity_each_from_one_ramp() -> None:
+    """Item 2: three tiers; the ramp climbs until the loosest fails (at 60) and each
+    tighter tier's level is measured once more to confirm it."""
+    limits = {0: 20, 1: 40, 2: 50}  # tier -> the most users that pass it
+    search = RampSearch(settings(start_users=10, step_users=10, max_users=100), tiers=3)
+    step: Step | Literal["extend"] | None = search.first_step()
+    seen: list[int] = []
+    while isinstance(step, Step) and len(seen) < 30:
+        seen.append(step.users)
+        passed = [step.users <= limits[t] for t in range(3)]
+        result = made_up(step, passed[-1]).model_copy(update={"tiers_passed": passed})
+        step = search.judged(result, 0)
+    assert seen[:6] == [10, 20, 30, 40, 50, 60] and max(seen) == 60, seen
+    for tier, most in limits.items():
+        best, fail_users, confirmed = search.tier_capacity(tier)
+        assert best is not None and best.users == most and confirmed, (tier, seen)
+        assert fail_users is not None and fail_users > most
+    assert seen.count(20) == 2 and seen.count(40) == 2 and seen.count(50) == 2, seen
