@@ -172,8 +172,9 @@ class Goodput(_Model):
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None
-    # Requests the percentiles are over: every one started in the window, those still
-    # in flight when judged included (ranked slowest). 0 in summaries before it existed.
+    # Requests the percentiles are over: every one started in the window and answered
+    # (with an end-to-end limit, those still in flight past the await bound too, ranked
+    # slowest). 0 in summaries before it existed.
     n: int = 0
     # Distribution-free 95% bounds of each figure's percentile (order statistics):
     # [lower, upper]; a None lower bound is none (too few requests, or, in JSON, among the

@@ -101,8 +101,9 @@ def goodput(df: pd.DataFrame, slo: Slo, measured_s: float | None, censored: int 
     """Good requests of ``df``'s tasks against ``slo``, each limited figure at its percentile
     with its confidence bounds, and the SLO verdict.
 
-    ``censored`` requests started in the window are still in flight (no row yet): they
-    count, ranked slowest.
+    ``censored`` requests started in the window are still in flight past the await bound
+    (no row yet): they count in the end-to-end percentile, ranked slowest (their age is
+    past the request timeout), and in no other (their first token is unknown).
     """
     task_rows = tasks(df)
     ok = (task_rows["ok"] == 1).to_numpy()
@@ -114,7 +115,9 @@ def goodput(df: pd.DataFrame, slo: Slo, measured_s: float | None, censored: int 
         limit = getattr(slo, limit_name)
         values = task_rows[column].astype("float64").to_numpy(dtype="float64", na_value=np.nan)
         # Failures, and successes without the figure, rank slower than every success.
-        ranked = np.concatenate([np.where(ok & ~np.isnan(values), values, np.inf), slowest])
+        ranked = np.where(ok & ~np.isnan(values), values, np.inf)
+        if limit_name == "e2e_ms":
+            ranked = np.concatenate([ranked, slowest])
         figures[limit_name] = _point(ranked, slo.percentile)
         bounds[f"{limit_name[:-3]}_bounds_ms"] = (
             percentile_bounds(ranked, slo.percentile) if limit is not None else None
@@ -130,7 +133,7 @@ def goodput(df: pd.DataFrame, slo: Slo, measured_s: float | None, censored: int 
         good=count,
         pct=100.0 * count / requests if requests else None,
         rps=count / measured_s if measured_s else None,
-        n=requests + censored,
+        n=requests + (censored if slo.e2e_ms is not None else 0),
         tpot_estimated=slo.tpot_ms is not None and bool((estimated & ok).any()),
         **figures,
         **bounds,
@@ -151,7 +154,7 @@ def _bounds(figures: Goodput, limit_name: str) -> Bounds | None:
 
 
 def _value(value: float | None) -> str:
-    return "over every success" if value is None else f"{value:.0f} ms"
+    return "among the failures" if value is None else f"{value:.0f} ms"
 
 
 def _bound(value: float) -> str:
