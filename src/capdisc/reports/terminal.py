@@ -90,6 +90,20 @@ def _interval(cap: Capacity, stop_reason: str = "") -> str:
     )
 
 
+def _longer_windows(summary: DiscoverySummary) -> str:
+    """Said when a level was held longer than a step so its SLO percentile could be bounded."""
+    step_s = summary.step_s or 0.0
+    longer = [
+        s for s in summary.steps if s.extensions == 0 and (s.measured_s or 0.0) > step_s + 1e-6
+    ]
+    if summary.slo is None or not longer:
+        return ""
+    return (
+        "; levels with few users were held longer, until their window had the requests "
+        f"a p{summary.slo.percentile:g} bound needs"
+    )
+
+
 def tiers_table(summary: DiscoverySummary) -> Table | None:
     """With SLO tiers: one line per tier, its limits and the capacity under them."""
     if not summary.tiers:
@@ -207,7 +221,8 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
         console.print(
             f"Steps: measured {format_duration(summary.step_s)} each (a whole number of "
             f"{format_duration(summary.interval_s)} intervals), after all their users run; "
-            "an inconclusive step is extended; requests belong to the step they started in",
+            "an inconclusive step is extended; requests belong to the step they started in"
+            + _longer_windows(summary),
             markup=False,
             soft_wrap=True,
         )
