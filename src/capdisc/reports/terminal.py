@@ -261,6 +261,7 @@ def render_discovery(summary: DiscoverySummary, console: Console) -> None:
             f"Tokens at capacity: {format_tps(tokens)} output tok/s"
             + (f", ttft p95 {format_ms(tokens.ttft.p95_ms)}" if tokens.ttft.p95_ms else "")
             + (f", tpot p95 {format_ms(tokens.tpot.p95_ms)}" if tokens.tpot.p95_ms else "")
+            + (f" (n={tokens.requests})" if tokens.ttft.p95_ms or tokens.tpot.p95_ms else "")
             + (" (~ counted from events: the server sent no usage)" if tokens.estimated else ""),
             markup=False,
             soft_wrap=True,
