@@ -39,28 +39,27 @@ HTTP_HINT = (
 )
 
 
-def preflight(target: Target, *, stream: bool = False, timeout_s: float | None = None) -> float:
+def preflight(target: Target, *, stream: bool = False, timeout_s: float | None = None) -> None:
     """Check ``target`` with one short request (streamed with ``stream``); raise
-    ``TargetUnreachable`` on a problem. Returns the request's latency in seconds (at no
-    load: a lower bound of any answer's).
+    ``TargetUnreachable`` on a problem.
 
     Server errors (5xx) and refused connections are retried up to ``ATTEMPTS`` times.
     """
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return _check(target, stream, timeout_s)
+            _check(target, stream, timeout_s)
+            return
         except _Transient as exc:
             if attempt == ATTEMPTS:
                 raise TargetUnreachable(exc.message, hint=exc.hint) from None
             time.sleep(RETRY_DELAY_S)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class _Transient(TargetUnreachable):
     """A failure worth one more try."""
 
 
-def _check(target: Target, stream: bool, timeout_s: float | None) -> float:
+def _check(target: Target, stream: bool, timeout_s: float | None) -> None:
     fmt = format_for(target.config)
     path = fmt.stream_path if stream else fmt.chat_path
     url = target.base_url + path
@@ -73,7 +72,6 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> float:
     )
     timeout = timeout_s if timeout_s is not None else min(target.timeout_s, 30.0)
     headers = {"Content-Type": "application/json", **target.auth_headers()}
-    sent = time.perf_counter()
     try:
         # follow_redirects=False: a redirect must never carry the key to another host.
         with (
@@ -81,7 +79,6 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> float:
             client.stream("POST", url, content=payload, headers=headers) as response,
         ):
             body = _read(response, timeout)
-        elapsed = time.perf_counter() - sent
     except httpx.TimeoutException:
         raise TargetUnreachable(f"{url}: no answer within {timeout:g}s") from None
     except httpx.HTTPError as exc:
@@ -94,7 +91,6 @@ def _check(target: Target, stream: bool, timeout_s: float | None) -> float:
         _judge_stream(target, fmt, url, body)
     else:
         _judge_batch(target, fmt, url, body)
-    return elapsed
 
 
 def _read(response: httpx.Response, timeout: float) -> bytes:

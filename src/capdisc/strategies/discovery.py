@@ -100,11 +100,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> D
     plan = plan_client(request.demand, settings.workers, settings.expect_workers, cache, progress)
     with open_target(request.profile) as target:
         out_dir, metrics = prepare_run(
-            target,
-            request.out_dir,
-            progress,
-            stream=request.strategy == "stream",
-            interval_s=settings.interval,
+            target, request.out_dir, progress, stream=request.strategy == "stream"
         )
         from capdisc.loadgen.context import RunContext
 
@@ -194,7 +190,7 @@ def _write_outputs(
                 f"{MAX_DETERMINISTIC_CV}): the target is not deterministic"
             )
     # Pacing the server cannot meet is named, never blamed on the server (exit 4).
-    unmet = planner.search.pacing_unmet()
+    unmet = planner.search.pacing_unmet() if result.stop_reason is None else None
     if unmet is not None:
         warnings.append(unmet)
     summary = DiscoverySummary(

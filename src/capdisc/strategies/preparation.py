@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from capdisc.durations import format_duration
-from capdisc.errors import UsageError
 from capdisc.loadgen.contract import ProgressSink
 from capdisc.profiles import Profile
 from capdisc.rundir import check_out_dir, create_out_dir
@@ -83,26 +82,15 @@ def find_server_metrics(target: Target, progress: ProgressSink | None) -> Metric
 
 
 def prepare_run(
-    target: Target,
-    out_dir: Path,
-    progress: ProgressSink | None = None,
-    *,
-    stream: bool = False,
-    interval_s: float | None = None,
+    target: Target, out_dir: Path, progress: ProgressSink | None = None, *, stream: bool = False
 ) -> tuple[Path, MetricsEndpoint | None]:
     """Check the output, the target (preflight, streamed with ``stream``) and its metrics,
-    then create the run directory; returns it with the metrics page to read (None: none).
-
-    With ``interval_s`` (constant pacing), a preflight answer that already takes the
-    interval is a ``UsageError`` naming ``--interval``: no pacing that short can be met.
-    """
+    then create the run directory; returns it with the metrics page to read (None: none)."""
     check_out_dir(out_dir)
     load_engine()
     from capdisc.apis.preflight import preflight
 
-    latency_s = preflight(target, stream=stream)
-    if interval_s is not None and latency_s >= interval_s:
-        raise UsageError(unmet_interval(interval_s, latency_s, "one preflight request at no load"))
+    preflight(target, stream=stream)
     endpoint = find_server_metrics(target, progress)
     return create_out_dir(out_dir), endpoint
 

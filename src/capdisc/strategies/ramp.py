@@ -1,13 +1,16 @@
 """The step ramp of capacity discovery: which user level to try next, and what it found.
 
-Shared by ``discover batch``, ``tools`` and ``stream``. It climbs from ``start_users``
-by ``step_users``; the first step that does not pass ends the climb (unless
+Shared by ``discover batch``, ``tools`` and ``stream``. :class:`RampSearch` is the
+search policy, on judged step results only: it climbs from ``start_users`` by
+``step_users``; the first step that does not pass ends the climb (unless
 ``keep_going``); then it bisects between the last passing and that level (``refine``),
 never above it so it never keeps overloading the target, and re-runs the level it
-reports once more when it passed only once, to ``confirm`` it (measured twice). A step is measured for a whole
-number of pacing intervals; an inconclusive step (:mod:`.verdict`) is extended, at most
-:data:`MAX_EXTENSIONS` times, and judged on all of its measured time. Every decision uses
-only what a client observes: the raw records of the step.
+reports once more when it passed only once, to ``confirm`` it (measured twice). A step
+is measured for a whole number of pacing intervals; an inconclusive step
+(:mod:`.verdict`) is extended, at most :data:`MAX_EXTENSIONS` times, and judged on all of
+its measured time. :class:`RampPlanner` is the engine's planner: it measures each step
+(:mod:`capdisc.metrics.steps`), judges it and hands the result to the search. Every
+decision uses only what a client observes: the raw records of the step.
 """
 
 from __future__ import annotations
@@ -321,14 +324,17 @@ class RampSearch:
 
         Constant pacing needs latency within the interval: a longer answer makes its
         user's next task late, and the lateness and throughput tests then fail every
-        level, however idle the server. None when a level passed or the lowest one failed
-        for another reason.
+        level, however idle the server. It is told from an overload by the latency
+        trend: answers that are slow from the start do not climb, a queue does. None when
+        a level passed, or the lowest one failed for another reason.
         """
         if any(r.passed or r.client_bound for r in self.results) or not self.results:
             return None
         lowest = min(self.results, key=lambda r: r.users)
         p95_ms = lowest.p95_ms
-        if lowest.verdict != "fail" or p95_ms is None:
+        if lowest.verdict != "fail" or p95_ms is None or lowest.index in self._abandoned:
+            return None
+        if lowest.tests is not None and lowest.tests.trend_verdict == "fail":
             return None
         interval = self.settings.interval
         if p95_ms < 1000.0 * interval:
