@@ -306,6 +306,8 @@ class Capacity(_Model):
     fail_users: int | None = None
     fail_rps: float | None = None
     fail_verdict: Literal["fail", "inconclusive"] | None = None
+    # The successful requests p50_ms and p95_ms are over (None: a summary before it).
+    n: int | None = None
 
 
 class Tier(_Model):

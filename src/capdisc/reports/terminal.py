@@ -64,6 +64,8 @@ def capacity_line(summary: DiscoverySummary) -> str:
 def _sample(summary: DiscoverySummary) -> str:
     """`` (n=60)``: the successes the capacity's percentiles are over."""
     cap = summary.capacity
+    if cap is not None and cap.n is not None:
+        return f" (n={cap.n})"
     step = next((s for s in reversed(summary.steps) if cap and s.users == cap.users), None)
     return "" if step is None else f" (n={step.requests - step.failures})"
 

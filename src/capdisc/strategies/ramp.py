@@ -364,6 +364,7 @@ class RampSearch:
             rps=best.achieved_rps,
             p50_ms=best.p50_ms,
             p95_ms=best.p95_ms,
+            n=best.requests - best.failures,
             failure_rate=best.failure_rate,
             goodput=best.goodput,
             at_least=hi is None,

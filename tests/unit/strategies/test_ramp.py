@@ -435,6 +435,7 @@ def test_the_search_is_a_policy_on_made_up_step_results() -> None:
     capacity = search.capacity()
     assert capacity is not None and capacity.users == 20 and capacity.fail_users in (21, 30)
     assert capacity.confirmed
+    assert capacity.n == 80  # the sample beside its percentiles (made_up: 4 per user)
 
 
 def test_the_search_extends_an_inconclusive_result_then_stops_counting_it() -> None:
