@@ -24,6 +24,7 @@ __all__ = [
     "Panel",
     "PositiveSeconds",
     "Seconds",
+    "SecondsTiers",
     "Section",
     "SectionT",
     "flag_of",
@@ -46,6 +47,25 @@ def _seconds(value: Any) -> Any:
 # Durations accept what users type (500ms, 30s, 8m, 1h or seconds) and hold seconds.
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(ge=0)]
 PositiveSeconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+
+
+def _tiers(value: Any) -> Any:
+    """``200ms,500ms,1s`` (a flag), a list (a profile) or one duration -> seconds, tightest first."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        items = [items]
+    if not items or any(isinstance(i, str) and not i.strip() for i in items):
+        raise ValueError("expected DUR or DUR,DUR,... (e.g. 200ms,500ms,1s)")
+    seconds = tuple(_seconds(i.strip() if isinstance(i, str) else i) for i in items)
+    if any(not isinstance(v, float | int) or v <= 0 for v in seconds):
+        raise ValueError("every limit must be a duration above 0")
+    if list(seconds) != sorted(seconds):
+        raise ValueError("tiers go from the tightest limit to the loosest (e.g. 200ms,500ms,1s)")
+    return seconds
+
+
+# One limit or SLO tiers (``200ms,500ms,1s``): positive seconds, tightest first.
+SecondsTiers = Annotated[tuple[float, ...], BeforeValidator(_tiers)]
 
 Panel = Literal["Target", "Workload", "Ramp", "SLO", "Load", "Run", "Output", "Simulator", "Faults"]
 

@@ -204,6 +204,21 @@ STEP_COLUMNS = (
     "deficit",
     "passed",
     "reasons",
+    # Sample sizes: the successes p50/p95/p99 (and ttft/tpot) are over, and the requests
+    # an SLO percentile is over (every one started, failures ranked slowest), with its
+    # 95% bounds and verdict (issue 24).
+    "latency_n",
+    "slo_n",
+    "slo_ttft_ms",
+    "slo_ttft_low_ms",
+    "slo_ttft_high_ms",
+    "slo_tpot_ms",
+    "slo_tpot_low_ms",
+    "slo_tpot_high_ms",
+    "slo_e2e_ms",
+    "slo_e2e_low_ms",
+    "slo_e2e_high_ms",
+    "slo_verdict",
 )
 
 
@@ -291,7 +306,25 @@ def _step_row(s: StepResult) -> dict[str, object]:
         "deficit": _num(tests.deficit if tests else None),
         "passed": int(s.passed),
         "reasons": "; ".join(s.reasons),
+        **_slo_cells(s),
     }
+
+
+def _slo_cells(s: StepResult) -> dict[str, object]:
+    """A step's sample sizes and SLO percentiles with their bounds (``steps.csv``)."""
+    good = s.goodput
+    cells: dict[str, object] = {
+        "latency_n": s.requests - s.failures,
+        "slo_n": good.n if good else "",
+        "slo_verdict": (good.verdict or "") if good else "",
+    }
+    for name in ("ttft", "tpot", "e2e"):
+        bounds = getattr(good, f"{name}_bounds_ms") if good else None
+        low, high = bounds if bounds is not None else (None, None)
+        cells[f"slo_{name}_ms"] = _num(getattr(good, f"{name}_ms") if bounds else None)
+        cells[f"slo_{name}_low_ms"] = _num(low)
+        cells[f"slo_{name}_high_ms"] = _num(high)
+    return cells
 
 
 def _num(value: float | None) -> str | float:

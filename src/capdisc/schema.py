@@ -48,6 +48,7 @@ __all__ = [
     "StopReason",
     "Summary",
     "TargetInfo",
+    "Tier",
     "TokenStats",
     "ToolsInfo",
     "VersionDiff",
@@ -165,10 +166,29 @@ class Goodput(_Model):
     good: int
     pct: float | None  # good / requests, in percent (None without requests)
     rps: float | None  # good requests per measured second
-    # Each figure at the SLO's percentile, over the successful requests.
+    # Each figure at the SLO's percentile over every request counted (``n``), failures
+    # and requests without the figure ranked slower than every success (None: the
+    # percentile falls among those, or nothing was measured).
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None
+    # Requests the percentiles are over: every one started in the window and answered
+    # (with an end-to-end limit, those still in flight past the await bound too, ranked
+    # slowest). 0 in summaries before it existed.
+    n: int = 0
+    # Distribution-free 95% bounds of each figure's percentile (order statistics):
+    # [lower, upper]; a None lower bound is none (too few requests, or, in JSON, among the
+    # failures: the reasons say which), a None upper bound is unbounded (too few
+    # requests, or the percentile among the failures).
+    ttft_bounds_ms: tuple[float | None, float | None] | None = None
+    tpot_bounds_ms: tuple[float | None, float | None] | None = None
+    e2e_bounds_ms: tuple[float | None, float | None] | None = None
+    # The SLO verdict: pass when every upper bound is within its limit, fail when a
+    # lower bound is over it, else inconclusive.
+    verdict: Literal["pass", "fail", "inconclusive"] | None = None
+    # Some TPOT figures were computed from output tokens counted as events (the server
+    # sent no usage): a TPOT limit is judged on an estimate.
+    tpot_estimated: bool = False
 
 
 class ClientLoad(_Model):
@@ -260,6 +280,10 @@ class StepResult(_Model):
     # capdisc itself was the limit: not a server verdict, and no capacity is reported.
     client_bound: bool = False
     server: ServerFigures | None = None  # the server's own metrics (never the verdict)
+    # With SLO tiers (--slo-ttft 200ms,500ms,1s): each tier's goodput and whether the
+    # step passed it, tightest first (the step's verdict is the loosest tier's).
+    tiers: list[Goodput] = Field(default_factory=list)
+    tiers_passed: list[bool] = Field(default_factory=list)
 
 
 class Capacity(_Model):
@@ -282,6 +306,19 @@ class Capacity(_Model):
     fail_users: int | None = None
     fail_rps: float | None = None
     fail_verdict: Literal["fail", "inconclusive"] | None = None
+    # The successful requests p50_ms and p95_ms are over (None: a summary before it).
+    n: int | None = None
+
+
+class Tier(_Model):
+    """The capacity under one SLO tier: the most users that passed its limits (see Capacity)."""
+
+    limits: Slo
+    users: int | None  # None: no level passed this tier
+    rps: float | None
+    confirmed: bool | None  # passed twice at that level
+    at_least: bool = False  # no level failed this tier
+    fail_users: int | None = None  # the lowest level that did not pass it
 
 
 class AtStop(_Model):
@@ -378,6 +415,8 @@ class DiscoverySummary(_Model):
     capacity: Capacity | None
     at_stop: AtStop
     steps: list[StepResult]
+    # With SLO tiers: one capacity per tier, tightest first (the last is ``capacity``'s).
+    tiers: list[Tier] = Field(default_factory=list)
     pacing: Pacing = Field(default_factory=Pacing)
     tools: ToolsInfo | None = None
     client: ClientInfo | None = None

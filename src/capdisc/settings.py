@@ -38,6 +38,7 @@ from capdisc.fields import (
     OptionSpec,
     PositiveSeconds,
     Seconds,
+    SecondsTiers,
     Section,
     SectionT,
     flag_of,
@@ -446,23 +447,23 @@ class RampSettings(_RunOptions):
 class _SloOptions(Section):
     """Token-level limits a request must meet to count as good (goodput)."""
 
-    slo_ttft: PositiveSeconds | None = option(
+    slo_ttft: SecondsTiers | None = option(
         None,
         panel="SLO",
         duration=True,
-        help="Time to first token must stay within this at --slo-percentile (DUR, e.g. 500ms).",
+        help="Time to first token must stay within this at --slo-percentile (DUR, e.g. 500ms); DUR,DUR,... gives SLO tiers, paired by position.",
     )
-    slo_tpot: PositiveSeconds | None = option(
+    slo_tpot: SecondsTiers | None = option(
         None,
         panel="SLO",
         duration=True,
-        help="Time per output token after the first must stay within this (DUR, e.g. 50ms).",
+        help="Time per output token after the first must stay within this (DUR, e.g. 50ms); DUR,DUR,... gives SLO tiers, paired by position.",
     )
-    slo_e2e: PositiveSeconds | None = option(
+    slo_e2e: SecondsTiers | None = option(
         None,
         panel="SLO",
         duration=True,
-        help="Whole request time must stay within this at --slo-percentile (DUR).",
+        help="Whole request time must stay within this at --slo-percentile (DUR); DUR,DUR,... gives SLO tiers, paired by position.",
     )
     slo_percentile: float = option(
         95.0,
@@ -485,10 +486,45 @@ class _SloOptions(Section):
             raise ValueError("min_goodput needs at least one of slo_ttft, slo_tpot, slo_e2e")
         return self
 
+    @model_validator(mode="after")
+    def _tiers_pair_up(self) -> _SloOptions:
+        tiered = [
+            (name, len(v))
+            for name, v in (
+                ("slo_ttft", self.slo_ttft),
+                ("slo_tpot", self.slo_tpot),
+                ("slo_e2e", self.slo_e2e),
+            )
+            if v and len(v) > 1
+        ]
+        for name, count in tiered[1:]:
+            if count != tiered[0][1]:
+                raise ValueError(
+                    f"{name} gives {count} limits and {tiered[0][0]} {tiered[0][1]}: SLO tiers "
+                    "pair up by position (give each the same number of limits, or one)"
+                )
+        return self
+
     @property
     def slo_limits_set(self) -> bool:
         """True when at least one --slo-* limit is given."""
         return any(v is not None for v in (self.slo_ttft, self.slo_tpot, self.slo_e2e))
+
+    @property
+    def slo_tier_count(self) -> int:
+        """How many SLO tiers the limits give (1: a single limit each; 0: none)."""
+        lengths = [len(v) for v in (self.slo_ttft, self.slo_tpot, self.slo_e2e) if v]
+        return max(lengths, default=0)
+
+    def slo_tier(self, index: int) -> tuple[float | None, float | None, float | None]:
+        """The (ttft, tpot, e2e) limits of tier ``index`` in seconds (a single limit in every tier)."""
+
+        def at(values: tuple[float, ...] | None) -> float | None:
+            if not values:
+                return None
+            return values[index] if len(values) > 1 else values[0]
+
+        return at(self.slo_ttft), at(self.slo_tpot), at(self.slo_e2e)
 
 
 class StreamRampSettings(RampSettings, _SloOptions):
@@ -531,6 +567,16 @@ class ToolsSettings(RampSettings):
 
 class CompareSettings(_RunOptions, _SloOptions):
     """``compare stream`` (profile table ``[stream]``): the fixed load both versions get."""
+
+    @model_validator(mode="after")
+    def _one_tier(self) -> CompareSettings:
+        for name in ("slo_ttft", "slo_tpot", "slo_e2e"):
+            values = getattr(self, name)
+            if values and len(values) > 1:
+                raise ValueError(
+                    f"{name} takes one limit in compare stream (SLO tiers are for discover stream)"
+                )
+        return self
 
     users: int = option(200, ge=1, panel="Load", help="Fixed users (default 200).")
     interval: PositiveSeconds = option(

@@ -26,6 +26,9 @@ TOKENS = 32
 INTERVAL_S = 2.0
 STEP_S = 10.0
 TTFT_LIMIT_S = 0.4
+# A tighter SLO tier in the same run (item 2 of issue 24): the ramp climbs until the
+# loosest tier fails; the tight tier gets its own capacity, never above the loose one's.
+TIGHT_TTFT_S = 0.3
 PERCENTILE = 95
 
 
@@ -60,7 +63,7 @@ step_users = 10
 max_users = 80
 step_duration = "{STEP_S:g}s"
 interval = "{INTERVAL_S:g}s"
-slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
+slo_ttft = ["{TIGHT_TTFT_S * 1000:g}ms", "{TTFT_LIMIT_S * 1000:g}ms"]
 """
     )
     out = tmp_path / "run"
@@ -89,8 +92,72 @@ slo_ttft = "{TTFT_LIMIT_S * 1000:g}ms"
     assert len(steps) == len(summary["steps"])
     assert all(float(row["goodput_pct"]) >= 0 for row in steps)
     assert "SLO: TTFT <= 400 ms at p95" in result.stdout
+    # SLO tiers: one capacity per tier, tightest first, the loosest being the capacity.
+    tight, loose = summary["tiers"]
+    assert (tight["limits"]["ttft_ms"], loose["limits"]["ttft_ms"]) == (300, 400)
+    assert loose["users"] == found and loose["confirmed"]
+    assert tight["users"] is not None and tight["users"] <= found
+    assert "Capacity per SLO tier" in result.stdout
+    # The sample size goes next to every SLO percentile (steps.csv, the terminal).
+    assert all(int(row["slo_n"]) >= int(row["requests"]) for row in steps)
+    assert all(
+        float(row["slo_ttft_high_ms"] or "inf") >= float(row["slo_ttft_ms"] or 0) for row in steps
+    )
+    assert " n=" in result.stdout
 
 
 def test_the_slo_options_belong_to_the_streaming_commands() -> None:
     result = run_capdisc("discover", "batch", "--slo-ttft", "1s")
     assert result.returncode == 2 and "--slo-ttft" in result.stderr
+
+
+def slow_answers_profile(
+    tmp_path: Path, *, prefill_ms: int, per_token_ms: int, tokens: int
+) -> Path:
+    """An idle simulator with room to spare (16 slots) whose answers are slow."""
+    profile = tmp_path / "slow.toml"
+    profile.write_text(
+        f"""
+[target]
+embedded = true
+max_tokens = 64
+timeout = "20s"
+
+[simulator]
+slots = 16
+prefill_ms = {prefill_ms}
+per_token_ms = {per_token_ms}
+output_tokens = {tokens}
+jitter = 0.0
+seed = 3
+
+[discover_stream]
+start_users = 3
+step_users = 3
+max_users = 6
+step_duration = "4s"
+interval = "1s"
+"""
+    )
+    return profile
+
+
+def test_pacing_the_first_step_shows_unmet_is_named_with_every_file_written(
+    tmp_path: Path,
+) -> None:
+    """Case 3: answers of 1.5 s at 1 s pacing on an idle 16-slot server (the 4-token
+    preflight is quick): the first step fails on lateness; the run names the pacing, with
+    the measured p95 and an interval to try (exit 4), never "the server's capacity", and
+    writes every file."""
+    profile = slow_answers_profile(tmp_path, prefill_ms=100, per_token_ms=100, tokens=14)
+    out = tmp_path / "run"
+    result = run_capdisc(
+        "discover", "stream", "--profile", str(profile), "--out", str(out), "--quiet", timeout=200
+    )
+    assert result.returncode == 4, (result.stdout, result.stderr)
+    assert "--interval 1s: at the lowest load (3 users) p95 latency took 1.5" in result.stderr
+    assert "try --interval 3s" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["capacity"] is None
+    assert any("constant pacing needs every answer" in w for w in summary["warnings"])
+    assert (out / "steps.csv").exists() and (out / "requests.csv").exists()

@@ -97,6 +97,9 @@ class Step:
     # Filled by the engine before the planner reads the step: how hard capdisc's own
     # load processes worked over the window (None when they sent no sample).
     client: ClientLoad | None = None
+    # Filled by the engine when the session stopped during the step, before
+    # ``abandon_step``: why (``failure_threshold``: failures of the run stopped it).
+    stopped_by: StopReason | None = None
     # Filled likewise: the server's own figures over the window (None when it publishes
     # no metrics capdisc reads, or no scrape fell in the window).
     server: ServerFigures | None = None

@@ -273,6 +273,7 @@ def run_session(
             stopped_at = min(time.time(), control.requested_at or math.inf)
             if stopped_at > step.window_start:
                 shape.close_step(step, stopped_at)
+                step.stopped_by = control.reason
                 planner.abandon_step(step, list(rows), stopped_at, control.detail)
         control.force_stop = None
         writer.flush()

@@ -1,8 +1,9 @@
 """Locust users for the three workloads: batch, stream and tools, with constant pacing.
 
-Every user starts a task every ``interval`` seconds (wait = interval - time taken;
-an overrun starts the next task at once and the slip shows in the record as
-``ts_start - ts_scheduled``). The first task waits a seeded random phase within
+Every user starts a task every ``interval`` seconds, on its own schedule (each task is
+due one interval after the previous one was due, :func:`next_start`, so the client's
+wake-up delay does not accumulate); an overrun starts the next task at once and the
+slip shows in the record as ``ts_start - ts_scheduled``. The first task waits a seeded random phase within
 the first interval, so a step's new users spread their requests evenly instead
 of arriving as one burst.
 
@@ -45,6 +46,7 @@ from capdisc.apis.wire import Answer, WireFormat
 from capdisc.loadgen.connection import UserConnection
 from capdisc.loadgen.contract import Workload
 from capdisc.loadgen.outcome import STOPPED_IN_FLIGHT, Outcome, blank_or_count, blank_or_ms
+from capdisc.loadgen.pacing import next_start
 from capdisc.loadgen.state import SessionState
 from capdisc.records import ROUND_PREFIX, RequestRecord
 from capdisc.templates import SERVER_TOOLS_PLACEHOLDERS, Template, body_values
@@ -136,7 +138,7 @@ class PacedUser(User):
             raise StopUser
         scheduled = self._next_start
         started = time.time()
-        self._next_start = started + self.workload.interval_s
+        self._next_start = next_start(scheduled, started, self.workload.interval_s)
         if _TEST_HOLD_LOOP_S:
             _hold_loop(_TEST_HOLD_LOOP_S)
         session = self.session

@@ -367,6 +367,14 @@ def compare_versions(
     )
     failures = _failure_interval(a, b, pair_diffs)
     skipped = dict(not_compared or {})
+    estimated = {side: _tokens_estimated(rows) for side, rows in (("A", a), ("B", b))}
+    if estimated["A"] != estimated["B"] and "tpot_p50" not in skipped:
+        # Tokens counted as events on one side only: per-token times are not comparable.
+        side = "A" if estimated["A"] else "B"
+        skipped["tpot_p50"] = (
+            f"not compared: {side}'s output tokens are counted events (its server sent no "
+            "usage), the other's are the server's"
+        )
     metrics: dict[str, MetricDiff] = {}
     for name in METRICS:
         limit = None if gate_limits is None else gate_limits.get(name)
@@ -414,14 +422,19 @@ def compare_versions(
                 "judged": name in judged and name not in skipped,
                 "gate_limit": limit if name not in skipped else None,
                 "note": skipped.get(name, "")
-                or ("" if metric.ci95 is not None else _no_interval(metric.change)),
+                or ("" if metric.ci95 is not None else _no_interval(metric.change))
+                or (
+                    "~ output tokens counted from events on both sides (no usage sent)"
+                    if name == "tpot_p50" and estimated["A"]
+                    else ""
+                ),
             }
         )
     p50 = intervals["e2e_p50"] if not per_token else interval("duration_ms", 0.5)
     p50_pct, p50_ci = both(p50)
     p95_pct, p95_ci = both(interval("duration_ms", 0.95))
     ttft_pct, ttft_ci = both(intervals["ttft_p50"])
-    tpot_pct, tpot_ci = both(intervals["tpot_p50"])
+    tpot_pct, tpot_ci = both(intervals["tpot_p50"]) if "tpot_p50" not in skipped else (None, None)
     mde = p50.mde_pct(alpha) if p50 is not None and p50_ci is not None else None
     return VersionDiff(
         p50_pct=p50_pct,
@@ -446,6 +459,12 @@ def compare_versions(
         failure_margin_pts=failure_margin_pts,
         length_differs=per_token,
     )
+
+
+def _tokens_estimated(rows: pd.DataFrame) -> bool:
+    """Some successful answer's output tokens are counted events (the server sent no usage)."""
+    ok = rows[rows["ok"] == 1]
+    return bool((ok["tokens_estimated"].astype("float64").fillna(0.0) == 1).any())
 
 
 def _no_interval(change: float | None) -> str:

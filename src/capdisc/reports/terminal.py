@@ -31,6 +31,7 @@ from capdisc.schema import (
     Capacity,
     CompareSummary,
     DiscoverySummary,
+    Goodput,
     StepResult,
     TargetInfo,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "step_summary",
     "steps_table",
     "target_label",
+    "tiers_table",
 ]
 
 # -- discovery -------------------------------------------------------------------------
@@ -61,21 +63,77 @@ def capacity_line(summary: DiscoverySummary) -> str:
     users = f"at least {cap.users}" if cap.at_least else str(cap.users)
     return (
         f"Capacity: {users} users, {format_rps(cap.rps)} req/s, "
-        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_interval(cap)} ({stopped})"
+        f"p50 {format_ms(cap.p50_ms)}, p95 {format_ms(cap.p95_ms)}{_sample(summary)}"
+        f"{_interval(cap, summary.stop_reason)} ({stopped})"
     )
 
 
-def _interval(cap: Capacity) -> str:
+def _sample(summary: DiscoverySummary) -> str:
+    """`` (n=60)``: the successes the capacity's percentiles are over."""
+    cap = summary.capacity
+    if cap is not None and cap.n is not None:
+        return f" (n={cap.n})"
+    step = next((s for s in reversed(summary.steps) if cap and s.users == cap.users), None)
+    return "" if step is None else f" (n={step.requests - step.failures})"
+
+
+def _slo_cell(good: Goodput | None) -> str:
+    """The TTFT at the SLO's percentile and the requests it is over: ``412 ms n=63``."""
+    if good is None:
+        return format_ms(None)
+    return format_ms(good.ttft_ms) + (f" n={good.n}" if good.n else "")
+
+
+def _interval(cap: Capacity, stop_reason: str = "") -> str:
     """``; confirmed, below 52 users (26.0 req/s offered) that failed`` (schema 2 only)."""
     if cap.confirmed is None:
         return ""
-    how = "confirmed" if cap.confirmed else "NOT confirmed (passed once, while climbing)"
+    how = "confirmed (passed twice)" if cap.confirmed else "NOT confirmed (passed once)"
     if cap.fail_users is None or cap.fail_rps is None:
+        if stop_reason == "failure_threshold":
+            return f"; {how}, the failure threshold stopped the run before a level failed"
         return f"; {how}, no level failed"
     return (
         f"; {how}, below {cap.fail_users} users ({format_rps(cap.fail_rps)} req/s offered), "
         f"which {'failed' if cap.fail_verdict == 'fail' else 'stayed inconclusive'}"
     )
+
+
+def _longer_windows(summary: DiscoverySummary) -> str:
+    """Said when a level was held longer than a step so its SLO percentile could be bounded."""
+    step_s = summary.step_s or 0.0
+    longer = [
+        s for s in summary.steps if s.extensions == 0 and (s.measured_s or 0.0) > step_s + 1e-6
+    ]
+    if summary.slo is None or not longer:
+        return ""
+    return (
+        "; levels with few users were held longer, until their window had the requests "
+        f"a p{summary.slo.percentile:g} bound needs"
+    )
+
+
+def tiers_table(summary: DiscoverySummary) -> Table | None:
+    """With SLO tiers: one line per tier, its limits and the capacity under them."""
+    if not summary.tiers:
+        return None
+    table = Table(title="Capacity per SLO tier", title_justify="left")
+    for header in ("tier", "limits", "users", "req/s", "confirmed", "failed at"):
+        table.add_column(header, justify="left" if header in ("limits", "confirmed") else "right")
+    for number, tier in enumerate(summary.tiers, start=1):
+        users = "-" if tier.users is None else str(tier.users)
+        if tier.at_least:
+            users = f">= {users}"
+        confirmed = "-" if tier.confirmed is None else "yes" if tier.confirmed else "NO (once)"
+        table.add_row(
+            str(number),
+            slo_text(tier.limits.model_copy(update={"min_goodput_pct": None})),
+            users,
+            format_rps(tier.rps) if tier.rps is not None else "-",
+            confirmed,
+            "-" if tier.fail_users is None else str(tier.fail_users),
+        )
+    return table
 
 
 def _why_not_found(summary: DiscoverySummary) -> str:
@@ -166,7 +224,7 @@ def steps_table(summary: DiscoverySummary, width: int = 100) -> Table:
             ]
             + (
                 [
-                    format_ms(good.ttft_ms if good else None),
+                    _slo_cell(good),
                     format_percent(good.pct if good else None),
                 ]
                 if slo is not None
@@ -230,6 +288,9 @@ def render_discovery(summary: DiscoverySummary, console: Console, verbose: bool 
     style = "bold green" if summary.capacity else "bold red"
     # Result lines are soft-wrapped: the terminal folds them, a copy-paste gets one line.
     console.print(Text(capacity_line(summary), style=style), markup=False, soft_wrap=True)
+    tiers = tiers_table(summary)
+    if tiers is not None:
+        console.print(tiers)
     server = discovery_server_line(summary)
     if server is not None:
         console.print(server, markup=False, highlight=False, soft_wrap=True)
@@ -243,7 +304,8 @@ def render_discovery(summary: DiscoverySummary, console: Console, verbose: bool 
         console.print(
             f"Steps: measured {format_duration(summary.step_s)} each (a whole number of "
             f"{format_duration(summary.interval_s)} intervals), after all their users run; "
-            "an inconclusive step is extended; requests belong to the step they started in",
+            "an inconclusive step is extended; requests belong to the step they started in"
+            + _longer_windows(summary),
             markup=False,
             soft_wrap=True,
         )
@@ -282,6 +344,7 @@ def render_discovery(summary: DiscoverySummary, console: Console, verbose: bool 
             f"Tokens at capacity: {format_tps(tokens)} output tok/s"
             + (f", ttft p95 {format_ms(tokens.ttft.p95_ms)}" if tokens.ttft.p95_ms else "")
             + (f", tpot p95 {format_ms(tokens.tpot.p95_ms)}" if tokens.tpot.p95_ms else "")
+            + (f" (n={tokens.requests})" if tokens.ttft.p95_ms or tokens.tpot.p95_ms else "")
             + (" (~ counted from events: the server sent no usage)" if tokens.estimated else ""),
             markup=False,
             soft_wrap=True,

@@ -27,7 +27,7 @@ from capdisc.strategies.calibrate import cache_dir
 from capdisc.strategies.client import ClientPlan, Demand, client_info, plan_client
 from capdisc.strategies.preparation import open_target, prepare_run, server_checks
 from capdisc.strategies.ramp import RampPlanner
-from capdisc.strategies.slo import slo_of
+from capdisc.strategies.slo import slo_of, slo_tiers
 
 if TYPE_CHECKING:
     from capdisc.loadgen.context import RunContext
@@ -104,7 +104,7 @@ def run_discovery(request: DiscoveryRequest, progress: ProgressSink | None) -> R
             tools=request.tools,
             prompts=prompts,
         )
-        planner = RampPlanner(settings, slo_of(settings))
+        planner = RampPlanner(settings, slo_of(settings), slo_tiers(settings))
         with RunContext(
             out_dir,
             failure_threshold=settings.failure_threshold,
@@ -182,6 +182,10 @@ def _result(
                 f"task durations vary too much for a fair discovery (CV {cv:.2f} > "
                 f"{MAX_DETERMINISTIC_CV}): the target is not deterministic"
             )
+    # Pacing the server cannot meet is named, never blamed on the server (exit 4).
+    unmet = planner.search.pacing_unmet() if result.stop_reason is None else None
+    if unmet is not None:
+        warnings.append(unmet)
     summary = DiscoverySummary(
         strategy=request.strategy,
         target=target_info,
@@ -194,6 +198,7 @@ def _result(
         failure_threshold=request.settings.failure_threshold,
         slo=planner.slo,
         capacity=planner.capacity(),
+        tiers=planner.tiers(),
         at_stop=at_stop(records, result.users_at_stop),
         steps=planner.results,
         pacing=pacing_stats(task_rows, request.settings.interval),
@@ -209,7 +214,7 @@ def _result(
         ),
         servers=servers,
     )
-    failure = None
+    failure = RunFailed(f"{unmet}; files are in {out_dir}") if unmet is not None else None
     if not planner.results:
         failure = RunFailed(
             f"no step completed ({detail or stop_reason}); raw records are in {out_dir}"

@@ -10,11 +10,13 @@ each scraped ``/metrics`` page said against capdisc's rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from capdisc.durations import format_duration
 from capdisc.loadgen.contract import ProgressSink
 from capdisc.profiles import Profile
 from capdisc.rundir import check_out_dir, create_out_dir
@@ -25,7 +27,30 @@ if TYPE_CHECKING:
     from capdisc.apis.server_metrics import MetricsEndpoint
     from capdisc.loadgen.scraper import ServerScraper
 
-__all__ = ["find_server_metrics", "open_target", "prepare_run", "server_checks"]
+__all__ = [
+    "find_server_metrics",
+    "open_target",
+    "prepare_run",
+    "server_checks",
+    "suggested_interval",
+    "unmet_interval",
+]
+
+
+def suggested_interval(latency_s: float) -> float:
+    """An interval with room for the measured latency to grow with load: 1.5 x it, whole
+    seconds (latency rises with load, and constant pacing needs it within the interval)."""
+    return float(math.ceil(1.5 * latency_s))
+
+
+def unmet_interval(interval_s: float, latency_s: float, where: str) -> str:
+    """One line naming pacing the server cannot meet, with the measured latency."""
+    return (
+        f"--interval {format_duration(interval_s)}: {where} took {format_duration(latency_s)}, "
+        "and constant pacing needs every answer within the interval (a longer one makes the "
+        "next task late, which reads as overload); try "
+        f"--interval {format_duration(suggested_interval(latency_s))}"
+    )
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """A discovery step's verdict: pass, fail or inconclusive, each reason naming its test.
 
 Hard limits fail a step outright: no request, the failure rate above
-``--max-failure-rate``, p95 above ``--slo-p95``, a token SLO broken (``--slo-*``).
+``--max-failure-rate``, p95 above ``--slo-p95``, a token SLO broken with confidence
+(``--slo-*``: its percentile's 95% lower bound over the limit; a bound spanning the
+limit leaves the step inconclusive, :mod:`capdisc.metrics.goodput`).
 Overload is judged by tests that hold at exactly capacity (:mod:`capdisc.metrics.trend`):
 a latency trend within each user, the backlog in flight, the throughput deficit and
 lateness, each against the noise the step itself explains. Any failing test fails the
@@ -13,7 +15,7 @@ its limit is client-bound: never a server verdict.
 from __future__ import annotations
 
 from capdisc.durations import format_duration
-from capdisc.metrics.goodput import slo_reasons
+from capdisc.metrics.goodput import slo_reasons, slo_undecided
 from capdisc.metrics.trend import Evidence
 from capdisc.schema import OverloadTests, Slo, StepResult
 from capdisc.settings import RampSettings
@@ -41,6 +43,9 @@ def judge_step(
         )
     failing = _hard_limits(result, settings, slo)
     undecided: list[str] = []
+    if slo is not None and result.goodput is not None:
+        # A token SLO whose confidence bounds span its limit: measured on (extended).
+        undecided += slo_undecided(result.goodput, slo)
     if evidence is not None:
         if evidence.verdict == "fail":
             failing += evidence.deciding

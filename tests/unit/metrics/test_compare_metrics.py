@@ -206,3 +206,18 @@ def test_a_cut_block_leaves_its_pair_out_of_the_latency_intervals() -> None:
     cut = compare_versions(a, b, partial_b=[4])
     assert whole.pairs == 4 and cut.pairs == 3
     assert cut.metrics["failures"].b == whole.metrics["failures"].b
+
+
+def test_tpot_on_counted_events_against_real_usage_is_not_compared() -> None:
+    """Item 5 of issue 24: B's server sends no usage (tokens counted as events, 20 tokens an
+    event reads as a TPOT 20 times too high): TPOT is not compared, and says why; on
+    both sides estimated, it is compared and says so."""
+    a, b = streams(2, per_block=300)
+    b_estimated = b.assign(tokens_estimated=1.0)
+    diff = compare_versions(a, b_estimated, gate_limits=GATE_5)
+    tpot = diff.metrics["tpot_p50"]
+    assert tpot.verdict == "inconclusive" and tpot.change is None and not tpot.judged
+    assert tpot.note.startswith("not compared: B's output tokens are counted events")
+    both = compare_versions(a.assign(tokens_estimated=1.0), b_estimated)
+    assert both.metrics["tpot_p50"].note.startswith("~ output tokens counted from events")
+    assert compare_versions(a, b).metrics["tpot_p50"].note == ""

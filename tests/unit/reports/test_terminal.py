@@ -76,7 +76,9 @@ def test_render_discovery_shows_steps_capacity_and_at_stop() -> None:
     out = console()
     render_discovery(discovery(), out)
     text = out.export_text()
-    assert "Capacity: 18 users, 9.0 req/s, p50 452 ms, p95 497 ms (stopped: max_users)" in text
+    assert (
+        "Capacity: 18 users, 9.0 req/s, p50 452 ms, p95 497 ms (n=540) (stopped: max_users)" in text
+    )
     assert "At stop: 20 users, 1,234 requests, 1.5% failed, mean response time 1.24 s" in text
     assert "\u2717 achieved 70% of offered" in text  # the reason, folded in its cell
     assert "\u2713" in text and "\u2717" in text

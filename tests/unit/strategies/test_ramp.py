@@ -10,13 +10,14 @@ planner must land within 10% of U*.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 
 from capdisc.loadgen.contract import Step
-from capdisc.schema import ClientLoad
+from capdisc.schema import ClientLoad, StepResult
 from capdisc.settings import RampSettings
-from capdisc.strategies.ramp import RampPlanner, whole_intervals
+from capdisc.strategies.ramp import RampPlanner, RampSearch, whole_intervals
 
 INTERVAL = 2.0
 SERVICE_MS = 400.0
@@ -397,3 +398,141 @@ def test_a_step_whose_backlog_fails_however_long_its_tasks_take_is_decided_early
     healthy, rows = overloaded_step(8, 16.0, at_end=20)
     healthy.censored_ms = []
     assert not planner.decided_early(healthy, rows, remaining_s=5.0)
+
+
+def made_up(step: Step, passed: bool, *, verdict: str | None = None) -> StepResult:
+    """A judged step result with only what the search reads: no request behind it."""
+    return StepResult(
+        index=step.index,
+        users=step.users,
+        phase="ramp" if step.phase == "hold" else step.phase,
+        window_start=0.0,
+        window_end=step.hold_s,
+        offered_rps=step.users / INTERVAL,
+        achieved_rps=step.users / INTERVAL,
+        requests=step.users * 4,
+        failures=0,
+        failure_rate=0.0,
+        p50_ms=SERVICE_MS,
+        p95_ms=SERVICE_MS,
+        p99_ms=SERVICE_MS,
+        avg_ms=SERVICE_MS,
+        verdict=verdict or ("pass" if passed else "fail"),  # type: ignore[arg-type]
+        passed=passed,
+    )
+
+
+def test_the_search_is_a_policy_on_made_up_step_results() -> None:
+    """RampSearch sees judged results only: levels up to 20 pass, above fail, no rows at all."""
+    search = RampSearch(settings(start_users=10, step_users=10))
+    step: Step | Literal["extend"] | None = search.first_step()
+    seen: list[int] = []
+    while isinstance(step, Step) and len(seen) < 30:
+        seen.append(step.users)
+        step = search.judged(made_up(step, step.users <= 20), 0)
+    assert seen[:3] == [10, 20, 30]
+    assert max(seen) == 30  # never above the first failure
+    capacity = search.capacity()
+    assert capacity is not None and capacity.users == 20 and capacity.fail_users in (21, 30)
+    assert capacity.confirmed
+    assert capacity.n == 80  # the sample beside its percentiles (made_up: 4 per user)
+
+
+def test_the_search_extends_an_inconclusive_result_then_stops_counting_it() -> None:
+    search = RampSearch(settings(start_users=10, step_users=10))
+    first = search.first_step()
+    assert search.judged(made_up(first, False, verdict="inconclusive"), 0) == "extend"
+    again = search.extension(first)
+    assert again.users == 10 and again.settle_s == 0.0
+    assert search.judged(made_up(again, False, verdict="inconclusive"), 1) == "extend"
+    last = search.extension(again)
+    assert search.judged(made_up(last, False, verdict="inconclusive"), 2) is None
+    assert search.results[-1].reasons[0].startswith("still inconclusive after 2 extensions")
+    assert search.capacity() is None
+
+
+def test_a_slo_level_with_few_users_is_held_long_enough_to_bound_its_percentile() -> None:
+    """A p95 needs 59 requests for a confidence bound: 4 users at 2 s pacing hold 15 intervals."""
+    from capdisc.schema import Slo
+
+    planner = RampPlanner(settings(), Slo(ttft_ms=500))
+    assert planner.first_step().hold_s == 30.0
+    assert RampPlanner(settings()).first_step().hold_s == 8.0
+    assert planner.search.hold_for(40) == 8.0
+
+
+def test_a_failure_threshold_stop_at_a_failing_level_bounds_the_capacity_from_above() -> None:
+    """Case 4: 10, 20, 30 pass; at 40 the server sheds with fast 503s and the failure
+    threshold stops the run: 40 is the failing level beside the capacity, never "at least
+    30 ... no level failed"."""
+    from capdisc.reports.terminal import capacity_line
+    from capdisc.schema import AtStop, DiscoverySummary, TargetInfo
+
+    planner = RampPlanner(settings(start_users=10, step_users=10))
+    step: Step | None = planner.first_step()
+    clock = 0.0
+    while step is not None and step.users < 40:
+        step.window_start = clock + step.settle_s
+        step.window_end = clock = step.window_start + step.hold_s
+        rows = synthetic_rows(step.users, step.window_start, step.window_end, 1e9, overloaded=False)
+        step = planner.next_step(step, rows)
+    assert step is not None and step.users == 40
+    step.window_start = clock + step.settle_s
+    step.window_end = step.window_start + step.hold_s
+    stop = step.window_start + 3.0
+    rows = synthetic_rows(40, step.window_start, stop, 1e9, overloaded=False)
+    shed = [(*row[:7], 503, 0, 5.0, *row[10:]) for row in rows[:6]]
+    step.stopped_by = "failure_threshold"
+    planner.abandon_step(step, shed + rows[6:], stop, "5 failed requests (threshold 5)")
+    capacity = planner.capacity()
+    assert capacity is not None and capacity.users == 30
+    assert capacity.fail_users == 40 and not capacity.at_least and capacity.fail_verdict == "fail"
+    summary = DiscoverySummary(
+        strategy="batch",
+        target=TargetInfo(url="http://x", model="m", api="openai"),
+        started_at="",
+        finished_at="",
+        stop_reason="failure_threshold",
+        interval_s=INTERVAL,
+        failure_threshold=5,
+        capacity=capacity,
+        at_stop=AtStop(users=40, total_requests=1, failure_rate=0.0, avg_ms=None),
+        steps=planner.results,
+    )
+    line = capacity_line(summary)
+    assert "no level failed" not in line and "below 40 users" in line, line
+
+
+def test_confirmed_means_measured_twice_at_that_level() -> None:
+    """Case 5: a single pass while refining after a drain is not "confirmed": the level
+    is measured once more, and a level that then fails is not reported."""
+    planner = RampPlanner(settings(start_users=10, step_users=10))
+    steps = drive_scripted(
+        planner, {10: [True], 20: [True], 30: [True], 40: [False], 35: [True, False]}
+    )
+    capacity = planner.capacity()
+    assert capacity is not None, steps
+    passes = [r for r in planner.results if r.users == capacity.users and r.passed]
+    assert capacity.confirmed and len(passes) >= 2, steps
+    if 35 in steps:
+        assert capacity.users != 35 and steps.count(35) >= 2, steps
+
+
+def test_slo_tiers_get_one_capacity_each_from_one_ramp() -> None:
+    """Item 2: three tiers; the ramp climbs until the loosest fails (at 60) and each
+    tighter tier's level is measured once more to confirm it."""
+    limits = {0: 20, 1: 40, 2: 50}  # tier -> the most users that pass it
+    search = RampSearch(settings(start_users=10, step_users=10, max_users=100), tiers=3)
+    step: Step | Literal["extend"] | None = search.first_step()
+    seen: list[int] = []
+    while isinstance(step, Step) and len(seen) < 30:
+        seen.append(step.users)
+        passed = [step.users <= limits[t] for t in range(3)]
+        result = made_up(step, passed[-1]).model_copy(update={"tiers_passed": passed})
+        step = search.judged(result, 0)
+    assert seen[:6] == [10, 20, 30, 40, 50, 60] and max(seen) == 60, seen
+    for tier, most in limits.items():
+        best, fail_users, confirmed = search.tier_capacity(tier)
+        assert best is not None and best.users == most and confirmed, (tier, seen)
+        assert fail_users is not None and fail_users > most
+    assert seen.count(20) == 2 and seen.count(40) == 2 and seen.count(50) == 2, seen
