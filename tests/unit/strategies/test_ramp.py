@@ -18,6 +18,7 @@ from capdisc.loadgen.contract import Step
 from capdisc.schema import ClientLoad, StepResult
 from capdisc.settings import RampSettings
 from capdisc.strategies.ramp import RampPlanner, RampSearch, whole_intervals
+from tests.summaries import discovery
 
 INTERVAL = 2.0
 SERVICE_MS = 400.0
@@ -466,7 +467,6 @@ def test_a_failure_threshold_stop_at_a_failing_level_bounds_the_capacity_from_ab
     threshold stops the run: 40 is the failing level beside the capacity, never "at least
     30 ... no level failed"."""
     from capdisc.reports.terminal import capacity_line
-    from capdisc.schema import AtStop, DiscoverySummary, TargetInfo
 
     planner = RampPlanner(settings(start_users=10, step_users=10))
     step: Step | None = planner.first_step()
@@ -487,16 +487,10 @@ def test_a_failure_threshold_stop_at_a_failing_level_bounds_the_capacity_from_ab
     capacity = planner.capacity()
     assert capacity is not None and capacity.users == 30
     assert capacity.fail_users == 40 and not capacity.at_least and capacity.fail_verdict == "fail"
-    summary = DiscoverySummary(
-        strategy="batch",
-        target=TargetInfo(url="http://x", model="m", api="openai"),
-        started_at="",
-        finished_at="",
+    summary = discovery(
         stop_reason="failure_threshold",
         interval_s=INTERVAL,
-        failure_threshold=5,
         capacity=capacity,
-        at_stop=AtStop(users=40, total_requests=1, failure_rate=0.0, avg_ms=None),
         steps=planner.results,
     )
     line = capacity_line(summary)
