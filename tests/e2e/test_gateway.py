@@ -120,8 +120,9 @@ def assert_key_nowhere(result: subprocess.CompletedProcess[str], out: Path) -> N
             assert KEY.encode() not in path.read_bytes(), path
 
 
+# From 6 users (U* is 10): the ramp's first steps are tested without the gateway.
 RAMP = [
-    *("--start-users", "3", "--step-users", "3", "--max-users", "30"),
+    *("--start-users", "6", "--step-users", "3", "--max-users", "30"),
     *("--interval", "1s", "--step-duration", "4s"),
 ]
 
@@ -196,7 +197,7 @@ def test_discover_tools_behind_the_gateway(
     gateway = start_gateway(sim.base_url)
     result, summary, out, before = capdisc_settled(
         *("discover", "tools", "--profile", str(profile_for(tmp_path, "gw", gateway))),
-        *("--tools", "2", "--start-users", "3", "--step-users", "3", "--max-users", "30"),
+        *("--tools", "2", "--start-users", "6", "--step-users", "3", "--max-users", "30"),
         *("--interval", "0.75s", "--step-duration", "4s"),
         tmp_path=tmp_path,
         count=lambda: (served(gateway)["agent"], sim.stats()["tool_calls"]),
