@@ -92,6 +92,11 @@ def test_exactly_n_tool_calls_and_capacity(
     assert capacity is not None and abs(capacity["users"] - u_star) <= 0.1 * u_star, (u_star, steps)
     assert len(summary["steps"][0]["round_p50_ms"]) == tools + 1
     assert info["duration_cv"] is not None and info["deterministic"] is True
+    # capdisc's own page of the run, with its capacity (opened in a browser for the other
+    # commands by test_report_html.py: the same discovery page).
+    assert summary["files"]["report_html"] == "report.html"
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert f"Capacity: {capacity['users']} users" in page
 
 
 def test_wrong_count_fails_the_task(start_simulator: StartSimulator, tmp_path: Path) -> None:
