@@ -56,8 +56,8 @@ def run_tools(
 
 
 # Slots and pacing chosen so that U* = 10 users for every N: no tool call, the
-# command's own example (2), and a long chain (5).
-@pytest.mark.parametrize(("tools", "slots", "interval"), [(0, 2, 0.5), (2, 4, 0.75), (5, 4, 1.5)])
+# command's own example (2), and a longer chain (3).
+@pytest.mark.parametrize(("tools", "slots", "interval"), [(0, 2, 0.5), (2, 4, 0.75), (3, 4, 1.0)])
 def test_exactly_n_tool_calls_and_capacity(
     start_simulator: StartSimulator, tmp_path: Path, tools: int, slots: int, interval: float
 ) -> None:
