@@ -26,9 +26,11 @@ TOKENS = 32
 INTERVAL_S = 2.0
 STEP_S = 10.0
 TTFT_LIMIT_S = 0.4
-# A tighter SLO tier in the same run (item 2 of issue 24): the ramp climbs until the
-# loosest tier fails; the tight tier gets its own capacity, never above the loose one's.
-TIGHT_TTFT_S = 0.3
+# A tighter SLO tier in the same run: the ramp climbs until the loosest tier fails; the
+# tight tier gets its own capacity, never above the loose one's. It leaves 250 ms for a
+# slot's wait, so the first level (37 users, 78% of U*) passes it even on a busy machine
+# (with 200 ms, its upper bound, about the p98 of 185 requests, failed it once).
+TIGHT_TTFT_S = 0.35
 PERCENTILE = 95
 
 
@@ -94,9 +96,9 @@ slo_ttft = ["{TIGHT_TTFT_S * 1000:g}ms", "{TTFT_LIMIT_S * 1000:g}ms"]
     assert "SLO: TTFT <= 400 ms at p95" in result.stdout
     # SLO tiers: one capacity per tier, tightest first, the loosest being the capacity.
     tight, loose = summary["tiers"]
-    assert (tight["limits"]["ttft_ms"], loose["limits"]["ttft_ms"]) == (300, 400)
+    assert (tight["limits"]["ttft_ms"], loose["limits"]["ttft_ms"]) == pytest.approx((350, 400))
     assert loose["users"] == found and loose["confirmed"]
-    assert tight["users"] is not None and tight["users"] <= found
+    assert tight["users"] is not None and tight["users"] <= found, (summary["tiers"], steps)
     assert "Capacity per SLO tier" in result.stdout
     # The sample size goes next to every SLO percentile (steps.csv, the terminal).
     assert all(int(row["slo_n"]) >= int(row["requests"]) for row in steps)
